@@ -1,0 +1,1 @@
+"""Plan finders, installed as ``cosma.solvers``: baselines, MILP, CP-SAT, decomposition."""

@@ -1,0 +1,60 @@
+"""Every docstring example in the library runs, and so does every README example."""
+
+from __future__ import annotations
+
+import doctest
+import importlib
+import pkgutil
+import re
+import shlex
+import subprocess
+from pathlib import Path
+
+import pytest
+
+import cosma
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _modules() -> list[str]:
+    names = ["cosma"]
+    for pkg in ("cosma", "cosma.graphs", "cosma.solvers"):
+        mod = importlib.import_module(pkg)
+        names += [
+            f"{pkg}.{m.name}" for m in pkgutil.iter_modules(mod.__path__) if m.name != "__main__"
+        ]
+    return sorted(set(names))
+
+
+@pytest.mark.parametrize("name", _modules())
+def test_doctests(name):
+    module = importlib.import_module(name)
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    assert result.failed == 0
+
+
+def _readme_commands() -> list[str]:
+    text = (ROOT / "README.md").read_text()
+    cmds = []
+    for block in re.findall(r"```(?:bash|sh|console)\n(.*?)```", text, re.S):
+        for line in block.splitlines():
+            line = line.strip()
+            if line.startswith("cosma "):
+                cmds.append(line)
+    return cmds
+
+
+def test_readme_has_commands():
+    assert _readme_commands(), "README lists no cosma commands"
+
+
+@pytest.mark.parametrize("command", _readme_commands())
+def test_readme_commands_run(command, tmp_path):
+    argv = shlex.split(command)
+    r = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, check=False)
+    assert r.returncode == 0, r.stderr
+
+
+def test_version():
+    assert cosma.__version__
