@@ -5,14 +5,20 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import time
 from collections.abc import Sequence
+from pathlib import Path
 
 import click
 
-from cosma.errors import CosmaError
+from cosma.errors import CosmaError, UsageError
 from cosma.graph import Graph, Setting, TensorKind
 from cosma.memory import MemoryFigures, memory_figures
+from cosma.plan import Plan
+from cosma.problem import Problem, budget_setting, resolve_budget
 from cosma.units import format_bytes
+
+log = logging.getLogger(__name__)
 
 SETTINGS = {
     "activations": [Setting.ACTIVATIONS],
@@ -69,7 +75,7 @@ def load_model(model: str, input_shapes: Sequence[str], element_bytes: float | N
 
 
 def _b(n: int, exact: bool) -> str:
-    return f"{n:,} B" if exact else f"{format_bytes(n)} ({n:,} B)"
+    return f"{n:,} B" if exact or n < 1024 else f"{format_bytes(n)} ({n:,} B)"
 
 
 def _figures_text(graph: Graph, f: MemoryFigures, exact: bool) -> list[str]:
@@ -147,6 +153,186 @@ def inspect(
     for f in figures:
         lines += _figures_text(graph, f, exact)
     click.echo("\n".join(lines))
+
+
+def _write_output(path: str, text: str, force: bool) -> str:
+    """Write ``text`` to ``path`` ('-' is stdout); never overwrite without --force."""
+    if path == "-":
+        click.echo(text)
+        return "standard output"
+    target = Path(path)
+    if target.exists() and not force:
+        raise UsageError(f"{path} already exists; pass --force to overwrite it")
+    if target.parent and not target.parent.exists():
+        raise UsageError(f"cannot write {path}: the folder {target.parent} does not exist")
+    target.write_text(text)
+    return path
+
+
+def _plan_summary(graph: Graph, plan: Plan, elapsed: float) -> list[str]:
+    lines = [
+        f"{graph.name}: {plan.method}  ->  {plan.status.value}",
+        f"  scratchpad          {format_bytes(plan.budget)} ({plan.budget:,} B), "
+        f"setting {plan.setting.value}"
+        + (f", alignment {plan.alignment} B" if plan.alignment > 1 else ""),
+    ]
+    if plan.reason:
+        lines.append(f"  reason              {plan.reason}")
+    if plan.status.has_plan:
+        t = plan.traffic
+        lines += [
+            f"  non-compulsory      {_b(t['non_compulsory'], False)}"
+            f"   (loads {t['loaded']:,} B, stores {t['stored']:,} B in all)",
+            f"  compulsory          {_b(t['compulsory'], False)}",
+            f"  peak occupancy      {_b(plan.peak or 0, False)}",
+        ]
+        if plan.lower_bound is not None:
+            gap = plan.gap
+            lines.append(
+                f"  lower bound         {plan.lower_bound:,} B"
+                + (f"   (gap {100 * gap:.1f} %)" if gap is not None else "")
+            )
+        cands = plan.stats.get("candidates")
+        if cands:
+            lines.append(
+                "  candidates          "
+                + ", ".join(f"{k} {v:,}" if v is not None else f"{k} -" for k, v in cands.items())
+            )
+    lines.append(f"  time                {elapsed:.2f} s (solve {plan.solve_time:.2f} s)")
+    return lines
+
+
+@cli.command()
+@model_options
+@click.option(
+    "-s",
+    "--scratchpad",
+    "budget",
+    required=True,
+    metavar="BUDGET",
+    help="Scratchpad size: bytes with optional unit (256KiB, 1.5MiB) or a name: "
+    "M_R, M_H, M_P (activations) or M_Rp, M_Hp, M_Pp (with parameters).",
+)
+@click.option(
+    "-m",
+    "--method",
+    default="baseline",
+    show_default=True,
+    help="Plan finder; 'cosma methods' lists them.",
+)
+@click.option(
+    "--setting",
+    type=click.Choice(["activations", "activations+parameters"]),
+    default=None,
+    help="Which tensors occupy the scratchpad [default: from the budget name, else activations].",
+)
+@click.option(
+    "--alignment", type=int, default=1, show_default=True, help="Scratchpad alignment in bytes."
+)
+@click.option(
+    "--time-limit",
+    type=float,
+    default=60.0,
+    show_default=True,
+    help="Seconds allowed to searches with a limit (min-peak order, solvers).",
+)
+@click.option(
+    "-o",
+    "--output",
+    default=None,
+    metavar="FILE",
+    help="Write the plan as JSON to FILE ('-' for standard output).",
+)
+@click.option("--force", is_flag=True, help="Overwrite the -o file if it exists.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def plan(
+    model: str,
+    input_shapes: tuple[str, ...],
+    element_bytes: float | None,
+    budget: str,
+    method: str,
+    setting: str | None,
+    alignment: int,
+    time_limit: float,
+    output: str | None,
+    force: bool,
+    as_json: bool,
+) -> None:
+    """Find a plan for MODEL in a scratchpad of BUDGET bytes and replay it.
+
+    Prints the status, the traffic split into compulsory and non-compulsory, the peak
+    occupancy and the time. A budget below M_R is refused, naming the operator that needs
+    more.
+    """
+    from cosma.solvers import METHODS, solve
+
+    if method not in METHODS:
+        raise UsageError(f"unknown method {method!r}; choose from: {', '.join(METHODS)}")
+    if output and output != "-" and Path(output).exists() and not force:
+        raise UsageError(f"{output} already exists; pass --force to overwrite it")
+    t0 = time.perf_counter()
+    graph = load_model(model, input_shapes, element_bytes)
+    chosen = Setting.parse(setting) if setting else (budget_setting(budget) or Setting.ACTIVATIONS)
+    nbytes = resolve_budget(
+        graph, budget, setting=chosen, alignment=alignment, time_limit=time_limit
+    )
+    problem = Problem(graph, nbytes, chosen, alignment)
+    why = problem.shortfall()
+    if why:
+        raise UsageError(f"no plan fits: {graph.name} {why}. Use a budget of at least M_R")
+    result = solve(problem, method, time_limit=time_limit)
+    elapsed = time.perf_counter() - t0
+    if output:
+        where = _write_output(output, result.to_json(), force)
+        log.info("plan written to %s", where)
+    if as_json:
+        doc = result.to_dict()
+        doc.pop("steps")
+        doc["elapsed"] = elapsed
+        click.echo(json.dumps(doc, indent=2))
+    elif output != "-":
+        lines = _plan_summary(graph, result, elapsed)
+        if output:
+            lines.append(f"  plan written to     {output}")
+        click.echo("\n".join(lines))
+    if not result.status.has_plan:
+        sys.exit(1)
+
+
+@cli.command()
+@model_options
+@click.argument("plan_file", metavar="PLAN")
+def replay(
+    model: str, input_shapes: tuple[str, ...], element_bytes: float | None, plan_file: str
+) -> None:
+    """Replay PLAN (a plan JSON file) on MODEL and report its traffic or every violation."""
+    from cosma.simulator import replay as run_replay
+
+    graph = load_model(model, input_shapes, element_bytes)
+    path = Path(plan_file)
+    if not path.is_file():
+        raise UsageError(f"{plan_file}: no such plan file")
+    p = Plan.from_json(path.read_text(), graph)
+    r = run_replay(graph, p)
+    if not r.valid:
+        click.echo(f"{plan_file}: INVALID, {len(r.violations)} violation(s):")
+        for v in r.violations[:50]:
+            click.echo(f"  {v}")
+        sys.exit(1)
+    t = r.traffic()
+    click.echo(
+        f"{plan_file}: valid on {graph.name}; non-compulsory {t['non_compulsory']:,} B, "
+        f"compulsory {t['compulsory']:,} B, peak {r.peak:,} B of {p.budget:,} B"
+    )
+
+
+@cli.command()
+def methods() -> None:
+    """List the plan finders."""
+    from cosma.solvers import METHODS
+
+    for name, fn in METHODS.items():
+        click.echo(f"{name:28s} {(fn.__doc__ or '').strip().splitlines()[0]}")
 
 
 def main(argv: Sequence[str] | None = None) -> None:

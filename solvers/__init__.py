@@ -1,1 +1,65 @@
-"""Plan finders, installed as ``cosma.solvers``: baselines, MILP, CP-SAT, decomposition."""
+"""Plan finders, installed as ``cosma.solvers``: baselines now; MILP, CP-SAT and
+decomposition as they land. Every method takes a :class:`~cosma.problem.Problem` and returns
+a replayed :class:`~cosma.plan.Plan`.
+
+>>> from cosma import GraphBuilder
+>>> from cosma.problem import Problem
+>>> g = GraphBuilder().input("x", 4).op("f", ["x"], {"y": 8}).output("y").build()
+>>> solve(Problem(g, 12), "baseline").status.value
+'optimal'
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from cosma.errors import UsageError
+from cosma.plan import Plan
+from cosma.problem import Problem
+from cosma.solvers.baselines import (
+    ALLOCATORS,
+    ORDERS,
+    PROTOCOL,
+    REPLACEMENTS,
+    baseline,
+    best_baseline,
+)
+
+__all__ = ["METHODS", "PROTOCOL", "baseline", "best_baseline", "method_names", "solve"]
+
+
+def _baseline_method(o: str, a: str, r: str) -> Callable[..., Plan]:
+    def run(problem: Problem, *, time_limit: float | None = 30.0, **_: object) -> Plan:
+        return baseline(problem, order=o, allocator=a, replacement=r, time_limit=time_limit)
+
+    run.__doc__ = f"Baseline: {o} order, {a} allocator, {r} replacement."
+    return run
+
+
+def _best(problem: Problem, *, time_limit: float | None = 30.0, **_: object) -> Plan:
+    return best_baseline(problem, time_limit=time_limit)
+
+
+_best.__doc__ = (
+    "Best of the protocol's four baselines ({file, minpeak} x arena x {belady, greedy})."
+)
+
+#: Every method by name.
+METHODS: dict[str, Callable[..., Plan]] = {"baseline": _best}
+for _o in ORDERS:
+    for _a in ALLOCATORS:
+        for _r in REPLACEMENTS:
+            METHODS[f"{_o}-{_a}-{_r}"] = _baseline_method(_o, _a, _r)
+
+
+def method_names() -> list[str]:
+    return list(METHODS)
+
+
+def solve(problem: Problem, method: str = "baseline", **options: object) -> Plan:
+    """Run the method called ``method`` on ``problem``; options go to the method."""
+    try:
+        fn = METHODS[method]
+    except KeyError:
+        raise UsageError(f"unknown method {method!r}; choose from: {', '.join(METHODS)}") from None
+    return fn(problem, **options)

@@ -1,0 +1,266 @@
+"""The simulator: replays a plan against a graph and reports every violation and the traffic.
+
+It is the judge of every plan cosma returns, so it depends only on the graph and the plan
+model (never on a formulation or a solver) and checks SPEC §3 literally.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from cosma.errors import PlanError
+from cosma.graph import Graph, Setting, TensorKind
+from cosma.memory import aligned
+from cosma.plan import Event, EventKind, Plan
+
+
+@dataclass(frozen=True)
+class Violation:
+    """One breach of the execution rules: which step, which tensor, what rule."""
+
+    step: int | None
+    kind: str
+    message: str
+    tensor: str | None = None
+
+    def __str__(self) -> str:
+        where = f"step {self.step}" if self.step is not None else "end"
+        return f"{where}: {self.kind}: {self.message}"
+
+
+@dataclass
+class Replay:
+    """What replaying a plan found."""
+
+    violations: list[Violation] = field(default_factory=list)
+    loaded: int = 0
+    stored: int = 0
+    compulsory: int = 0
+    peak: int = 0
+
+    @property
+    def valid(self) -> bool:
+        return not self.violations
+
+    @property
+    def total(self) -> int:
+        return self.loaded + self.stored
+
+    @property
+    def non_compulsory(self) -> int:
+        return self.total - self.compulsory
+
+    def traffic(self) -> dict[str, int]:
+        return {
+            "loaded": self.loaded,
+            "stored": self.stored,
+            "total": self.total,
+            "compulsory": self.compulsory,
+            "non_compulsory": self.non_compulsory,
+        }
+
+
+def replay(
+    graph: Graph,
+    plan: Plan,
+    *,
+    budget: int | None = None,
+    setting: Setting | str | None = None,
+    alignment: int | None = None,
+) -> Replay:
+    """Replay ``plan`` on ``graph``; budget, setting and alignment default to the plan's.
+
+    Rules checked (SPEC §3): the steps run every operator once in a topological order; every
+    tracked operand is resident when its operator runs; blocks lie in ``[0, budget)``, are
+    aligned and never overlap; loads need a valid host copy; a tensor is stored at most once
+    and only once computed; a tensor still needed is dropped only if host has it; every
+    graph output has a host copy at the end.
+    """
+    budget = plan.budget if budget is None else budget
+    setting = Setting.parse(plan.setting if setting is None else setting)
+    alignment = plan.alignment if alignment is None else alignment
+    r = Replay()
+    tensors = graph.tensors
+    tracked = set(graph.tracked(setting))
+    size = {t: aligned(tensors[t].size, alignment) for t in tracked}
+
+    def bad(step: int | None, kind: str, msg: str, tensor: str | None = None) -> None:
+        r.violations.append(Violation(step, kind, msg, tensor))
+
+    order = plan.order
+    seen: set[str] = set()
+    for i, op in enumerate(order):
+        if op not in graph.operators:
+            bad(i, "unknown operator", f"{op!r} is not an operator of {graph.name!r}")
+        elif op in seen:
+            bad(i, "order", f"{op!r} runs twice")
+        seen.add(op)
+    for op in graph.file_order:
+        if op not in seen:
+            bad(None, "order", f"{op!r} never runs")
+
+    # Remaining uses per tensor, to know whether a dropped tensor is still needed.
+    remaining = {
+        t: sum(1 for op in order if op in graph.operators and t in graph.operators[op].inputs)
+        for t in tracked
+    }
+    resident: dict[str, tuple[int, int]] = {}  # tensor -> (address, aligned size)
+    on_host = {t for t in tracked if tensors[t].kind in (TensorKind.INPUT, TensorKind.PARAMETER)}
+    stored: set[str] = set()
+    computed: set[str] = set()
+    loaded_once: set[str] = set()
+    ran: set[str] = set()
+    occupancy = 0
+
+    def place(i: int, e: Event) -> None:
+        nonlocal occupancy
+        t = e.tensor
+        if e.address is None:
+            bad(i, "no address", f"{e.kind.value} of {t!r} gives no address", t)
+            return
+        if t in resident:
+            bad(i, "already resident", f"{e.kind.value} of {t!r}, which is already resident", t)
+            return
+        a, s = e.address, size[t]
+        if a < 0 or a + s > budget:
+            bad(
+                i,
+                "out of bounds",
+                f"{t!r} at [{a}, {a + s}) is outside the scratchpad [0, {budget})",
+                t,
+            )
+        if alignment > 1 and a % alignment:
+            bad(i, "misaligned", f"{t!r} at {a} is not a multiple of {alignment}", t)
+        if s > 0:
+            for other, (oa, os_) in resident.items():
+                if os_ > 0 and a < oa + os_ and oa < a + s:
+                    bad(
+                        i,
+                        "overlap",
+                        f"{t!r} at [{a}, {a + s}) overlaps {other!r} at [{oa}, {oa + os_})",
+                        t,
+                    )
+        resident[t] = (a, s)
+        occupancy += s
+        r.peak = max(r.peak, occupancy)
+
+    def event(i: int, op: str, phase: str, e: Event) -> None:
+        nonlocal occupancy
+        t = e.tensor
+        if t not in tensors:
+            bad(i, "unknown tensor", f"{e.kind.value} of {t!r}, which is not in the graph", t)
+            return
+        if t not in tracked:
+            bad(
+                i,
+                "untracked tensor",
+                f"{e.kind.value} of {t!r}, a {tensors[t].kind.value} not tracked under "
+                f"setting {setting.value}",
+                t,
+            )
+            return
+        if e.kind is EventKind.LOAD:
+            if t not in on_host:
+                bad(i, "load without host copy", f"{t!r} is loaded but host has no valid copy", t)
+            place(i, e)
+            r.loaded += tensors[t].size
+            if tensors[t].kind in (TensorKind.INPUT, TensorKind.PARAMETER) and t not in loaded_once:
+                r.compulsory += tensors[t].size
+            loaded_once.add(t)
+        elif e.kind is EventKind.CREATE:
+            if tensors[t].producer != op or phase != "before":
+                bad(
+                    i,
+                    "create",
+                    f"{t!r} can only be created before its producer {tensors[t].producer!r} runs",
+                    t,
+                )
+            elif op in ran:
+                bad(i, "create", f"{t!r} is created twice", t)
+            place(i, e)
+        elif e.kind is EventKind.STORE:
+            if t not in resident:
+                bad(i, "store of non-resident", f"{t!r} is stored but not resident", t)
+            elif t not in computed:
+                bad(i, "store before compute", f"{t!r} is stored before it is computed", t)
+            if t in on_host:
+                bad(
+                    i,
+                    "stored twice" if t in stored else "store of host tensor",
+                    f"{t!r} already has a valid host copy; a tensor is stored at most once",
+                    t,
+                )
+            stored.add(t)
+            on_host.add(t)
+            r.stored += tensors[t].size
+            if tensors[t].kind is TensorKind.OUTPUT:
+                r.compulsory += tensors[t].size
+        elif e.kind is EventKind.DROP:
+            if t not in resident:
+                bad(i, "drop of non-resident", f"{t!r} is dropped but not resident", t)
+                return
+            needed = remaining[t] > 0 or tensors[t].kind is TensorKind.OUTPUT
+            if needed and t not in on_host and t in computed:
+                bad(
+                    i,
+                    "needed tensor lost",
+                    f"{t!r} is dropped while still needed, and host has no copy",
+                    t,
+                )
+            occupancy -= resident.pop(t)[1]
+        else:
+            bad(i, "unsupported event", f"{e.kind.value} events are not replayed yet", t)
+
+    for i, step in enumerate(plan.steps):
+        op = step.operator
+        if op not in graph.operators:
+            continue
+        for e in step.before:
+            event(i, op, "before", e)
+        # Run: every predecessor ran, every tracked operand resident.
+        for p in graph.dag.predecessors(op):
+            if p not in ran:
+                bad(i, "order", f"{op!r} runs before {p!r}, whose output it reads")
+        for t in graph.operands(op, setting):
+            if t not in resident:
+                bad(i, "operand not resident", f"{op!r} runs but {t!r} is not resident", t)
+        ran.add(op)
+        for t in graph.operators[op].outputs:
+            if t in tracked:
+                computed.add(t)
+        for t in graph.operators[op].inputs:
+            if t in tracked:
+                remaining[t] -= 1
+        for e in step.after:
+            event(i, op, "after", e)
+
+    for t in graph.outputs:
+        if t in tracked and t not in on_host:
+            bad(None, "output not stored", f"graph output {t!r} has no host copy at the end", t)
+    return r
+
+
+def verify(graph: Graph, plan: Plan) -> Plan:
+    """Replay ``plan``, fill in its traffic, objective and peak, and return it.
+
+    Raises :class:`~cosma.errors.PlanError` if the plan breaks a rule or its claimed
+    objective disagrees with the replay: either is a bug in the method that made it.
+    """
+    if not plan.status.has_plan:
+        return plan
+    r = replay(graph, plan)
+    if not r.valid:
+        shown = "\n  ".join(str(v) for v in r.violations[:10])
+        raise PlanError(
+            f"plan from method {plan.method!r} is not valid on {graph.name!r} "
+            f"({len(r.violations)} violations):\n  {shown}"
+        )
+    if plan.objective is not None and plan.objective != r.non_compulsory:
+        raise PlanError(
+            f"method {plan.method!r} claims {plan.objective} bytes of non-compulsory traffic "
+            f"but the replay measures {r.non_compulsory}: a bug in the method"
+        )
+    plan.objective = r.non_compulsory
+    plan.traffic = r.traffic()
+    plan.peak = r.peak
+    return plan
