@@ -124,8 +124,9 @@ class Problem:
 
         >>> from cosma.graph import GraphBuilder
         >>> g = GraphBuilder().input("x", 4).op("f", ["x"], {"y": 8}).output("y").build()
-        >>> Problem(g, 10).shortfall()
-        "needs at least 12 B (12 bytes) because of operator 'f' (Op), whose inputs and outputs must be resident together; the budget is 10 B"
+        >>> print(Problem(g, 10).shortfall())
+        needs at least 12 B (12 bytes) because of operator 'f' (Op), whose inputs and
+        outputs must be resident together; the budget is 10 B
         """
         m_r, op = min_required(self.graph, setting=self.setting, alignment=self.alignment)
         if self.budget >= m_r:

@@ -10,9 +10,8 @@ import os
 from collections.abc import Mapping, Sequence
 from importlib import resources
 
-from cosma.graphs.onnx_import import load_onnx, parse_input_shape
-
 from cosma.graph import Graph
+from cosma.graphs.onnx_import import load_onnx, parse_input_shape
 
 __all__ = ["load_graph", "load_onnx", "parse_input_shape", "shipped_model"]
 

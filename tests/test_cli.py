@@ -9,11 +9,11 @@ import sys
 import onnx.helper as h
 import pytest
 from click.testing import CliRunner
-from cosma.graphs import shipped_model
 from helpers import light
 from onnx import TensorProto
 
 from cosma.cli import cli
+from cosma.graphs import shipped_model
 
 
 def run(*args: str):

@@ -13,12 +13,12 @@ import numpy as np
 import onnx
 import onnx.helper as h
 import pytest
-from cosma.graphs import load_onnx
 from helpers import LIGHT_MODELS, light
 from onnx import TensorProto, numpy_helper
 from onnx.reference import ReferenceEvaluator
 
 from cosma import ModelImportError, TensorKind, UnsupportedModelError, UsageError, memory_figures
+from cosma.graphs import load_onnx
 
 
 def _reference_arrays(path: str) -> dict[str, np.ndarray]:
