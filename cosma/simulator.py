@@ -107,7 +107,7 @@ def replay(
     resident: dict[str, tuple[int, int]] = {}  # tensor -> (address, aligned size)
     on_host = {t for t in tracked if tensors[t].kind in (TensorKind.INPUT, TensorKind.PARAMETER)}
     stored: set[str] = set()
-    computed: set[str] = set()
+    computed: set[str] = set(on_host)  # inputs and parameters hold data from the start
     loaded_once: set[str] = set()
     ran: set[str] = set()
     occupancy = 0

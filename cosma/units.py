@@ -26,10 +26,11 @@ _SIZE_RE = re.compile(r"^\s*([0-9]+(?:\.[0-9]*)?|\.[0-9]+)\s*([a-zA-Z]*)\s*$")
 def parse_bytes(text: str) -> int:
     """Parse a byte count with an optional unit (``KiB``, ``MiB``, ``GiB``, ``kB``, ``MB``...).
 
-    Bare ``K``/``M``/``G`` are binary units, as in most memory tools.
+    Bare ``K``/``M``/``G`` are binary units, as in most memory tools. Fractions of a byte
+    round down.
 
-    >>> parse_bytes("256KiB"), parse_bytes("1.5MiB"), parse_bytes("262144")
-    (262144, 1572864, 262144)
+    >>> parse_bytes("256KiB"), parse_bytes("1.5MiB"), parse_bytes("262144"), parse_bytes("1.6MiB")
+    (262144, 1572864, 262144, 1677721)
     """
     m = _SIZE_RE.match(str(text))
     if not m:
@@ -43,10 +44,8 @@ def parse_bytes(text: str) -> int:
         raise UsageError(
             f"unknown size unit {unit!r} in {text!r}: use B, KiB, MiB, GiB (or kB, MB, GB)"
         )
-    value = float(number) * factor
-    if value != int(value):
-        raise UsageError(f"{text!r} is not a whole number of bytes ({value:g})")
-    return int(value)
+    # A fractional byte count (1.6MiB) rounds down: never more than the user asked for.
+    return int(float(number) * factor)
 
 
 def format_bytes(n: int) -> str:

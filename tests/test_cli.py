@@ -100,3 +100,69 @@ def test_installed_script_runs_without_traceback(tmp_path):
     )
     assert r.returncode == 1
     assert "Error:" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_plan_writes_json_and_refuses_to_overwrite(tmp_path):
+    out = tmp_path / "plan.json"
+    model = light("shufflenet")
+    r = run("plan", model, "-s", "M_R", "--element-bytes", "1", "-o", str(out))
+    assert r.exit_code == 0, r.output
+    assert "non-compulsory" in r.output and "feasible" in r.output
+    doc = json.loads(out.read_text())
+    assert doc["schema_version"] == 1 and doc["steps"]
+    assert doc["objective"] == doc["traffic"]["non_compulsory"]
+    before = out.read_text()
+    r = run("plan", model, "-s", "M_H", "--element-bytes", "1", "-o", str(out))
+    assert r.exit_code == 1 and "already exists" in r.output and "--force" in r.output
+    assert out.read_text() == before  # nothing overwritten
+    r = run("plan", model, "-s", "M_H", "--element-bytes", "1", "-o", str(out), "--force")
+    assert r.exit_code == 0
+    # The plan replays on the same graph...
+    r = run("replay", model, str(out), "--element-bytes", "1")
+    assert r.exit_code == 0 and "valid" in r.output
+    # ...and is refused for another graph (other element bytes: other sizes).
+    r = run("replay", model, str(out))
+    assert r.exit_code == 1 and "was made for graph" in r.output
+
+
+def test_tampered_plan_is_reported(tmp_path):
+    out = tmp_path / "plan.json"
+    model = shipped_model("squeezenet")
+    assert run("plan", model, "-s", "M_R", "--element-bytes", "1", "-o", str(out)).exit_code == 0
+    doc = json.loads(out.read_text())
+    doc["steps"][3]["before"] = []  # drop the loads/creates of one step
+    out.write_text(json.dumps(doc))
+    r = run("replay", model, str(out), "--element-bytes", "1")
+    assert r.exit_code == 1 and "INVALID" in r.output and "not resident" in r.output
+
+
+def test_plan_below_m_r_is_refused():
+    r = run("plan", shipped_model("squeezenet"), "-s", "1MiB", "--element-bytes", "1")
+    assert r.exit_code == 1
+    assert "needs at least" in r.output and "'n1' (Relu)" in r.output
+    assert "Traceback" not in r.output
+
+
+def test_plan_json_summary_and_parameter_budget():
+    r = run(
+        "plan",
+        shipped_model("squeezenet"),
+        "-s",
+        "M_Rp",
+        "--element-bytes",
+        "1",
+        "--json",
+        "-m",
+        "minpeak-firstfit-greedy",
+    )
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.output)
+    assert doc["setting"] == "activations+parameters"
+    assert doc["status"] in ("optimal", "feasible") and "steps" not in doc
+
+
+def test_plan_unknown_method_and_methods_list():
+    r = run("plan", shipped_model("squeezenet"), "-s", "M_R", "-m", "magic")
+    assert r.exit_code == 1 and "unknown method 'magic'" in r.output
+    r = run("methods")
+    assert r.exit_code == 0 and "file-arena-belady" in r.output
