@@ -55,7 +55,7 @@ def model_options(f):
         type=float,
         default=None,
         help="Bytes per element for every tensor (the reference protocol uses 1). "
-        "Default: from each tensor's ONNX type.",
+        "Default: 1 for zoo networks, each tensor's ONNX type for files.",
     )(f)
     f = click.option(
         "--input-shape",
@@ -74,6 +74,10 @@ def load_model(model: str, input_shapes: Sequence[str], element_bytes: float | N
     return load_graph(model, input_shapes=list(input_shapes), element_bytes=element_bytes)
 
 
+def _n(count: int, noun: str) -> str:
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
+
+
 def _b(n: int, exact: bool) -> str:
     return f"{n:,} B" if exact or n < 1024 else f"{format_bytes(n)} ({n:,} B)"
 
@@ -85,7 +89,7 @@ def _figures_text(graph: Graph, f: MemoryFigures, exact: bool) -> list[str]:
     peak_note = "" if f.file_order_is_topological else "  [file order is not topological]"
     return [
         f"  setting: {f.setting}" + (f", alignment {f.alignment} B" if f.alignment > 1 else ""),
-        f"    tracked tensors     {f.tracked_tensors:,}  ({_b(f.tracked_bytes, exact)})",
+        f"    tracked tensors     {f.tracked_tensors:,}, {_b(f.tracked_bytes, exact)}",
         f"    compulsory traffic  {_b(f.compulsory_traffic, exact)}",
         f"    M_R                 {_b(f.m_r, exact)}  at {op(f.m_r_operator)}",
         f"    must-live bound     {_b(f.must_live, exact)}  at {op(f.must_live_operator)}",
@@ -121,7 +125,7 @@ def inspect(
     as_json: bool,
     exact: bool,
 ) -> None:
-    """Print the memory figures of MODEL (an ONNX file).
+    """Print the memory figures of MODEL (an ONNX file or zoo:NAME).
 
     M_R is the largest operator footprint (no plan exists below it); the must-live bound is
     a lower bound on the peak of every schedule; the file-order peak is the peak of live
@@ -143,12 +147,16 @@ def inspect(
         }
         click.echo(json.dumps(doc, indent=2))
         return
-    eb = "from ONNX types" if element_bytes is None else f"{element_bytes:g}"
+    if element_bytes is not None:
+        eb = f"{element_bytes:g}"
+    else:
+        eb = "1 (zoo default)" if model.startswith("zoo:") else "from ONNX types"
     lines = [
         f"{graph.name}  ({model})",
         f"  {graph.num_operators:,} operators, {len(graph.tensors):,} tensors "
-        f"({counts['input']} inputs, {counts['output']} outputs, {counts['parameter']} "
-        f"parameters, {counts['activation']} other activations); element bytes: {eb}",
+        f"({_n(counts['input'], 'input')}, {_n(counts['output'], 'output')}, "
+        f"{_n(counts['parameter'], 'parameter')}, {_n(counts['activation'], 'other activation')}"
+        f"); element bytes: {eb}",
     ]
     for f in figures:
         lines += _figures_text(graph, f, exact)
@@ -258,7 +266,8 @@ def plan(
     force: bool,
     as_json: bool,
 ) -> None:
-    """Find a plan for MODEL in a scratchpad of BUDGET bytes and replay it.
+    """Find a plan for MODEL (an ONNX file or zoo:NAME) in a scratchpad of BUDGET bytes and
+    replay it.
 
     Prints the status, the traffic split into compulsory and non-compulsory, the peak
     occupancy and the time. A budget below M_R is refused, naming the operator that needs
@@ -324,6 +333,51 @@ def replay(
         f"{plan_file}: valid on {graph.name}; non-compulsory {t['non_compulsory']:,} B, "
         f"compulsory {t['compulsory']:,} B, peak {r.peak:,} B of {p.budget:,} B"
     )
+
+
+@cli.command()
+@click.option(
+    "--family",
+    type=click.Choice(["human", "nas", "export", "other"]),
+    default=None,
+    help="Only one family.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def zoo(family: str | None, as_json: bool) -> None:
+    """List the zoo networks with their operator counts and memory figures (1 byte per
+    element, activations setting). Use them as zoo:NAME wherever a MODEL is taken."""
+    from cosma.graphs import zoo as zoo_module
+
+    rows = []
+    for name, entry in zoo_module.entries().items():
+        if family and entry.family != family:
+            continue
+        g = entry.make()
+        f = memory_figures(g)
+        rows.append(
+            {
+                "name": name,
+                "family": entry.family,
+                "operators": g.num_operators,
+                "m_r": f.m_r,
+                "must_live": f.must_live,
+                "file_order_peak": f.file_order_peak,
+                "about": entry.about,
+            }
+        )
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    click.echo(
+        f"{'name':28s} {'family':7s} {'ops':>5s} {'M_R':>11s} {'must-live':>11s} "
+        f"{'file peak':>11s}  about"
+    )
+    for r in rows:
+        click.echo(
+            f"{r['name']:28s} {r['family']:7s} {r['operators']:5d} "
+            f"{format_bytes(r['m_r']):>11s} {format_bytes(r['must_live']):>11s} "
+            f"{format_bytes(r['file_order_peak']):>11s}  {r['about']}"
+        )
 
 
 @cli.command()

@@ -10,6 +10,7 @@ import os
 from collections.abc import Mapping, Sequence
 from importlib import resources
 
+from cosma.errors import UsageError
 from cosma.graph import Graph
 from cosma.graphs.onnx_import import load_onnx, parse_input_shape
 
@@ -27,10 +28,25 @@ def load_graph(
     input_shapes: Mapping[str, Sequence[int]] | Sequence[str] | None = None,
     element_bytes: float | None = None,
 ) -> Graph:
-    """Load a graph from an ONNX file path.
+    """Load a graph: ``zoo:NAME`` for a zoo network, otherwise the path of an ONNX file.
 
-    >>> g = load_graph(shipped_model("squeezenet"), element_bytes=1)
-    >>> g.num_operators
+    Zoo networks default to 1 byte per element (the reference protocol); ONNX files to
+    their tensors' types.
+
+    >>> load_graph(shipped_model("squeezenet"), element_bytes=1).num_operators
     66
+    >>> load_graph("zoo:darts_v2").name
+    'darts_v2'
     """
+    text = str(source)
+    if text.startswith("zoo:"):
+        from cosma.graphs import zoo
+
+        if input_shapes:
+            raise UsageError(
+                "--input-shape applies to ONNX files; zoo networks are sized by their "
+                "builders (see cosma.graphs.zoo.load for resolution and batch)"
+            )
+        options = {} if element_bytes is None else {"element_bytes": element_bytes}
+        return zoo.load(text[4:], **options)
     return load_onnx(source, input_shapes=input_shapes, element_bytes=element_bytes)
