@@ -1,0 +1,141 @@
+"""Every baseline on every graph at M_R, M_H and M_P; writes benchmarks/results/baselines.md
+and baselines.json.
+
+    python benchmarks/baselines.py                 # light models + zoo, activations
+    python benchmarks/baselines.py --setting activations+parameters --graphs zoo:resnet50
+
+Each plan is replayed by the simulator (cosma.solvers does so before returning; the traffic
+in the table is the replay's). Times are wall-clock on a shared machine: read ratios and
+medians, not single values.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import onnx
+
+import cosma
+from cosma.graphs import load_graph, zoo
+from cosma.problem import Problem, budgets
+from cosma.simulator import replay
+from cosma.solvers import METHODS, solve
+
+HERE = Path(__file__).resolve().parent
+LIGHT = sorted(
+    glob.glob(
+        os.path.join(os.path.dirname(onnx.__file__), "backend", "test", "data", "light", "*.onnx")
+    )
+)
+
+
+def default_graphs() -> list[str]:
+    return LIGHT + [f"zoo:{n}" for n in zoo.names()]
+
+
+def run(graphs: list[str], setting: str, methods: list[str], time_limit: float) -> list[dict]:
+    rows = []
+    for source in graphs:
+        g = load_graph(source, element_bytes=1)
+        t0 = time.perf_counter()
+        b = budgets(g, setting=setting, time_limit=time_limit)
+        mp_time = time.perf_counter() - t0
+        for bname, nbytes in (("M_R", b.m_r), ("M_H", b.m_h), ("M_P", b.m_p)):
+            problem = Problem(g, nbytes, setting)
+            for m in methods:
+                t = time.perf_counter()
+                plan = solve(problem, m, time_limit=time_limit)
+                elapsed = time.perf_counter() - t
+                r = replay(g, plan)
+                assert r.valid and r.non_compulsory == plan.objective, (source, m)
+                rows.append(
+                    {
+                        "graph": g.name,
+                        "operators": g.num_operators,
+                        "budget_name": bname,
+                        "budget": nbytes,
+                        "method": m,
+                        "status": plan.status.value,
+                        "non_compulsory": r.non_compulsory,
+                        "compulsory": r.compulsory,
+                        "seconds": round(elapsed, 4),
+                        "min_peak_optimal": b.min_peak.optimal,
+                        "min_peak_seconds": round(mp_time, 4),
+                    }
+                )
+            print(
+                f"{g.name:28s} {bname}  "
+                + "  ".join(
+                    f"{row['method']}={row['non_compulsory']:,}"
+                    for row in rows[-len(methods) :]
+                    if row["method"] in ("baseline",)
+                ),
+                flush=True,
+            )
+    return rows
+
+
+def table(rows: list[dict], methods: list[str]) -> str:
+    out = [
+        "| graph | ops | budget | bytes | " + " | ".join(methods) + " |",
+        "|---|---:|---|---:|" + "---:|" * len(methods),
+    ]
+    keyed: dict[tuple, dict] = {}
+    for r in rows:
+        keyed.setdefault((r["graph"], r["budget_name"]), {})[r["method"]] = r
+    for (graph, bname), by in keyed.items():
+        first = next(iter(by.values()))
+        out.append(
+            f"| {graph} | {first['operators']} | {bname} | {first['budget']:,} | "
+            + " | ".join(f"{by[m]['non_compulsory']:,}" for m in methods)
+            + " |"
+        )
+    return "\n".join(out)
+
+
+def main(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--graphs", nargs="*", default=None)
+    ap.add_argument("--setting", default="activations")
+    ap.add_argument("--methods", nargs="*", default=list(METHODS))
+    ap.add_argument("--time-limit", type=float, default=60.0)
+    ap.add_argument("--out", default=str(HERE / "results" / "baselines"))
+    args = ap.parse_args(argv)
+    t0 = time.perf_counter()
+    rows = run(args.graphs or default_graphs(), args.setting, args.methods, args.time_limit)
+    total = time.perf_counter() - t0
+    times = {m: [r["seconds"] for r in rows if r["method"] == m] for m in args.methods}
+    summary = "\n".join(
+        f"| {m} | {statistics.median(ts):.3f} | {max(ts):.3f} |" for m, ts in times.items()
+    )
+    md = f"""# Baselines: non-compulsory traffic (bytes) at M_R, M_H, M_P
+
+Setting: {args.setting}; 1 byte per element. Every plan replayed by the simulator.
+Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()},
+cosma {cosma.__version__}. Total wall time {total:.0f} s.
+`baseline` is the best of the protocol's four combinations.
+
+{table(rows, args.methods)}
+
+## Solve time per method (seconds; shared machine: medians and worst)
+
+| method | median | worst |
+|---|---:|---:|
+{summary}
+"""
+    Path(args.out + ".md").write_text(md)
+    Path(args.out + ".json").write_text(json.dumps(rows, indent=1))
+    print(f"wrote {args.out}.md and .json ({len(rows)} rows, {total:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,305 @@
+"""MILP solver backends behind one interface (the cvxpy lesson: write the model once).
+
+A backend has a name, a check for whether it is installed that does not import it, an
+explicit map from its statuses to cosma's, and one ``solve`` entry point taking a PuLP
+model with a time limit, threads and a seed. It reports the solver's own proven bound, so a
+time-limited run is never mistaken for an optimal one (PuLP itself calls a CBC run stopped
+by its time limit "Optimal").
+
+- ``cbc``: the CBC binary bundled with PuLP, run as a subprocess with a wall-clock
+  watchdog; a crash or an overrun becomes a status, never an exception.
+- ``highs``: HiGHS through ``highspy`` (pin 1.12.x next to OR-Tools, which bundles HiGHS
+  1.12 and clashes with other versions in one process).
+- ``gurobi``: through ``gurobipy`` when installed and licensed.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import math
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+
+import pulp
+
+from cosma.errors import SolverError
+
+log = logging.getLogger(__name__)
+
+# Statuses of a raw solve (before placement), mapped onto cosma's by the caller.
+OPTIMAL, FEASIBLE, INFEASIBLE, NO_SOLUTION = "optimal", "feasible", "infeasible", "no_solution"
+
+
+@dataclass
+class Outcome:
+    """What a backend found: its status, variable values by name, the objective of the
+    incumbent, the best proven bound, wall time, and a note (crash, overrun...)."""
+
+    status: str
+    values: dict[str, float] = field(default_factory=dict)
+    objective: float | None = None
+    bound: float | None = None
+    seconds: float = 0.0
+    note: str = ""
+
+
+class Backend:
+    name = "?"
+
+    def available(self) -> bool:
+        raise NotImplementedError
+
+    def why_unavailable(self) -> str:
+        return f"{self.name} is not installed"
+
+    def solve(
+        self,
+        prob: pulp.LpProblem,
+        *,
+        time_limit: float,
+        threads: int = 1,
+        seed: int = 0,
+        log_path: str | None = None,
+        integral_gap: float = 0.0,
+        warm_start: bool = False,
+    ) -> Outcome:
+        """Solve ``prob`` (minimisation). ``integral_gap`` below 1 lets the solver stop when
+        the incumbent is within it of the bound: exact when every objective value is an
+        integer."""
+        raise NotImplementedError
+
+
+class CBC(Backend):
+    name = "cbc"
+
+    def _path(self) -> str | None:
+        try:
+            path = pulp.PULP_CBC_CMD().path
+        except pulp.PulpSolverError:
+            path = None
+        if path and os.path.exists(path):
+            return path
+        return shutil.which("cbc")
+
+    def available(self) -> bool:
+        return self._path() is not None
+
+    def why_unavailable(self) -> str:
+        return "no CBC binary: PuLP's bundled one is missing for this platform and none is on PATH"
+
+    def solve(
+        self,
+        prob,
+        *,
+        time_limit,
+        threads=1,
+        seed=0,
+        log_path=None,
+        integral_gap=0.0,
+        warm_start=False,
+    ) -> Outcome:
+        path = self._path()
+        if path is None:
+            raise SolverError(self.why_unavailable())
+        t0 = time.perf_counter()
+        with tempfile.TemporaryDirectory(prefix="cosma-cbc-") as tmp:
+            mps, sol, mst = (os.path.join(tmp, f) for f in ("m.mps", "m.sol", "m.mst"))
+            vs, var_names, con_names, _ = prob.writeMPS(mps, rename=1)
+            args = [
+                path,
+                mps,
+                "-sec",
+                f"{max(time_limit, 0.01):g}",
+                "-timeMode",
+                "elapsed",
+                "-threads",
+                str(threads),
+                "-randomCbcSeed",
+                str(seed + 1),
+                "-ratioGap",
+                "0",
+                "-allowableGap",
+                f"{integral_gap:g}",
+            ]
+            if warm_start and any(v.varValue is not None for v in vs):
+                pulp.PULP_CBC_CMD().writesol(mst, prob, vs, var_names, con_names)
+                args += ["-mips", mst]
+            args += ["-solve", "-solution", sol]
+            watchdog = time_limit * 1.5 + 30
+            try:
+                run = subprocess.run(
+                    args,
+                    capture_output=True,
+                    text=True,
+                    timeout=watchdog,
+                    check=False,
+                    stdin=subprocess.DEVNULL,
+                )
+                text = run.stdout + run.stderr
+                code = run.returncode
+            except subprocess.TimeoutExpired as e:
+                out = e.stdout.decode() if isinstance(e.stdout, bytes) else (e.stdout or "")
+                return Outcome(
+                    NO_SOLUTION,
+                    seconds=time.perf_counter() - t0,
+                    note=f"CBC overran its time limit and was stopped after "
+                    f"{watchdog:.0f} s\n{out[-2000:]}",
+                )
+            if log_path:
+                with open(log_path, "w") as f:
+                    f.write(text)
+            seconds = time.perf_counter() - t0
+            if code != 0 or not os.path.exists(sol):
+                return Outcome(
+                    NO_SOLUTION,
+                    seconds=seconds,
+                    note=f"CBC exited with code {code} (crashed?)\n{text[-2000:]}",
+                )
+            values = {}
+            _, raw, *_ = pulp.PULP_CBC_CMD().readsol_MPS(sol, prob, vs, var_names, con_names)
+            values = {k: float(v) for k, v in raw.items()}
+        return self._parse(text, values, seconds)
+
+    @staticmethod
+    def _parse(text: str, values: dict[str, float], seconds: float) -> Outcome:
+        def number(label: str) -> float | None:
+            m = re.search(rf"^{label}:\s*(-?[0-9.eE+-]+)", text, re.M)
+            return float(m.group(1)) if m else None
+
+        obj = number("Objective value")
+        if "Result - Optimal solution found" in text:
+            return Outcome(OPTIMAL, values, obj, obj, seconds)
+        if (
+            "Result - Problem proven infeasible" in text
+            or "Result - Linear relaxation infeasible" in text
+        ):
+            return Outcome(INFEASIBLE, seconds=seconds)
+        bound = number("Lower bound")
+        if "No feasible solution found" in text or obj is None or "objective 1e+50" in text:
+            return Outcome(NO_SOLUTION, bound=bound, seconds=seconds, note="no incumbent")
+        return Outcome(FEASIBLE, values, obj, bound, seconds)
+
+
+class HiGHS(Backend):
+    name = "highs"
+
+    def available(self) -> bool:
+        return importlib.util.find_spec("highspy") is not None
+
+    def why_unavailable(self) -> str:
+        return "highspy is not installed (pip install 'highspy>=1.12,<1.13')"
+
+    def solve(
+        self,
+        prob,
+        *,
+        time_limit,
+        threads=1,
+        seed=0,
+        log_path=None,
+        integral_gap=0.0,
+        warm_start=False,
+    ) -> Outcome:
+        if not self.available():
+            raise SolverError(self.why_unavailable())
+        import highspy
+
+        params = {"random_seed": seed, "mip_rel_gap": 0.0, "mip_abs_gap": integral_gap}
+        if log_path:
+            params["log_file"] = log_path
+        solver = pulp.HiGHS(msg=False, timeLimit=time_limit, threads=threads, **params)
+        t0 = time.perf_counter()
+        prob.solve(solver)
+        seconds = time.perf_counter() - t0
+        h = prob.solverModel
+        info = h.getInfo()
+        status = h.getModelStatus()
+        ms = highspy.HighsModelStatus
+        has_sol = info.primal_solution_status == 2  # kSolutionStatusFeasible
+        values = {v.name: v.varValue for v in prob.variables()} if has_sol else {}
+        obj = info.objective_function_value if has_sol else None
+        bound = info.mip_dual_bound if math.isfinite(info.mip_dual_bound) else None
+        if status == ms.kOptimal:
+            return Outcome(OPTIMAL, values, obj, obj, seconds)
+        if status == ms.kInfeasible:
+            return Outcome(INFEASIBLE, seconds=seconds)
+        if has_sol:
+            return Outcome(FEASIBLE, values, obj, bound, seconds, note=str(status))
+        return Outcome(NO_SOLUTION, bound=bound, seconds=seconds, note=str(status))
+
+
+class Gurobi(Backend):
+    name = "gurobi"
+
+    def available(self) -> bool:
+        return importlib.util.find_spec("gurobipy") is not None
+
+    def why_unavailable(self) -> str:
+        return "gurobipy is not installed (and needs a licence)"
+
+    def solve(
+        self,
+        prob,
+        *,
+        time_limit,
+        threads=1,
+        seed=0,
+        log_path=None,
+        integral_gap=0.0,
+        warm_start=False,
+    ) -> Outcome:
+        if not self.available():
+            raise SolverError(self.why_unavailable())
+        solver = pulp.GUROBI(
+            msg=False,
+            timeLimit=time_limit,
+            Threads=threads,
+            Seed=seed,
+            MIPGap=0.0,
+            MIPGapAbs=integral_gap,
+            warmStart=warm_start,
+            **({"LogFile": log_path} if log_path else {}),
+        )
+        t0 = time.perf_counter()
+        prob.solve(solver)
+        seconds = time.perf_counter() - t0
+        m = prob.solverModel
+        # Gurobi status codes: 2 optimal, 3 infeasible, 9 time limit.
+        has_sol = m.SolCount > 0
+        values = {v.name: v.varValue for v in prob.variables()} if has_sol else {}
+        obj = m.ObjVal if has_sol else None
+        bound = m.ObjBound if m.Status in (2, 9) else None
+        if m.Status == 2:
+            return Outcome(OPTIMAL, values, obj, obj, seconds)
+        if m.Status == 3:
+            return Outcome(INFEASIBLE, seconds=seconds)
+        return Outcome(
+            FEASIBLE if has_sol else NO_SOLUTION,
+            values,
+            obj,
+            bound,
+            seconds,
+            note=f"gurobi status {m.Status}",
+        )
+
+
+BACKENDS: dict[str, Backend] = {b.name: b for b in (CBC(), HiGHS(), Gurobi())}
+
+
+def backend(name: str) -> Backend:
+    """The backend called ``name``; a clear error if unknown or not installed."""
+    try:
+        b = BACKENDS[name]
+    except KeyError:
+        raise SolverError(
+            f"unknown MILP solver {name!r}; choose from {', '.join(BACKENDS)}"
+        ) from None
+    if not b.available():
+        raise SolverError(f"solver {name!r} is not available: {b.why_unavailable()}")
+    return b
