@@ -57,7 +57,7 @@ class Model:
     tensors: list[str]
     x: dict[tuple[str, int], pulp.LpVariable | int]
     r: dict[tuple[str, int], pulp.LpVariable]
-    l: dict[tuple[str, int], pulp.LpVariable]
+    loads: dict[tuple[str, int], pulp.LpVariable]
     s: dict[str, pulp.LpVariable]
     window: dict[str, tuple[int, int]]
     life: dict[str, tuple[int, int]]
@@ -65,6 +65,10 @@ class Model:
     offset: int  # compulsory traffic in bytes, not in the objective
     cuts: int = 0
     stats: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.ti = {a: i for i, a in enumerate(self.tensors)}
+        self.oi = {v: i for i, v in enumerate(self.ops)}
 
 
 # --- data -----------------------------------------------------------------------------------
@@ -184,14 +188,14 @@ def _one_step_per_operator(m: Model) -> None:
         lo, hi = m.window[v]
         m.prob += (
             pulp.lpSum(m.x[v, t] for t in range(lo, hi + 1)) == 1,
-            f"runs_once_{m.ops.index(v)}",
+            f"runs_once_{m.oi[v]}",
         )
 
 
 def _one_operator_per_step(m: Model, n: int) -> None:
     """sum_v x[v,t] = 1: one operator per step (the published form leaves this out)."""
     per_step: dict[int, list] = {t: [] for t in range(n)}
-    for (v, t), var in m.x.items():
+    for (_, t), var in m.x.items():
         per_step[t].append(var)
     for t, vs in per_step.items():
         m.prob += pulp.lpSum(vs) == 1, f"one_op_at_t{t}"
@@ -213,7 +217,7 @@ def _precedence(m: Model, problem: Problem) -> None:
                 continue  # u has certainly run by then
             lhs = pulp.lpSum(m.x[v, k] for k in range(lo, t + 1))
             rhs = pulp.lpSum(m.x[u, k] for k in range(m.window[u][0], t))
-            m.prob += lhs <= rhs, f"after_{m.ops.index(u)}_{m.ops.index(v)}_t{t}"
+            m.prob += lhs <= rhs, f"after_{m.oi[u]}_{m.oi[v]}_t{t}"
 
 
 def _operands_resident(m: Model, problem: Problem) -> None:
@@ -225,7 +229,7 @@ def _operands_resident(m: Model, problem: Problem) -> None:
             for t in range(lo, hi + 1):
                 m.prob += (
                     m.r[a, t] >= m.x[v, t],
-                    f"operand_{m.tensors.index(a)}_{m.ops.index(v)}_t{t}",
+                    f"operand_{m.ti[a]}_{m.oi[v]}_t{t}",
                 )
 
 
@@ -241,7 +245,7 @@ def _created_before_resident(m: Model, problem: Problem) -> None:
             if (p, t) in m.x and t < phi:
                 m.prob += (
                     m.r[a, t] <= pulp.lpSum(m.x[p, k] for k in range(plo, t + 1)),
-                    f"made_{m.tensors.index(a)}_t{t}",
+                    f"made_{m.ti[a]}_t{t}",
                 )
 
 
@@ -255,17 +259,20 @@ def _loads(m: Model, problem: Problem) -> None:
         for t in range(lo, hi + 1):
             prev = m.r[a, t - 1] if t > lo else 0
             made = m.x.get((p, t), 0) if p is not None else 0
-            if (a, t) in m.l:
-                m.prob += m.l[a, t] >= m.r[a, t] - prev - made, f"load_{m.tensors.index(a)}_t{t}"
+            if (a, t) in m.loads:
+                m.prob += (
+                    m.loads[a, t] >= m.r[a, t] - prev - made,
+                    f"load_{m.ti[a]}_t{t}",
+                )
             else:  # at the producer's earliest step nothing can be loaded: made there or absent
-                m.prob += m.r[a, t] - prev - made <= 0, f"noload_{m.tensors.index(a)}_t{t}"
+                m.prob += m.r[a, t] - prev - made <= 0, f"noload_{m.ti[a]}_t{t}"
 
 
 def _stores(m: Model) -> None:
     """s[a] >= l[a,t]: an activation is reloaded only if it was stored (once)."""
-    for (a, t), var in m.l.items():
+    for (a, t), var in m.loads.items():
         if a in m.s:
-            m.prob += m.s[a] >= var, f"stored_{m.tensors.index(a)}_t{t}"
+            m.prob += m.s[a] >= var, f"stored_{m.ti[a]}_t{t}"
 
 
 def _capacity(m: Model, problem: Problem, sizes: dict[str, int]) -> None:
@@ -289,7 +296,7 @@ def _objective(m: Model, problem: Problem, sizes: dict[str, int]) -> None:
     raw = {a: g.tensors[a].size for a in m.tensors}
     unit = math.gcd(*[v for v in raw.values() if v]) if any(raw.values()) else 1
     m.stats["objective_unit"] = unit
-    m.prob += pulp.lpSum((raw[a] // unit) * var for (a, _), var in m.l.items()) + pulp.lpSum(
+    m.prob += pulp.lpSum((raw[a] // unit) * var for (a, _), var in m.loads.items()) + pulp.lpSum(
         (raw[a] // unit) * var for a, var in m.s.items()
     )
 
@@ -393,7 +400,7 @@ def _warm_start(m: Model, problem: Problem, plan: Plan) -> bool:
                 stored.add(e.tensor)
     for (a, t), var in m.r.items():
         var.setInitialValue(1 if a in during.get(t, ()) else 0)
-    for (a, t), var in m.l.items():
+    for (a, t), var in m.loads.items():
         var.setInitialValue(1 if (a, t) in loads else 0)
     for a, var in m.s.items():
         var.setInitialValue(1 if a in stored else 0)

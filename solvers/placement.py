@@ -71,7 +71,7 @@ def _cp_sat(
 
     m = cp_model.CpModel()
     xs, ys, addr = [], [], []
-    for i, r in enumerate(rs):
+    for r in rs:
         if r.size == 0:
             addr.append(None)
             continue
