@@ -179,7 +179,9 @@ def _write_output(path: str, text: str, force: bool) -> str:
 
 def _plan_summary(graph: Graph, plan: Plan, elapsed: float) -> list[str]:
     lines = [
-        f"{graph.name}: {plan.method}  ->  {plan.status.value}",
+        f"{graph.name}: {plan.method}"
+        + (f" [{plan.solver}]" if plan.solver else "")
+        + f"  ->  {plan.status.value}",
         f"  scratchpad          {format_bytes(plan.budget)} ({plan.budget:,} B), "
         f"setting {plan.setting.value}"
         + (f", alignment {plan.alignment} B" if plan.alignment > 1 else ""),
@@ -245,6 +247,27 @@ def _plan_summary(graph: Graph, plan: Plan, elapsed: float) -> list[str]:
     help="Seconds allowed to searches with a limit (min-peak order, solvers).",
 )
 @click.option(
+    "--solver",
+    default="cbc",
+    show_default=True,
+    help="MILP backend for the milp methods: cbc, highs, gurobi.",
+)
+@click.option(
+    "--order",
+    default="minpeak",
+    show_default=True,
+    help="Schedule for milp-fixed: file, greedy or minpeak.",
+)
+@click.option("--threads", type=int, default=1, show_default=True, help="Solver threads.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Solver random seed.")
+@click.option(
+    "--write-model",
+    default=None,
+    metavar="FILE",
+    help="Save the MILP as FILE (.lp or .mps) to run another solver on it.",
+)
+@click.option("--solver-log", default=None, metavar="FILE", help="Save the solver's log.")
+@click.option(
     "-o",
     "--output",
     default=None,
@@ -262,6 +285,12 @@ def plan(
     setting: str | None,
     alignment: int,
     time_limit: float,
+    solver: str,
+    order: str,
+    threads: int,
+    seed: int,
+    write_model: str | None,
+    solver_log: str | None,
     output: str | None,
     force: bool,
     as_json: bool,
@@ -289,7 +318,19 @@ def plan(
     why = problem.shortfall()
     if why:
         raise UsageError(f"no plan fits: {graph.name} {why}. Use a budget of at least M_R")
-    result = solve(problem, method, time_limit=time_limit)
+    if write_model and Path(write_model).exists() and not force:
+        raise UsageError(f"{write_model} already exists; pass --force to overwrite it")
+    result = solve(
+        problem,
+        method,
+        time_limit=time_limit,
+        solver=solver,
+        order=order,
+        threads=threads,
+        seed=seed,
+        write_model=write_model,
+        log_path=solver_log,
+    )
     elapsed = time.perf_counter() - t0
     if output:
         where = _write_output(output, result.to_json(), force)

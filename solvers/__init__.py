@@ -16,6 +16,7 @@ from collections.abc import Callable
 from cosma.errors import UsageError
 from cosma.plan import Plan
 from cosma.problem import Problem
+from cosma.solvers.backends import BACKENDS
 from cosma.solvers.baselines import (
     ALLOCATORS,
     ORDERS,
@@ -24,8 +25,18 @@ from cosma.solvers.baselines import (
     baseline,
     best_baseline,
 )
+from cosma.solvers.milp import milp
 
-__all__ = ["METHODS", "PROTOCOL", "baseline", "best_baseline", "method_names", "solve"]
+__all__ = [
+    "BACKENDS",
+    "METHODS",
+    "PROTOCOL",
+    "baseline",
+    "best_baseline",
+    "method_names",
+    "milp",
+    "solve",
+]
 
 
 def _baseline_method(o: str, a: str, r: str) -> Callable[..., Plan]:
@@ -50,6 +61,61 @@ for _o in ORDERS:
     for _a in ALLOCATORS:
         for _r in REPLACEMENTS:
             METHODS[f"{_o}-{_a}-{_r}"] = _baseline_method(_o, _a, _r)
+
+
+def _milp(
+    problem: Problem,
+    *,
+    solver: str = "cbc",
+    time_limit: float | None = 60.0,
+    threads: int = 1,
+    seed: int = 0,
+    write_model: str | None = None,
+    log_path: str | None = None,
+    **_: object,
+) -> Plan:
+    return milp(
+        problem,
+        solver=solver,
+        time_limit=time_limit or 60.0,
+        threads=threads,
+        seed=seed,
+        write_model=write_model,
+        log_path=log_path,
+    )
+
+
+_milp.__doc__ = "Exact MILP, schedule free (joint); --solver cbc|highs|gurobi."
+
+
+def _milp_fixed(
+    problem: Problem,
+    *,
+    order: str = "minpeak",
+    solver: str = "cbc",
+    time_limit: float | None = 60.0,
+    threads: int = 1,
+    seed: int = 0,
+    write_model: str | None = None,
+    log_path: str | None = None,
+    **_: object,
+) -> Plan:
+    return milp(
+        problem,
+        solver=solver,
+        order=order,
+        time_limit=time_limit or 60.0,
+        threads=threads,
+        seed=seed,
+        write_model=write_model,
+        log_path=log_path,
+    )
+
+
+_milp_fixed.__doc__ = "Exact MILP for a fixed order (--order file|greedy|minpeak)."
+
+METHODS["milp"] = _milp
+METHODS["milp-fixed"] = _milp_fixed
 
 
 def method_names() -> list[str]:

@@ -79,13 +79,16 @@ class CBC(Backend):
     name = "cbc"
 
     def _path(self) -> str | None:
-        try:
-            path = pulp.PULP_CBC_CMD().path
-        except pulp.PulpSolverError:
-            path = None
-        if path and os.path.exists(path):
-            return path
+        from pulp.apis import coin_api
+
+        bundled = getattr(coin_api, "pulp_cbc_path", None)
+        if bundled and os.path.exists(bundled):
+            return bundled
         return shutil.which("cbc")
+
+    def _io(self, path: str) -> pulp.COIN_CMD:
+        """PuLP's reader and writer of CBC solution files (no solve through it)."""
+        return pulp.COIN_CMD(path=path, msg=False)
 
     def available(self) -> bool:
         return self._path() is not None
@@ -128,7 +131,7 @@ class CBC(Backend):
                 f"{integral_gap:g}",
             ]
             if warm_start and any(v.varValue is not None for v in vs):
-                pulp.PULP_CBC_CMD().writesol(mst, prob, vs, var_names, con_names)
+                self._io(path).writesol(mst, prob, vs, var_names, con_names)
                 args += ["-mips", mst]
             args += ["-solve", "-solution", sol]
             watchdog = time_limit * 1.5 + 30
@@ -162,7 +165,7 @@ class CBC(Backend):
                     note=f"CBC exited with code {code} (crashed?)\n{text[-2000:]}",
                 )
             values = {}
-            _, raw, *_ = pulp.PULP_CBC_CMD().readsol_MPS(sol, prob, vs, var_names, con_names)
+            _, raw, *_ = self._io(path).readsol_MPS(sol, prob, vs, var_names, con_names)
             values = {k: float(v) for k, v in raw.items()}
         return self._parse(text, values, seconds)
 

@@ -44,6 +44,13 @@ from cosma.solvers.placement import place
 log = logging.getLogger(__name__)
 
 
+def _var(prob: pulp.LpProblem, name: str, **kw) -> pulp.LpVariable:
+    """A variable of ``prob`` (PuLP >= 3.3 attaches it to the model; older ones cannot)."""
+    if hasattr(prob, "add_variable"):
+        return prob.add_variable(name, **kw)
+    return pulp.LpVariable(name, **kw)
+
+
 def _safe(name: str, limit: int = 32) -> str:
     return re.sub(r"[^A-Za-z0-9_]", "_", name)[:limit]
 
@@ -127,24 +134,24 @@ def build_model(problem: Problem, *, order: list[str] | None = None) -> Model:
     x = {
         (v, t): 1
         if order is not None
-        else pulp.LpVariable(f"run_{oi[v]}_{_safe(v)}_t{t}", cat=pulp.LpBinary)
+        else _var(prob, f"run_{oi[v]}_{_safe(v)}_t{t}", cat=pulp.LpBinary)
         for v in ops
         for t in range(window[v][0], window[v][1] + 1)
     }
     nx_vars = 0 if order is not None else len(x)
     r = {
-        (a, t): pulp.LpVariable(f"resident_{ti[a]}_{_safe(a)}_t{t}", cat=pulp.LpBinary)
+        (a, t): _var(prob, f"resident_{ti[a]}_{_safe(a)}_t{t}", cat=pulp.LpBinary)
         for a in tensors
         for t in range(life[a][0], life[a][1] + 1)
     }
     ld = {
-        (a, t): pulp.LpVariable(f"load_{ti[a]}_{_safe(a)}_t{t}", lowBound=0, upBound=1)
+        (a, t): _var(prob, f"load_{ti[a]}_{_safe(a)}_t{t}", lowBound=0, upBound=1)
         for a in tensors
         for t in range(life[a][0], life[a][1] + 1)
         if g.tensors[a].producer is None or t > life[a][0]
     }
     s = {
-        a: pulp.LpVariable(f"stored_{ti[a]}_{_safe(a)}", lowBound=0, upBound=1)
+        a: _var(prob, f"stored_{ti[a]}_{_safe(a)}", lowBound=0, upBound=1)
         for a in tensors
         if g.tensors[a].kind is TensorKind.ACTIVATION
     }
@@ -174,7 +181,7 @@ def build_model(problem: Problem, *, order: list[str] | None = None) -> Model:
     _capacity(m, problem, sizes)
     _objective(m, problem, sizes)
     m.stats |= {
-        "rows": len(prob.constraints),
+        "rows": prob.numConstraints(),
         "columns": nx_vars + len(r) + len(ld) + len(s),
         "binaries": nx_vars + len(r),
         "scale": scale,

@@ -51,3 +51,107 @@ def random_dags(draw, max_ops: int = 8, max_size: int = 20, params: bool = True)
             b.output(t)
     b.output(produced[-1])  # nothing reads the last tensor: make it an output
     return b.build()
+
+
+def brute_force_traffic(graph, budget: int, setting=None) -> int | None:
+    """Exhaustive search: the least non-compulsory traffic of any plan (None if none).
+
+    Best-first over partial plans without addresses: a step picks the next ready operator,
+    keeps any subset of the resident tensors (a dropped tensor still needed is stored first),
+    and brings in its missing operands (loads from host; creates for outputs). Complete plans
+    come out in order of traffic; the first whose blocks can be given addresses (exhaustive
+    backtracking over every address) is optimal. Loads happen only at uses and dead blocks
+    are dropped right after the run: neither loses generality. Independent of cosma's
+    solvers; only for tiny graphs with alignment 1.
+    """
+    import heapq
+    from itertools import combinations
+
+    from cosma.graph import Setting, TensorKind
+
+    setting = Setting.ACTIVATIONS if setting is None else setting
+    g = graph
+    tracked = set(g.tracked(setting))
+    size = {t: g.tensors[t].size for t in tracked}
+    kind = {t: g.tensors[t].kind for t in tracked}
+    ops = list(g.file_order)
+    preds = {v: set(g.dag.predecessors(v)) for v in ops}
+    operands = {v: list(g.operands(v, setting)) for v in ops}
+    outputs = {v: {t for t in g.operators[v].outputs if t in tracked} for v in ops}
+    consumers = {t: set(g.tensors[t].consumers) for t in tracked}
+    compulsory = sum(size[t] for t in tracked if kind[t] is not TensorKind.ACTIVATION)
+    host0 = frozenset(t for t in tracked if kind[t] in (TensorKind.INPUT, TensorKind.PARAMETER))
+
+    # state: (cost, counter, done, open {tensor: start}, host, closed intervals, step)
+    heap = [(0, 0, frozenset(), (), host0, (), 0)]
+    counter = 0
+    while heap:
+        cost, _, done, opened, host, closed, step = heapq.heappop(heap)
+        if len(done) == len(ops):
+            if _placeable(list(closed), budget):
+                return cost - compulsory
+            continue
+        opened = dict(opened)
+        for v in ops:
+            if v in done or not preds[v] <= done:
+                continue
+            names = sorted(opened)
+            for k in range(len(names) + 1):
+                for keep in combinations(names, k):
+                    keep = set(keep)
+                    c, h, cl = cost, set(host), list(closed)
+                    for t in names:
+                        if t not in keep:
+                            if (consumers[t] - done or kind[t] is TensorKind.OUTPUT) and t not in h:
+                                c += size[t]
+                                h.add(t)
+                            cl.append((t, opened[t], step - 1, size[t]))
+                    missing = [t for t in operands[v] if t not in keep]
+                    if any(t not in outputs[v] and t not in h for t in missing):
+                        continue
+                    if sum(size[t] for t in keep | set(operands[v])) > budget:
+                        continue
+                    c += sum(size[t] for t in missing if t not in outputs[v])
+                    op2 = {t: opened[t] for t in keep}
+                    op2.update({t: step for t in missing})
+                    nd = done | {v}
+                    for t in list(op2):
+                        if not (consumers[t] - nd):  # dead after this run
+                            if kind[t] is TensorKind.OUTPUT and t not in h:
+                                c += size[t]
+                                h.add(t)
+                            cl.append((t, op2.pop(t), step, size[t]))
+                    counter += 1
+                    heapq.heappush(
+                        heap,
+                        (
+                            c,
+                            counter,
+                            nd,
+                            tuple(sorted(op2.items())),
+                            frozenset(h),
+                            tuple(cl),
+                            step + 1,
+                        ),
+                    )
+    return None
+
+
+def _placeable(intervals, budget: int) -> bool:
+    """Whether blocks (tensor, first step, last step, size) fit in [0, budget) with no two
+    blocks alive at the same step overlapping: backtracking over every address."""
+    return _assign(sorted(intervals, key=lambda x: (x[1], x[0])), 0, [], budget)
+
+
+def _assign(items, i, placed, budget) -> bool:
+    if i == len(items):
+        return True
+    _, s, e, size = items[i]
+    for a in range(0, budget - size + 1):
+        clear = all(
+            not (s <= pe and ps <= e and size and psz and a < pa + psz and pa < a + size)
+            for (ps, pe, pa, psz) in placed
+        )
+        if clear and _assign(items, i + 1, [*placed, (s, e, a, size)], budget):
+            return True
+    return False
