@@ -69,7 +69,7 @@ class Model:
     window: dict[str, tuple[int, int]]
     life: dict[str, tuple[int, int]]
     scale: int
-    offset: int  # compulsory traffic in bytes, not in the objective
+    load_offset: int  # bytes of compulsory first loads, which the objective includes
     cuts: int = 0
     stats: dict[str, int] = field(default_factory=dict)
 
@@ -166,9 +166,9 @@ def build_model(problem: Problem, *, order: list[str] | None = None) -> Model:
         window,
         life,
         scale,
-        offset=sum(
-            g.tensors[a].size for a in tensors if g.tensors[a].kind is not TensorKind.ACTIVATION
-        ),
+        # Every input and parameter is loaded at least once: those first loads are in the
+        # objective (it counts every load) but are compulsory, so they come off the bound.
+        load_offset=sum(g.tensors[a].size for a in tensors if g.tensors[a].producer is None),
     )
     if order is None:
         _one_step_per_operator(m)
@@ -379,6 +379,17 @@ def _events(problem: Problem, order: list[str], res: list[Residency]):
     return steps_from_events(order, before, after)
 
 
+def bound_in_bytes(m: Model, objective_bound: float) -> int:
+    """A solver's bound on the model objective as a bound on non-compulsory bytes.
+
+    The objective counts loads and stores in units of ``objective_unit`` and includes every
+    input's and parameter's compulsory first load; every objective value is a whole number
+    of units, so the bound rounds up (less a tolerance).
+    """
+    units = math.ceil(objective_bound - 1e-6)
+    return max(0, units * m.stats["objective_unit"] - m.load_offset)
+
+
 def _warm_start(m: Model, problem: Problem, plan: Plan) -> bool:
     """Set initial values from a baseline plan; False if its order does not fit the model."""
     pos = {v: i for i, v in enumerate(plan.order)}
@@ -495,7 +506,6 @@ def milp(
         (m.prob.writeMPS if write_model.endswith(".mps") else m.prob.writeLP)(write_model)
     warm_ok = _warm_start(m, problem, warm) if warm.status.has_plan else False
 
-    unit = m.stats["objective_unit"]
     best_plan: Plan | None = None
     bound_bytes = 0
     proven = False
@@ -524,7 +534,7 @@ def milp(
             m.cuts,
         )
         if out.bound is not None:
-            bound_bytes = max(bound_bytes, max(0, math.ceil(out.bound - 1e-6)) * unit - 0)
+            bound_bytes = max(bound_bytes, bound_in_bytes(m, out.bound))
         if out.status == backends.INFEASIBLE:
             placement_note = "every residency set that fits the capacity was unplaceable"
             proven = True
