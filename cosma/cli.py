@@ -422,6 +422,78 @@ def zoo(family: str | None, as_json: bool) -> None:
 
 
 @cli.command()
+@click.option(
+    "--graphs",
+    "graph_list",
+    multiple=True,
+    metavar="MODEL",
+    help="Graphs (zoo:NAME or ONNX files); repeatable. Default: the reference's "
+    "ten human-designed and four NAS networks.",
+)
+@click.option(
+    "--budgets",
+    "budget_list",
+    multiple=True,
+    type=click.Choice(["M_R", "M_H", "M_P", "M_Rp", "M_Hp", "M_Pp"]),
+    help="Budgets; repeatable. Default: all six.",
+)
+@click.option(
+    "--methods",
+    "method_list",
+    multiple=True,
+    metavar="METHOD[:SOLVER]",
+    help="Methods; repeatable. Default: the four protocol baselines and milp with "
+    "every installed solver.",
+)
+@click.option(
+    "--time-limit", type=float, default=120.0, show_default=True, help="Seconds per case."
+)
+@click.option(
+    "--out",
+    default="benchmarks/results/protocol",
+    show_default=True,
+    help="Writes OUT.json (rows) and OUT.md (report).",
+)
+@click.option("--force", is_flag=True, help="Overwrite existing result files.")
+def bench(graph_list, budget_list, method_list, time_limit, out, force) -> None:
+    """Run the reference evaluation's protocol and write its results."""
+    from cosma import bench as bench_module
+    from cosma.graphs import zoo as zoo_module
+
+    targets = [Path(out + ".json"), Path(out + ".md")]
+    existing = [str(t) for t in targets if t.exists()]
+    if existing and not force:
+        raise UsageError(f"{', '.join(existing)} already exist; pass --force to overwrite")
+    if not targets[0].parent.exists():
+        raise UsageError(f"cannot write {out}.*: the folder {targets[0].parent} does not exist")
+    graphs = list(graph_list) or [
+        f"zoo:{n}" for n in (*zoo_module.names("human"), *zoo_module.names("nas"))
+    ]
+    budgets_ = list(budget_list) or list(bench_module.BUDGETS)
+    methods_ = list(method_list) or bench_module.default_methods()
+    total = len(graphs) * len(budgets_) * len(methods_)
+    done = [0]
+    t0 = time.perf_counter()
+
+    def progress(row: dict) -> None:
+        done[0] += 1
+        nc = row["non_compulsory"]
+        click.echo(
+            f"[{done[0]}/{total}] {row['graph']} {row['budget_name']} {row['method']}: "
+            f"{row['status']} {'-' if nc is None else f'{nc:,}'} ({row['seconds']:.2f} s)",
+            err=True,
+        )
+
+    rows = bench_module.run(
+        graphs, budgets=budgets_, methods=methods_, time_limit=time_limit, progress=progress
+    )
+    elapsed = time.perf_counter() - t0
+    targets[0].write_text(json.dumps(rows, indent=1))
+    targets[1].write_text(bench_module.report(rows, time_limit=time_limit, total_seconds=elapsed))
+    click.echo(f"wrote {targets[0]} and {targets[1]} ({len(rows)} rows, {elapsed:.0f} s)")
+
+
+@cli.command()
 def methods() -> None:
     """List the plan finders."""
     from cosma.solvers import METHODS

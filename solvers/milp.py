@@ -449,12 +449,14 @@ def milp(
     write_model: str | None = None,
     log_path: str | None = None,
     max_cuts: int = 25,
+    shortcut: bool = True,
 ) -> Plan:
     """Minimum non-compulsory traffic for ``problem``, proven where the solver finishes.
 
     ``order=None`` leaves the schedule free (joint mode); a name (``file``, ``minpeak``,
     ``greedy``) or a list of operators fixes it. ``write_model`` saves the model as ``.lp``
-    or ``.mps`` for users who want to run their own solver.
+    or ``.mps`` for users who want to run their own solver. With ``shortcut`` (the default)
+    a warm start with no extra traffic is returned at once as optimal, without a model.
 
     >>> from cosma.graph import GraphBuilder
     >>> g = (GraphBuilder().input("x", 1).op("a", ["x"], {"p": 10}).op("b", ["p"], {"q": 5})
@@ -500,6 +502,13 @@ def milp(
         if seq is None
         else _fixed_warm(problem, seq, time_limit)
     )
+    if shortcut and not write_model and warm.status.has_plan and warm.objective == 0:
+        # Nothing beyond the compulsory traffic: optimal without a model.
+        warm.method, warm.solver, warm.options = method, solver, plan.options
+        warm.status, warm.lower_bound = Status.OPTIMAL, 0
+        warm.stats = {"placement": "the warm start already has no extra traffic"}
+        warm.solve_time = time.perf_counter() - t0
+        return warm
     m = build_model(problem, order=seq)
     plan.stats = dict(m.stats)
     if write_model:

@@ -1,0 +1,41 @@
+"""The reference evaluation's protocol: one entry point, the same as ``cosma bench``.
+
+    python benchmarks/protocol.py --force                       # the full protocol
+    python benchmarks/protocol.py --graphs zoo:densenet121 --budgets M_R --out /tmp/x
+    python benchmarks/protocol.py --check                       # rerun, compare to committed
+
+Results: benchmarks/results/protocol.json (rows) and protocol.md (report with the machine
+and versions). ``--check`` reruns the cases recorded in the JSON and reports every row
+whose numbers differ (timings aside; a time-limited run may legitimately differ).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from cosma import bench
+from cosma.cli import main
+
+RESULTS = Path(__file__).resolve().parent / "results" / "protocol.json"
+
+
+def check() -> int:
+    old = json.loads(RESULTS.read_text())
+    graphs = list(dict.fromkeys(f"zoo:{r['graph']}" for r in old))
+    budgets = list(dict.fromkeys(r["budget_name"] for r in old))
+    methods = list(dict.fromkeys(r["method"] for r in old))
+    new = bench.run(graphs, budgets=budgets, methods=methods)
+    a, b = bench.comparable(old), bench.comparable(new)
+    diff = [(x, y) for x, y in zip(a, b, strict=False) if x != y]
+    for x, y in diff:
+        print(f"differs: {x['graph']} {x['budget_name']} {x['method']}: {x} -> {y}")
+    print(f"{len(a) - len(diff)} of {len(a)} rows match")
+    return 1 if diff or len(a) != len(b) else 0
+
+
+if __name__ == "__main__":
+    if "--check" in sys.argv[1:]:
+        sys.exit(check())
+    main(["bench", "--out", str(RESULTS.with_suffix("")), *sys.argv[1:]])
