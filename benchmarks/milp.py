@@ -34,7 +34,11 @@ def run_case(g, bname, nbytes, solver, mode, time_limit, base):
     problem = Problem(g, nbytes)
     t = time.perf_counter()
     plan = milp(
-        problem, solver=solver, order=None if mode == "joint" else "minpeak", time_limit=time_limit
+        problem,
+        solver=solver,
+        order=None if mode == "joint" else "minpeak",
+        time_limit=time_limit,
+        shortcut=False,
     )
     seconds = time.perf_counter() - t
     r = replay(g, plan)
