@@ -1,0 +1,59 @@
+"""The protocol benchmark: rows replayed, deterministic apart from timings, a readable
+report, and a CLI that never overwrites results without --force."""
+
+from __future__ import annotations
+
+import json
+
+from click.testing import CliRunner
+
+from cosma import bench
+from cosma.cli import cli
+
+SMALL = dict(budgets=["M_R", "M_Pp"], methods=["file-arena-greedy", "milp:cbc"], time_limit=30)
+
+
+def test_rows_are_deterministic_apart_from_time():
+    a = bench.run(["zoo:densenet121"], **SMALL)
+    b = bench.run(["zoo:densenet121"], **SMALL)
+    assert bench.comparable(a) == bench.comparable(b)
+    assert len(a) == 4
+    by = {(r["budget_name"], r["method"]): r for r in a}
+    # DenseNet-121 at M_R: the MILP proves 1,204,224 bytes, the baseline needs more.
+    assert by["M_R", "milp:cbc"]["status"] == "optimal"
+    assert (
+        by["M_R", "milp:cbc"]["non_compulsory"] < by["M_R", "file-arena-greedy"]["non_compulsory"]
+    )
+    assert by["M_Pp", "milp:cbc"]["setting"] == "activations+parameters"
+
+
+def test_report_has_cases_summary_and_reference():
+    rows = bench.run(["zoo:densenet121"], **SMALL)
+    text = bench.report(rows, time_limit=30, total_seconds=1)
+    assert "| densenet121 | M_R |" in text
+    assert "## Summary" in text and "## Against the reference" in text
+    assert "84 %" in text and "0.296 s" in text
+    assert "cores" in text  # the machine is stated
+
+
+def test_cli_bench_writes_and_refuses_to_overwrite(tmp_path):
+    out = tmp_path / "res"
+    args = [
+        "bench",
+        "--graphs",
+        "zoo:resnet50",
+        "--budgets",
+        "M_R",
+        "--methods",
+        "file-arena-belady",
+        "--out",
+        str(out),
+    ]
+    r = CliRunner().invoke(cli, args)
+    assert r.exit_code == 0, r.output
+    rows = json.loads((tmp_path / "res.json").read_text())
+    assert rows[0]["non_compulsory"] == 0
+    assert "The reference protocol" in (tmp_path / "res.md").read_text()
+    r = CliRunner().invoke(cli, args)
+    assert r.exit_code == 1 and "--force" in r.output
+    assert CliRunner().invoke(cli, [*args, "--force"]).exit_code == 0
