@@ -34,10 +34,10 @@ import pulp
 
 from cosma.graph import TensorKind
 from cosma.memory import aligned, check_schedule
-from cosma.plan import Event, Plan, Status, create, drop, load, steps_from_events, store
+from cosma.plan import Plan, Status
 from cosma.problem import Problem
 from cosma.simulator import verify
-from cosma.solvers import backends
+from cosma.solvers import backends, timeline
 from cosma.solvers.baselines import Residency, best_baseline, make_order
 from cosma.solvers.placement import place
 
@@ -81,46 +81,14 @@ class Model:
 # --- data -----------------------------------------------------------------------------------
 
 
-def _windows(problem: Problem, order: list[str] | None) -> dict[str, tuple[int, int]]:
-    """Steps each operator may run at: [#ancestors, n-1-#descendants], or its fixed step."""
-    g = problem.graph
-    if order is not None:
-        return {op: (i, i) for i, op in enumerate(order)}
-    import networkx as nx
-
-    n = g.num_operators
-    return {
-        v: (len(nx.ancestors(g.dag, v)), n - 1 - len(nx.descendants(g.dag, v)))
-        for v in g.file_order
-    }
-
-
-def _lifetimes(problem: Problem, window) -> dict[str, tuple[int, int]]:
-    """Steps a tracked tensor can be resident at: from its producer's (or first consumer's)
-    earliest step to its last consumer's latest step."""
-    g = problem.graph
-    life = {}
-    for a in g.tracked(problem.setting):
-        t = g.tensors[a]
-        users = [window[c] for c in t.consumers]
-        if t.producer is not None:
-            lo = window[t.producer][0]
-            hi = max([u[1] for u in users], default=window[t.producer][1])
-        else:
-            lo = min(u[0] for u in users)
-            hi = max(u[1] for u in users)
-        life[a] = (lo, hi)
-    return life
-
-
 # --- the model ----------------------------------------------------------------------------
 
 
 def build_model(problem: Problem, *, order: list[str] | None = None) -> Model:
     """Variables, then one function per constraint family, then the objective."""
     g = problem.graph
-    window = _windows(problem, order)
-    life = _lifetimes(problem, window)
+    window = timeline.windows(problem, order)
+    life = timeline.lifetimes(problem, window)
     sizes = {a: aligned(g.tensors[a].size, problem.alignment) for a in life}
     nonzero = [s for s in sizes.values() if s]
     scale = math.gcd(*nonzero) if nonzero else 1
@@ -312,71 +280,17 @@ def _objective(m: Model, problem: Problem, sizes: dict[str, int]) -> None:
 
 
 def _decode(m: Model, problem: Problem, values: dict[str, float]):
-    """Order and trimmed residencies of a solution: loads moved to uses, blocks freed right
-    after their last use inside each residency (neither costs traffic or space)."""
-    g = problem.graph
+    """Order and residencies of a solution (see :func:`timeline.residencies`)."""
     at = {}
     for (v, t), var in m.x.items():
         if (var if isinstance(var, int) else values.get(var.name, 0)) > 0.5:
             at[t] = v
     order = [at[t] for t in range(len(m.ops))]
-    pos = {v: i for i, v in enumerate(order)}
-    res: list[Residency] = []
-    for a in m.tensors:
-        t_ = g.tensors[a]
-        uses = sorted(pos[c] for c in t_.consumers)
-        made = pos[t_.producer] if t_.producer is not None else None
-        lo, hi = m.life[a]
-        steps = [t for t in range(lo, hi + 1) if values.get(m.r[a, t].name, 0) > 0.5]
-        if made is not None and made not in steps:
-            steps.append(made)
-        steps.sort()
-        segments: list[list[int]] = []
-        for t in steps:
-            if segments and segments[-1][-1] == t - 1:
-                segments[-1].append(t)
-            else:
-                segments.append([t])
-        size = aligned(t_.size, problem.alignment)
-        for seg in segments:
-            needed = [u for u in uses if seg[0] <= u <= seg[-1]]
-            starts_made = made is not None and seg[0] == made
-            if not needed and not starts_made:
-                continue
-            start = made if starts_made else needed[0]
-            end = max([start, *needed])
-            res.append(Residency(a, start, end, size))
-    return order, res
-
-
-def _events(problem: Problem, order: list[str], res: list[Residency]):
-    g = problem.graph
-    pos = {v: i for i, v in enumerate(order)}
-    before: dict[int, list[Event]] = {}
-    after: dict[int, list[Event]] = {}
-    reloaded = {
-        r.tensor
-        for r in res
-        if g.tensors[r.tensor].producer is None or r.start != pos[g.tensors[r.tensor].producer]
+    steps = {
+        a: [t for t in range(m.life[a][0], m.life[a][1] + 1) if values.get(m.r[a, t].name, 0) > 0.5]
+        for a in m.tensors
     }
-    for r in sorted(res, key=lambda r: (r.start, r.tensor)):
-        t = g.tensors[r.tensor]
-        made_here = t.producer is not None and r.start == pos[t.producer]
-        before.setdefault(r.start, []).append(
-            create(r.tensor, r.address) if made_here else load(r.tensor, r.address)
-        )
-        if made_here and (
-            t.kind is TensorKind.OUTPUT
-            or (t.kind is TensorKind.ACTIVATION and r.tensor in reloaded)
-        ):
-            after.setdefault(r.start, []).append(store(r.tensor))
-        after.setdefault(r.end, []).append(drop(r.tensor))
-    # A drop after step e frees the block for step e+1; put drops after stores.
-    for i, evs in after.items():
-        after[i] = [e for e in evs if e.kind.value == "store"] + [
-            e for e in evs if e.kind.value == "drop"
-        ]
-    return steps_from_events(order, before, after)
+    return order, timeline.residencies(problem, order, steps)
 
 
 def bound_in_bytes(m: Model, objective_bound: float) -> int:
@@ -565,7 +479,7 @@ def milp(
                 problem.alignment,
                 method,
                 Status.FEASIBLE,
-                steps=_events(problem, seq_out, res),
+                steps=timeline.plan_steps(problem, seq_out, res),
                 solver=solver,
                 options=plan.options,
             )

@@ -1,0 +1,124 @@
+"""The time-indexed view both exact engines share: step windows, tensor lifetimes, and
+turning "tensor a is resident at steps ..." back into placed blocks and plan steps.
+
+Steps are ``t = 0..n-1``, one operator each. An operator's window is the steps it can run
+at (ASAP/ALAP, or one step for a fixed order); a tracked tensor's lifetime is the steps it
+can be resident at.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+
+import networkx as nx
+
+from cosma.graph import TensorKind
+from cosma.memory import aligned
+from cosma.plan import Event, Step, create, drop, load, steps_from_events, store
+from cosma.problem import Problem
+from cosma.solvers.baselines import Residency
+
+
+def windows(problem: Problem, order: Sequence[str] | None) -> dict[str, tuple[int, int]]:
+    """Steps each operator may run at: [#ancestors, n-1-#descendants], or its fixed step."""
+    g = problem.graph
+    if order is not None:
+        return {op: (i, i) for i, op in enumerate(order)}
+    n = g.num_operators
+    return {
+        v: (len(nx.ancestors(g.dag, v)), n - 1 - len(nx.descendants(g.dag, v)))
+        for v in g.file_order
+    }
+
+
+def lifetimes(
+    problem: Problem, window: Mapping[str, tuple[int, int]]
+) -> dict[str, tuple[int, int]]:
+    """Steps a tracked tensor can be resident at: from its producer's (or first consumer's)
+    earliest step to its last consumer's latest step."""
+    g = problem.graph
+    life = {}
+    for a in g.tracked(problem.setting):
+        t = g.tensors[a]
+        users = [window[c] for c in t.consumers]
+        if t.producer is not None:
+            lo = window[t.producer][0]
+            hi = max([u[1] for u in users], default=window[t.producer][1])
+        else:
+            lo = min(u[0] for u in users)
+            hi = max(u[1] for u in users)
+        life[a] = (lo, hi)
+    return life
+
+
+def residencies(
+    problem: Problem,
+    order: Sequence[str],
+    resident_steps: Mapping[str, Sequence[int]],
+    address: Callable[[str, int], int] | None = None,
+) -> list[Residency]:
+    """Blocks from the steps each tensor is resident at, trimmed without loss: a block that
+    starts with a load starts at its first use instead, and every block ends at its last use
+    (or at its creation). Blocks with neither a use nor a creation are dropped. ``address``
+    (tensor, first step of the untrimmed block) gives addresses when the engine chose them;
+    trimming only shortens blocks, so those addresses stay valid."""
+    g = problem.graph
+    pos = {v: i for i, v in enumerate(order)}
+    out: list[Residency] = []
+    for a, steps in resident_steps.items():
+        t_ = g.tensors[a]
+        uses = sorted(pos[c] for c in t_.consumers)
+        made = pos[t_.producer] if t_.producer is not None else None
+        steps = sorted(set(steps) | ({made} if made is not None else set()))
+        segments: list[list[int]] = []
+        for t in steps:
+            if segments and segments[-1][-1] == t - 1:
+                segments[-1].append(t)
+            else:
+                segments.append([t])
+        size = aligned(t_.size, problem.alignment)
+        for seg in segments:
+            needed = [u for u in uses if seg[0] <= u <= seg[-1]]
+            starts_made = made is not None and seg[0] == made
+            if not needed and not starts_made:
+                continue
+            start = made if starts_made else needed[0]
+            end = max([start, *needed])
+            r = Residency(a, start, end, size)
+            if address is not None:
+                r.address = address(a, seg[0])
+            out.append(r)
+    return out
+
+
+def plan_steps(problem: Problem, order: Sequence[str], res: Sequence[Residency]) -> list[Step]:
+    """Plan steps for placed blocks: a load or create where each block starts, a drop after
+    its last step; an activation that is ever reloaded, and every output, is stored right
+    after it is made."""
+    g = problem.graph
+    pos = {v: i for i, v in enumerate(order)}
+    before: dict[int, list[Event]] = {}
+    after: dict[int, list[Event]] = {}
+
+    def made_here(r: Residency) -> bool:
+        p = g.tensors[r.tensor].producer
+        return p is not None and r.start == pos[p]
+
+    reloaded = {r.tensor for r in res if not made_here(r)}
+    for r in sorted(res, key=lambda r: (r.start, r.tensor)):
+        t = g.tensors[r.tensor]
+        here = made_here(r)
+        before.setdefault(r.start, []).append(
+            create(r.tensor, r.address) if here else load(r.tensor, r.address)
+        )
+        if here and (
+            t.kind is TensorKind.OUTPUT
+            or (t.kind is TensorKind.ACTIVATION and r.tensor in reloaded)
+        ):
+            after.setdefault(r.start, []).append(store(r.tensor))
+        after.setdefault(r.end, []).append(drop(r.tensor))
+    for i, evs in after.items():  # stores before drops within a step
+        after[i] = [e for e in evs if e.kind.value == "store"] + [
+            e for e in evs if e.kind.value == "drop"
+        ]
+    return steps_from_events(list(order), before, after)
