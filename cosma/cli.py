@@ -320,9 +320,19 @@ def plan(
         raise UsageError(f"no plan fits: {graph.name} {why}. Use a budget of at least M_R")
     if write_model and Path(write_model).exists() and not force:
         raise UsageError(f"{write_model} already exists; pass --force to overwrite it")
+
+    def progress(info: dict) -> None:
+        if not as_json and output != "-":
+            click.echo(
+                f"  [{info['seconds']:7.2f} s] incumbent {info['objective']:,} B, "
+                f"bound {info['bound']:,} B, gap {100 * info['gap']:.1f} %",
+                err=True,
+            )
+
     result = solve(
         problem,
         method,
+        progress=progress,
         time_limit=time_limit,
         solver=solver,
         order=order,

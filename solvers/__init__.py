@@ -25,6 +25,7 @@ from cosma.solvers.baselines import (
     baseline,
     best_baseline,
 )
+from cosma.solvers.cpsat import cpsat
 from cosma.solvers.milp import milp
 
 __all__ = [
@@ -116,6 +117,49 @@ _milp_fixed.__doc__ = "Exact MILP for a fixed order (--order file|greedy|minpeak
 
 METHODS["milp"] = _milp
 METHODS["milp-fixed"] = _milp_fixed
+
+
+def _cpsat(
+    problem: Problem,
+    *,
+    time_limit: float | None = 60.0,
+    threads: int = 1,
+    seed: int = 0,
+    progress=None,
+    **_: object,
+) -> Plan:
+    return cpsat(
+        problem, time_limit=time_limit or 60.0, threads=threads, seed=seed, progress=progress
+    )
+
+
+_cpsat.__doc__ = "Exact CP-SAT model with addresses, schedule free (joint)."
+
+
+def _cpsat_fixed(
+    problem: Problem,
+    *,
+    order: str = "minpeak",
+    time_limit: float | None = 60.0,
+    threads: int = 1,
+    seed: int = 0,
+    progress=None,
+    **_: object,
+) -> Plan:
+    return cpsat(
+        problem,
+        order=order,
+        time_limit=time_limit or 60.0,
+        threads=threads,
+        seed=seed,
+        progress=progress,
+    )
+
+
+_cpsat_fixed.__doc__ = "Exact CP-SAT model for a fixed order (--order file|greedy|minpeak)."
+
+METHODS["cpsat"] = _cpsat
+METHODS["cpsat-fixed"] = _cpsat_fixed
 
 
 def method_names() -> list[str]:

@@ -312,24 +312,7 @@ def _warm_start(m: Model, problem: Problem, plan: Plan) -> bool:
     for (v, t), var in m.x.items():
         if not isinstance(var, int):
             var.setInitialValue(1 if pos[v] == t else 0)
-    resident: set[str] = set()
-    loads: set[tuple[str, int]] = set()
-    stored: set[str] = set()
-    during: dict[int, set[str]] = {}
-    for i, step in enumerate(plan.steps):
-        for e in step.before:
-            if e.kind.value in ("load", "create"):
-                resident.add(e.tensor)
-                if e.kind.value == "load":
-                    loads.add((e.tensor, i))
-            elif e.kind.value == "drop":
-                resident.discard(e.tensor)
-        during[i] = set(resident)
-        for e in step.after:
-            if e.kind.value == "drop":
-                resident.discard(e.tensor)
-            elif e.kind.value == "store":
-                stored.add(e.tensor)
+    during, loads, stored = timeline.plan_state(plan)
     for (a, t), var in m.r.items():
         var.setInitialValue(1 if a in during.get(t, ()) else 0)
     for (a, t), var in m.loads.items():
@@ -416,6 +399,25 @@ def milp(
         if seq is None
         else _fixed_warm(problem, seq, time_limit)
     )
+    if (
+        seq is None
+        and warm.status.has_plan
+        and warm.objective > 0
+        and time.perf_counter() - t0 < time_limit / 2
+    ):
+        # Any fixed-order plan is a joint solution: the minimum-peak order's optimum, fast
+        # to prove, is a better start than a baseline and an upper bound for the joint run.
+        fixed = milp(
+            problem,
+            solver=solver,
+            order="minpeak",
+            threads=threads,
+            seed=seed,
+            time_limit=max(1.0, time_limit / 4),
+            max_cuts=max_cuts,
+        )
+        if fixed.status.has_plan and fixed.objective < warm.objective:
+            warm = fixed
     if shortcut and not write_model and warm.status.has_plan and warm.objective == 0:
         # Nothing beyond the compulsory traffic: optimal without a model.
         warm.method, warm.solver, warm.options = method, solver, plan.options

@@ -122,3 +122,29 @@ def plan_steps(problem: Problem, order: Sequence[str], res: Sequence[Residency])
             e for e in evs if e.kind.value == "drop"
         ]
     return steps_from_events(list(order), before, after)
+
+
+def plan_state(plan) -> tuple[dict[int, dict[str, int]], set[tuple[str, int]], set[str]]:
+    """What a plan holds while each step runs: ``{step: {tensor: address}}``, the
+    ``(tensor, step)`` loads, and the stored tensors (for warm starts and hints)."""
+    resident: dict[str, int] = {}
+    loads: set[tuple[str, int]] = set()
+    stored: set[str] = set()
+    during: dict[int, dict[str, int]] = {}
+    for i, step in enumerate(plan.steps):
+        for e in step.before:
+            if e.kind.value in ("load", "create"):
+                resident[e.tensor] = e.address
+                if e.kind.value == "load":
+                    loads.add((e.tensor, i))
+            elif e.kind.value == "drop":
+                resident.pop(e.tensor, None)
+            elif e.kind.value == "store":
+                stored.add(e.tensor)
+        during[i] = dict(resident)
+        for e in step.after:
+            if e.kind.value == "drop":
+                resident.pop(e.tensor, None)
+            elif e.kind.value == "store":
+                stored.add(e.tensor)
+    return during, loads, stored
