@@ -5,6 +5,7 @@ element, activations setting), with CBC and HiGHS, joint (free order) and fixed 
     python benchmarks/milp.py                               # everything (about 10-30 min)
     python benchmarks/milp.py --graphs resnet50 --solvers highs --modes joint
 
+Solver "cpsat" runs the CP-SAT engine on the same cases (issue 5's column).
 Target (issue 7): every case proven optimal, median under 10 s, none over 120 s on this
 2-core machine. Each plan is replayed by the simulator before its numbers are recorded.
 Times are wall-clock on a shared machine: read medians and ratios.
@@ -108,6 +109,28 @@ def report(rows: list[dict], total: float, args) -> str:
             f"{sum(r['status'] == 'optimal' for r in sub)} | "
             f"{statistics.median(ts):.2f} | {max(ts):.2f} |"
         )
+    ratios = []
+    for r in rows:
+        if r["solver"] != "cpsat":
+            continue
+        milps = [
+            q["seconds"]
+            for q in rows
+            if q["solver"] != "cpsat"
+            and q["graph"] == r["graph"]
+            and q["budget_name"] == r["budget_name"]
+            and q["mode"] == r["mode"]
+        ]
+        if milps:
+            ratios.append((r, r["seconds"] / max(min(milps), 1e-3)))
+    if ratios:
+        rs = sorted(x for _, x in ratios)
+        lines += [
+            "",
+            "CP-SAT time / best MILP backend time, per case: median "
+            f"{statistics.median(rs):.2f}x, best {rs[0]:.2f}x, worst {rs[-1]:.2f}x "
+            f"over {len(rs)} cases.",
+        ]
     by_budget: dict[str, list[float]] = {}
     for r in rows:
         if r["mode"] == "joint" and r["baseline"]:
