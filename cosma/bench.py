@@ -40,9 +40,9 @@ REFERENCE = {
 
 
 def default_methods() -> list[str]:
-    """The protocol's four baselines and the MILP with every installed backend."""
+    """The protocol's four baselines, the MILP with every installed backend, and CP-SAT."""
     exact = [f"milp:{n}" for n, b in BACKENDS.items() if b.available()]
-    return [*BASELINES, *exact]
+    return [*BASELINES, *exact, "cpsat"]
 
 
 def run(
