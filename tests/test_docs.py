@@ -58,3 +58,14 @@ def test_readme_commands_run(command, tmp_path):
 
 def test_version():
     assert cosma.__version__
+
+
+def _readme_python() -> list[str]:
+    text = (ROOT / "README.md").read_text()
+    return re.findall(r"```python\n(.*?)```", text, re.S)
+
+
+@pytest.mark.parametrize("block", _readme_python())
+def test_readme_python_runs(block, capsys):
+    exec(compile(block, "README.md", "exec"), {})
+    assert capsys.readouterr().out.strip().startswith("60")  # the example prints 60
