@@ -26,7 +26,7 @@ import cosma
 from cosma.graphs import zoo
 from cosma.problem import Problem, budgets
 from cosma.simulator import replay
-from cosma.solvers import BACKENDS, best_baseline, milp
+from cosma.solvers import BACKENDS, best_baseline, cpsat, milp
 
 HERE = Path(__file__).resolve().parent
 
@@ -34,13 +34,11 @@ HERE = Path(__file__).resolve().parent
 def run_case(g, bname, nbytes, solver, mode, time_limit, base):
     problem = Problem(g, nbytes)
     t = time.perf_counter()
-    plan = milp(
-        problem,
-        solver=solver,
-        order=None if mode == "joint" else "minpeak",
-        time_limit=time_limit,
-        shortcut=False,
-    )
+    order = None if mode == "joint" else "minpeak"
+    if solver == "cpsat":
+        plan = cpsat(problem, order=order, time_limit=time_limit, shortcut=False)
+    else:
+        plan = milp(problem, solver=solver, order=order, time_limit=time_limit, shortcut=False)
     seconds = time.perf_counter() - t
     r = replay(g, plan)
     assert r.valid and r.non_compulsory == plan.objective, (g.name, bname, solver, mode)
@@ -176,7 +174,9 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--graphs", nargs="*", default=zoo.names("human"))
     ap.add_argument("--budgets", nargs="*", default=["M_R", "M_H", "M_P"])
     ap.add_argument(
-        "--solvers", nargs="*", default=[n for n in ("cbc", "highs") if BACKENDS[n].available()]
+        "--solvers",
+        nargs="*",
+        default=[n for n in ("cbc", "highs") if BACKENDS[n].available()] + ["cpsat"],
     )
     ap.add_argument("--modes", nargs="*", default=["joint", "fixed"])
     ap.add_argument("--time-limit", type=float, default=120.0)

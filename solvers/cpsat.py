@@ -274,6 +274,7 @@ def cpsat(
     _residency(M)
     _addresses(M)
     _objective(M)
+    M.stats |= {"rows": len(M.m.proto.constraints), "columns": len(M.m.proto.variables)}
     if warm.status.has_plan:
         _hint(M, warm)
 
