@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from cosma.errors import UsageError
 from cosma.graph import Graph, Setting
 from cosma.memory import min_required
+from cosma.plan import Plan, Status
 from cosma.schedule import PeakResult, min_peak_order
 from cosma.units import format_bytes, parse_bytes
 
@@ -118,6 +119,23 @@ class Problem:
         if self.alignment < 1:
             raise UsageError(f"alignment must be a positive number of bytes ({self.alignment})")
         object.__setattr__(self, "setting", Setting.parse(self.setting))
+
+    def new_plan(
+        self, method: str, *, solver: str | None = None, options: dict | None = None
+    ) -> Plan:
+        """An empty result for this problem (status ``no_solution``) for a method to fill."""
+        g = self.graph
+        return Plan(
+            g.name,
+            g.identity(),
+            self.budget,
+            self.setting,
+            self.alignment,
+            method,
+            Status.NO_SOLUTION,
+            solver=solver,
+            options=dict(options or {}),
+        )
 
     def shortfall(self) -> str | None:
         """Why no plan can exist (budget below ``M_R``), or None.

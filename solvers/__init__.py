@@ -64,102 +64,41 @@ for _o in ORDERS:
             METHODS[f"{_o}-{_a}-{_r}"] = _baseline_method(_o, _a, _r)
 
 
-def _milp(
-    problem: Problem,
-    *,
-    solver: str = "cbc",
-    time_limit: float | None = 60.0,
-    threads: int = 1,
-    seed: int = 0,
-    write_model: str | None = None,
-    log_path: str | None = None,
-    **_: object,
-) -> Plan:
-    return milp(
-        problem,
-        solver=solver,
-        time_limit=time_limit or 60.0,
-        threads=threads,
-        seed=seed,
-        write_model=write_model,
-        log_path=log_path,
-    )
+def _exact_method(
+    engine: Callable[..., Plan], accepts: tuple[str, ...], fixed: bool, doc: str
+) -> Callable[..., Plan]:
+    """A registry entry for an exact engine: passes on the options it accepts, and the
+    order only for its fixed-order form."""
+
+    def run(
+        problem: Problem,
+        *,
+        order: str = "minpeak",
+        time_limit: float | None = 60.0,
+        **options: object,
+    ) -> Plan:
+        kw = {k: v for k, v in options.items() if k in accepts}
+        return engine(problem, order=order if fixed else None, time_limit=time_limit or 60.0, **kw)
+
+    run.__doc__ = doc
+    return run
 
 
-_milp.__doc__ = "Exact MILP, schedule free (joint); --solver cbc|highs|gurobi."
-
-
-def _milp_fixed(
-    problem: Problem,
-    *,
-    order: str = "minpeak",
-    solver: str = "cbc",
-    time_limit: float | None = 60.0,
-    threads: int = 1,
-    seed: int = 0,
-    write_model: str | None = None,
-    log_path: str | None = None,
-    **_: object,
-) -> Plan:
-    return milp(
-        problem,
-        solver=solver,
-        order=order,
-        time_limit=time_limit or 60.0,
-        threads=threads,
-        seed=seed,
-        write_model=write_model,
-        log_path=log_path,
-    )
-
-
-_milp_fixed.__doc__ = "Exact MILP for a fixed order (--order file|greedy|minpeak)."
-
-METHODS["milp"] = _milp
-METHODS["milp-fixed"] = _milp_fixed
-
-
-def _cpsat(
-    problem: Problem,
-    *,
-    time_limit: float | None = 60.0,
-    threads: int = 1,
-    seed: int = 0,
-    progress=None,
-    **_: object,
-) -> Plan:
-    return cpsat(
-        problem, time_limit=time_limit or 60.0, threads=threads, seed=seed, progress=progress
-    )
-
-
-_cpsat.__doc__ = "Exact CP-SAT model with addresses, schedule free (joint)."
-
-
-def _cpsat_fixed(
-    problem: Problem,
-    *,
-    order: str = "minpeak",
-    time_limit: float | None = 60.0,
-    threads: int = 1,
-    seed: int = 0,
-    progress=None,
-    **_: object,
-) -> Plan:
-    return cpsat(
-        problem,
-        order=order,
-        time_limit=time_limit or 60.0,
-        threads=threads,
-        seed=seed,
-        progress=progress,
-    )
-
-
-_cpsat_fixed.__doc__ = "Exact CP-SAT model for a fixed order (--order file|greedy|minpeak)."
-
-METHODS["cpsat"] = _cpsat
-METHODS["cpsat-fixed"] = _cpsat_fixed
+_COMMON = ("threads", "seed")
+_MILP_OPTIONS = (*_COMMON, "solver", "write_model", "log_path")
+_CPSAT_OPTIONS = (*_COMMON, "progress")
+METHODS["milp"] = _exact_method(
+    milp, _MILP_OPTIONS, False, "Exact MILP, schedule free (joint); --solver cbc|highs|gurobi."
+)
+METHODS["milp-fixed"] = _exact_method(
+    milp, _MILP_OPTIONS, True, "Exact MILP for a fixed order (--order file|greedy|minpeak)."
+)
+METHODS["cpsat"] = _exact_method(
+    cpsat, _CPSAT_OPTIONS, False, "Exact CP-SAT model with addresses, schedule free (joint)."
+)
+METHODS["cpsat-fixed"] = _exact_method(
+    cpsat, _CPSAT_OPTIONS, True, "Exact CP-SAT model for a fixed order (--order ...)."
+)
 
 
 def method_names() -> list[str]:

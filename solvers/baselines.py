@@ -372,15 +372,8 @@ def baseline(
     g = problem.graph
     order_name = order if isinstance(order, str) else "given"
     method = f"{order_name}-{allocator}-{replacement}"
-    plan = Plan(
-        graph_name=g.name,
-        graph_identity=g.identity(),
-        budget=problem.budget,
-        setting=problem.setting,
-        alignment=problem.alignment,
-        method=method,
-        status=Status.NO_SOLUTION,
-        solver=None,
+    plan = problem.new_plan(
+        method,
         options={"order": order_name, "allocator": allocator, "replacement": replacement},
     )
     why = problem.shortfall()

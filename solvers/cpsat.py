@@ -228,17 +228,7 @@ def cpsat(
         "threads": threads,
         "seed": seed,
     }
-    plan = Plan(
-        g.name,
-        g.identity(),
-        problem.budget,
-        problem.setting,
-        problem.alignment,
-        method,
-        Status.NO_SOLUTION,
-        solver="cp-sat",
-        options=options,
-    )
+    plan = problem.new_plan(method, solver="cp-sat", options=options)
     why = problem.shortfall()
     if why:
         plan.status, plan.reason = Status.INFEASIBLE, why
@@ -335,16 +325,9 @@ def cpsat(
             steps,
             address=lambda a, t: solver.value(M.slot[a, t]) * problem.alignment,
         )
-        found = Plan(
-            g.name,
-            g.identity(),
-            problem.budget,
-            problem.setting,
-            problem.alignment,
-            method,
-            Status.FEASIBLE,
-            steps=timeline.plan_steps(problem, seq_out, res),
-        )
+        found = problem.new_plan(method, solver="cp-sat", options=options)
+        found.status = Status.FEASIBLE
+        found.steps = timeline.plan_steps(problem, seq_out, res)
         verify(g, found)
         if status == cp_model.OPTIMAL:
             bound = found.objective

@@ -369,14 +369,8 @@ def milp(
     method = (
         "milp" if order is None else f"milp-fixed({order if isinstance(order, str) else 'given'})"
     )
-    plan = Plan(
-        g.name,
-        g.identity(),
-        problem.budget,
-        problem.setting,
-        problem.alignment,
+    plan = problem.new_plan(
         method,
-        Status.NO_SOLUTION,
         solver=solver,
         options={"mode": mode, "time_limit": time_limit, "threads": threads, "seed": seed},
     )
@@ -473,18 +467,9 @@ def milp(
             res, problem.budget, alignment=problem.alignment, time_limit=min(left, 30.0), seed=seed
         )
         if pl.placed:
-            cand = Plan(
-                g.name,
-                g.identity(),
-                problem.budget,
-                problem.setting,
-                problem.alignment,
-                method,
-                Status.FEASIBLE,
-                steps=timeline.plan_steps(problem, seq_out, res),
-                solver=solver,
-                options=plan.options,
-            )
+            cand = problem.new_plan(method, solver=solver, options=plan.options)
+            cand.status = Status.FEASIBLE
+            cand.steps = timeline.plan_steps(problem, seq_out, res)
             verify(g, cand)
             best_plan = cand
             proven = out.status == backends.OPTIMAL
