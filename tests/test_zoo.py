@@ -104,6 +104,19 @@ def test_architecture_counts():
     assert count("darts_v2", "Softmax") == 0
 
 
+def test_darts_operator_count_by_hand():
+    # Stems: conv-relu-conv and relu-conv = 5. A normal DARTS V2 cell: two ReLU-conv
+    # preprocessings (4); 5 sep_conv_3x3 (relu, dw, pw, relu, dw, pw: 6 each = 30); one
+    # dil_conv_3x3 (relu, dw, pw = 3); 3 skips (no operator); 4 step sums; 1 concat = 42.
+    # A reduction cell: preprocessing 4, 5 max pools, 3 stride-1 skips (none), 4 sums,
+    # 1 concat = 14. Cells after a reduction (cells 0, 5, 10) preprocess their first input
+    # with a factorized reduce (relu, conv, slice, conv, concat: 5 instead of 2): +3 each.
+    # Head: pool, flatten, linear = 3. 14 cells, reductions at 4 and 9:
+    expected = 5 + 12 * 42 + 3 * 3 + 2 * 14 + 3
+    assert expected == 549
+    assert zoo.load("darts_v2").num_operators == expected
+
+
 def test_output_shapes():
     def out(name):
         g = zoo.load(name)
