@@ -485,8 +485,12 @@ def bench(graph_list, budget_list, method_list, time_limit, out, force) -> None:
     done = [0]
     t0 = time.perf_counter()
 
+    so_far: list[dict] = []
+
     def progress(row: dict) -> None:
         done[0] += 1
+        so_far.append(row)
+        targets[0].write_text(json.dumps(so_far, indent=1))  # an interrupted run keeps rows
         nc = row["non_compulsory"]
         click.echo(
             f"[{done[0]}/{total}] {row['graph']} {row['budget_name']} {row['method']}: "
