@@ -438,3 +438,24 @@ def best_baseline(
     best.method = f"baseline ({best.method})"
     best.solve_time = time.perf_counter() - t0
     return best
+
+
+def starting_point(
+    problem: Problem, order: str | Sequence[str] | None, *, time_limit: float | None = 30.0
+) -> tuple[list[str] | None, Plan]:
+    """What an exact engine starts from: the fixed schedule (None when the order is free)
+    and the best baseline plan for it (the protocol's four when the order is free; both
+    replacements with the arena allocator for a fixed order)."""
+    if order is None:
+        return None, best_baseline(problem, time_limit=time_limit)
+    seq = (
+        make_order(problem, order, time_limit=time_limit)
+        if isinstance(order, str)
+        else check_schedule(problem.graph, order)
+    )
+    plans = [
+        baseline(problem, order=seq, replacement=r, time_limit=time_limit) for r in REPLACEMENTS
+    ]
+    return seq, min(
+        (p for p in plans if p.status.has_plan), key=lambda p: p.objective, default=plans[0]
+    )

@@ -20,12 +20,12 @@ import time
 from collections.abc import Callable
 
 from cosma.graph import TensorKind
-from cosma.memory import aligned, check_schedule
+from cosma.memory import aligned
 from cosma.plan import Plan, Status
 from cosma.problem import Problem
 from cosma.simulator import verify
 from cosma.solvers import timeline
-from cosma.solvers.baselines import baseline, best_baseline, make_order
+from cosma.solvers.baselines import starting_point
 
 log = logging.getLogger(__name__)
 
@@ -234,19 +234,7 @@ def cpsat(
         plan.status, plan.reason = Status.INFEASIBLE, why
         plan.solve_time = time.perf_counter() - t0
         return plan
-    seq = None
-    if order is not None:
-        seq = (
-            make_order(problem, order, time_limit=time_limit)
-            if isinstance(order, str)
-            else check_schedule(g, order)
-        )
-        warm = min(
-            (baseline(problem, order=seq, replacement=r) for r in ("belady", "greedy")),
-            key=lambda p: p.objective,
-        )
-    else:
-        warm = best_baseline(problem, time_limit=time_limit)
+    seq, warm = starting_point(problem, order, time_limit=time_limit)
 
     def adopt(p: Plan, lower: int, status: Status, stats: dict) -> Plan:
         p.method, p.solver, p.options = method, "cp-sat", options

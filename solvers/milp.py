@@ -33,12 +33,12 @@ from dataclasses import dataclass, field
 import pulp
 
 from cosma.graph import TensorKind
-from cosma.memory import aligned, check_schedule
+from cosma.memory import aligned
 from cosma.plan import Plan, Status
 from cosma.problem import Problem
 from cosma.simulator import verify
 from cosma.solvers import backends, timeline
-from cosma.solvers.baselines import Residency, best_baseline, make_order
+from cosma.solvers.baselines import Residency, starting_point
 from cosma.solvers.placement import place
 
 log = logging.getLogger(__name__)
@@ -381,18 +381,7 @@ def milp(
         plan.solve_time = time.perf_counter() - t0
         return plan
 
-    seq = None
-    if order is not None:
-        seq = (
-            make_order(problem, order, time_limit=time_limit)
-            if isinstance(order, str)
-            else check_schedule(g, order)
-        )
-    warm = (
-        best_baseline(problem, time_limit=time_limit)
-        if seq is None
-        else _fixed_warm(problem, seq, time_limit)
-    )
+    seq, warm = starting_point(problem, order, time_limit=time_limit)
     if (
         seq is None
         and warm.status.has_plan
@@ -509,13 +498,3 @@ def milp(
     }
     chosen.solve_time = time.perf_counter() - t0
     return chosen
-
-
-def _fixed_warm(problem: Problem, seq: list[str], time_limit: float) -> Plan:
-    from cosma.solvers.baselines import baseline
-
-    plans = [
-        baseline(problem, order=seq, allocator="arena", replacement=r, time_limit=time_limit)
-        for r in ("belady", "greedy")
-    ]
-    return min((p for p in plans if p.status.has_plan), key=lambda p: p.objective, default=plans[0])

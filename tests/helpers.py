@@ -53,6 +53,24 @@ def random_dags(draw, max_ops: int = 8, max_size: int = 20, params: bool = True)
     return b.build()
 
 
+def skip():
+    """x(1) -a-> p(10) -b-> q(5) -c-> r(5); d reads p and r -> z(1). M_R = 16 (at d).
+    At c, q and r (10) leave 6 bytes of a 16-byte budget: p (10) must leave and come back,
+    stored 10 + reloaded 10 = 20 bytes at budget 16; no spill from 21 up."""
+    from cosma import GraphBuilder
+
+    return (
+        GraphBuilder("skip")
+        .input("x", 1)
+        .op("a", ["x"], {"p": 10})
+        .op("b", ["p"], {"q": 5})
+        .op("c", ["q"], {"r": 5})
+        .op("d", ["p", "r"], {"z": 1})
+        .output("z")
+        .build()
+    )
+
+
 def brute_force_traffic(graph, budget: int, setting=None) -> int | None:
     """Exhaustive search: the least non-compulsory traffic of any plan (None if none).
 

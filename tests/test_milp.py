@@ -5,7 +5,7 @@ against the baselines."""
 from __future__ import annotations
 
 import pytest
-from helpers import brute_force_traffic, random_dags
+from helpers import brute_force_traffic, random_dags, skip
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
@@ -44,21 +44,6 @@ def diamond():
         .op("a", ["x"], {"p": 6})
         .op("b", ["x"], {"q": 6})
         .op("c", ["p", "q"], {"z": 4})
-        .output("z")
-        .build()
-    )
-
-
-def skip():
-    # x(1) -a-> p(10) -b-> q(5) -c-> r(5); d reads p and r. M_R = 16 (at d). At c, q and r
-    # (10) leave 6 bytes: p (10) must leave: stored 10 + reloaded 10 = 20 at budget 16.
-    return (
-        GraphBuilder("skip")
-        .input("x", 1)
-        .op("a", ["x"], {"p": 10})
-        .op("b", ["p"], {"q": 5})
-        .op("c", ["q"], {"r": 5})
-        .op("d", ["p", "r"], {"z": 1})
         .output("z")
         .build()
     )

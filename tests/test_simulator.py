@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+from helpers import skip
 
 from cosma import GraphBuilder, PlanError, Setting
 from cosma.plan import Event, EventKind, Plan, Status, Step, create, drop, load, store
@@ -21,20 +22,6 @@ def chain():
         .op("a", ["x"], {"y1": 40})
         .op("b", ["y1", "w"], {"y2": 20})
         .op("c", ["y2"], {"z": 5})
-        .output("z")
-        .build()
-    )
-
-
-def skip():
-    # x(1) -a-> p(10) -b-> q(5) -c-> r(5); d reads p and r -> z(1). M_R = 16 (at d).
-    return (
-        GraphBuilder("skip")
-        .input("x", 1)
-        .op("a", ["x"], {"p": 10})
-        .op("b", ["p"], {"q": 5})
-        .op("c", ["q"], {"r": 5})
-        .op("d", ["p", "r"], {"z": 1})
         .output("z")
         .build()
     )
