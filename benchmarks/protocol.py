@@ -2,7 +2,7 @@
 
     python benchmarks/protocol.py --force                       # the full protocol
     python benchmarks/protocol.py --graphs zoo:densenet121 --budgets M_R --out /tmp/x
-    python benchmarks/protocol.py --check                       # rerun, compare to committed
+    python benchmarks/protocol.py --check --time-limit 60       # rerun, compare to committed
 
 Results: benchmarks/results/protocol.json (rows) and protocol.md (report with the machine
 and versions). ``--check`` reruns the cases recorded in the JSON and reports every row
@@ -21,12 +21,12 @@ from cosma.cli import main
 RESULTS = Path(__file__).resolve().parent / "results" / "protocol.json"
 
 
-def check() -> int:
+def check(time_limit: float) -> int:
     old = json.loads(RESULTS.read_text())
     graphs = list(dict.fromkeys(f"zoo:{r['graph']}" for r in old))
     budgets = list(dict.fromkeys(r["budget_name"] for r in old))
     methods = list(dict.fromkeys(r["method"] for r in old))
-    new = bench.run(graphs, budgets=budgets, methods=methods)
+    new = bench.run(graphs, budgets=budgets, methods=methods, time_limit=time_limit)
     a, b = bench.comparable(old), bench.comparable(new)
     diff = [(x, y) for x, y in zip(a, b, strict=False) if x != y]
     for x, y in diff:
@@ -37,5 +37,8 @@ def check() -> int:
 
 if __name__ == "__main__":
     if "--check" in sys.argv[1:]:
-        sys.exit(check())
+        args = sys.argv[1:]
+        # Use the committed run's per-case limit (see protocol.md), 60 s unless given.
+        limit = float(args[args.index("--time-limit") + 1]) if "--time-limit" in args else 60.0
+        sys.exit(check(limit))
     main(["bench", "--out", str(RESULTS.with_suffix("")), *sys.argv[1:]])
