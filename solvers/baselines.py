@@ -314,7 +314,7 @@ def _no_spill_residencies(problem: Problem, order: list[str]) -> list[Residency]
     ]
 
 
-def _no_spill_plan_events(problem: Problem, order: list[str], rs: list[Residency]):
+def _no_spill_plan_events(problem: Problem, rs: list[Residency]):
     g = problem.graph
     before: dict[int, list[Event]] = {}
     after: dict[int, list[Event]] = {}
@@ -390,7 +390,7 @@ def baseline(
     rs = _no_spill_residencies(problem, seq)
     arena = allocate_offline(rs, method=allocator, alignment=problem.alignment)
     if arena <= problem.budget:
-        before, after = _no_spill_plan_events(problem, seq, rs)
+        before, after = _no_spill_plan_events(problem, rs)
         plan.stats = {"path": "arena fits with no spills", "arena": arena}
     else:
         eng = _Online(problem, seq, replacement, "best" if allocator == "arena" else "first")
