@@ -297,9 +297,8 @@ def stitch(
         segments: list[list[int]] = []
         for st in sorted(steps):
             prev = segments[-1][-1] if segments else None
-            same = (
-                prev == st - 1
-                and not (steps[prev] >= 0 and steps[st] >= 0 and steps[prev] != steps[st])
+            same = prev == st - 1 and not (
+                steps[prev] >= 0 and steps[st] >= 0 and steps[prev] != steps[st]
             )
             if same:
                 segments[-1].append(st)
@@ -356,9 +355,7 @@ def _place_around(
         if r.size == 0:
             r.address = 0
             continue
-        busy = sorted(
-            (p.address, p.size) for p in placed if p.start <= r.end and r.start <= p.end
-        )
+        busy = sorted((p.address, p.size) for p in placed if p.start <= r.end and r.start <= p.end)
         best = None
         cur = 0
         for addr, sz in [*busy, (S, 0)]:
@@ -595,6 +592,77 @@ def choose_cuts(problem: Problem, order: Sequence[str], piece_ops: int) -> list[
 # --- the method -----------------------------------------------------------------------------
 
 
+@dataclass
+class _Search:
+    """The state of one run: the incumbent, the bound, the clock, counters."""
+
+    problem: Problem
+    sol: Solution
+    bound: int
+    deadline: float
+    t0: float
+    solver: str
+    threads: int
+    seed: int
+    progress: Progress | None
+    tried: int = 0
+    accepted: int = 0
+    phase: str = "start"
+
+    def left(self) -> float:
+        return self.deadline - time.perf_counter()
+
+    def done(self) -> bool:
+        return self.left() < 1.0 or self.sol.cost <= self.bound
+
+    def report(self, piece: int, pieces: int) -> None:
+        sol = self.sol
+        lower = min(self.bound, sol.cost)
+        gap = 0.0 if sol.cost == 0 else (sol.cost - lower) / sol.cost
+        seconds = time.perf_counter() - self.t0
+        log.info(
+            "dnc %s: %s, piece %d of %d: incumbent %d B, bound %d B, gap %.1f %% (%.1f s)",
+            self.problem.graph.name,
+            self.phase,
+            piece,
+            pieces,
+            sol.cost,
+            lower,
+            100 * gap,
+            seconds,
+        )
+        if self.progress:
+            self.progress(
+                {
+                    "seconds": round(seconds, 3),
+                    "objective": sol.cost,
+                    "bound": lower,
+                    "gap": gap,
+                    "piece": piece,
+                    "pieces": pieces,
+                    "phase": self.phase,
+                }
+            )
+
+    def sweep(
+        self, windows: Sequence[tuple[int, int]], *, joint: bool, limit: float, until: float
+    ) -> bool:
+        """Re-solve each window in turn; True if the incumbent improved."""
+        improved = False
+        for k, (a, b) in enumerate(windows, 1):
+            if self.done() or time.perf_counter() > until:
+                break
+            if b - a < 2 or _window_cost(self.problem, self.sol, a, b) == 0:
+                continue
+            self.tried += 1
+            new = _improve(self, a, b, joint=joint, limit=min(limit, until - time.perf_counter()))
+            if new is not None:
+                self.sol, improved = new, True
+                self.accepted += 1
+                self.report(k, len(windows))
+        return improved
+
+
 def dnc(
     problem: Problem,
     *,
@@ -602,16 +670,23 @@ def dnc(
     solver: str | None = None,
     threads: int = 1,
     seed: int = 0,
-    piece_ops: int = 40,
-    joint: bool = True,
+    piece_ops: int = 120,
+    window_ops: int = 16,
     progress: Progress | None = None,
 ) -> Plan:
     """Divide and conquer: the best baseline, improved piece by piece with exact solves and
     then by re-solving windows across the cuts until ``time_limit`` (wall clock, the whole
-    call). ``piece_ops`` is the first pieces' length in operators; ``joint`` leaves the order
-    inside each window free (else each window keeps its order). ``progress`` receives
-    ``{"seconds", "objective", "bound", "gap", "piece", "pieces"}`` as the incumbent
-    improves.
+    call).
+
+    - every order of the protocol's baselines (minimum-peak, file) is cut into pieces of
+      about ``piece_ops`` operators, each re-solved exactly for its order with the boundary
+      state carried in, then windows straddling the cuts likewise;
+    - the best result is improved by windows of about ``window_ops`` operators whose order
+      is left free (joint schedule and replacement), across the whole order, until the
+      time limit.
+
+    ``progress`` receives ``{"seconds", "objective", "bound", "gap", "piece", "pieces",
+    "phase"}`` each time the incumbent improves.
 
     >>> from cosma.graph import GraphBuilder
     >>> g = (GraphBuilder().input("x", 1).op("a", ["x"], {"p": 10}).op("b", ["p"], {"q": 5})
@@ -624,14 +699,14 @@ def dnc(
     deadline = t0 + time_limit
     g = problem.graph
     name = solver or _default_solver()
-    backends.backend(name)  # unknown names fail here, before any work
+    backends.backend(name)  # an unknown solver name fails here, before any work
     options = {
         "time_limit": time_limit,
         "solver": name,
         "threads": threads,
         "seed": seed,
         "piece_ops": piece_ops,
-        "joint": joint,
+        "window_ops": window_ops,
     }
     plan = problem.new_plan("dnc", solver=name, options=options)
     why = problem.shortfall()
@@ -643,90 +718,75 @@ def dnc(
     def left() -> float:
         return deadline - time.perf_counter()
 
-    # 1. The protocol's baselines, as long as time allows (the minimum-peak order once).
-    best = _baselines(problem, time_limit, left)
-    if best is None:
+    # 1. The protocol's baselines, as long as time allows (each order computed once).
+    starts = _baselines(problem, time_limit, left)
+    if not starts:
         plan.reason = "time limit reached before any baseline finished"
         plan.solve_time = time.perf_counter() - t0
         return plan
+    best = min(starts, key=lambda p: p.objective)
     bound, bound_stats = spill_bound(
         problem, time_limit=max(0.5, min(10.0, 0.1 * time_limit, left() / 4)), solver=name
     )
     stats: dict = {"baseline": best.objective, "baseline_method": best.method, **bound_stats}
-    sol = Solution(list(best.order), blocks_of(problem, best), 0)
-    sol.cost = cost_of(problem, sol.order, sol.blocks)
 
-    def report(piece: int, pieces: int) -> None:
-        gap = 0.0 if sol.cost == 0 else (sol.cost - min(bound, sol.cost)) / sol.cost
-        log.info(
-            "dnc %s: piece %d of %d: incumbent %d B, bound %d B (%.1f s)",
-            g.name,
-            piece,
-            pieces,
-            sol.cost,
-            bound,
-            time.perf_counter() - t0,
-        )
-        if progress:
-            progress(
-                {
-                    "seconds": round(time.perf_counter() - t0, 3),
-                    "objective": sol.cost,
-                    "bound": min(bound, sol.cost),
-                    "gap": gap,
-                    "piece": piece,
-                    "pieces": pieces,
-                }
-            )
+    def solution(p: Plan) -> Solution:
+        blocks = blocks_of(problem, p)
+        return Solution(list(p.order), blocks, cost_of(problem, p.order, blocks))
 
-    rng = random.Random(seed)
-    tried = accepted = 0
-    n = len(sol.order)
-    size = max(4, piece_ops)
-    if sol.cost > bound:
-        cuts = choose_cuts(problem, sol.order, size)
-        stats["cuts"] = cuts[1:-1]
+    run = _Search(problem, solution(best), bound, deadline, t0, name, threads, seed, progress)
+    run.report(0, 0)
+    n = g.num_operators
+    # 2. Each baseline's order in pieces, exactly for that order; the best one goes on.
+    phase_end = t0 + 0.5 * time_limit
+    cut_log: dict[str, list[int]] = {}
+    for p in sorted(starts, key=lambda p: p.objective):
+        if run.done() or time.perf_counter() > phase_end:
+            break
+        own = solution(p)
+        if own.cost == 0:
+            continue
+        keep, run.sol = run.sol, own
+        run.phase = f"pieces of {p.method.split('-')[0]} order"
+        cuts = choose_cuts(problem, own.order, piece_ops)
+        cut_log[p.method] = cuts[1:-1]
         pieces = list(zip(cuts, cuts[1:], strict=False))
-        report(0, len(pieces))
-        # 2. Each piece once, left to right, with the boundary state of the incumbent.
-        for k, (a, b) in enumerate(pieces, 1):
-            if left() < 1.0 or sol.cost <= bound:
+        share = max(2.0, (phase_end - time.perf_counter()) / max(1, len(pieces)))
+        run.sweep(pieces, joint=False, limit=2 * share, until=phase_end)
+        half = piece_ops // 2
+        across = [(max(0, c - half), min(n, c + half)) for c in cuts[1:-1]]
+        run.sweep(across, joint=False, limit=2 * share, until=phase_end)
+        if keep.cost <= run.sol.cost:
+            run.sol = keep
+    stats["cuts"] = cut_log
+    # 3. Joint windows (order free inside) until the time limit: first around each spill
+    #    (from the eviction to the reload, with a margin), then sweeps of growing windows.
+    rng = random.Random(seed)
+    span = max(4, window_ops)
+    run.phase = "joint windows"
+    rounds = 0
+    margin = 2
+    while not run.done():
+        rounds += 1
+        hot = _spill_windows(problem, run.sol, margin, max_ops=max(span, 3 * window_ops))
+        if hot and margin <= window_ops:
+            run.phase = f"joint windows around spills (margin {margin})"
+            run.sweep(
+                hot, joint=True, limit=max(3.0, 0.25 * (hot[0][1] - hot[0][0])), until=deadline
+            )
+            margin *= 2
+            continue
+        run.phase = f"joint windows of {span} operators"
+        step = max(1, span // 2)
+        offset = 0 if rounds == 1 else rng.randrange(step)
+        windows = [(a, min(n, a + span)) for a in range(offset, max(1, n - step), step)]
+        if not run.sweep(windows, joint=True, limit=max(2.0, span / 4), until=deadline):
+            if span >= n:
                 break
-            if _window_cost(problem, sol, a, b) == 0:
-                continue
-            new = _improve(problem, sol, a, b, name, threads, seed, joint, left)
-            tried += 1
-            if new is not None:
-                sol, accepted = new, accepted + 1
-                report(k, len(pieces))
-        # 3. Windows across the cuts, then shifted windows, growing when a round is idle.
-        rounds = 0
-        while left() > 1.0 and sol.cost > bound:
-            rounds += 1
-            improved = False
-            span = min(n, size)
-            if rounds == 1:
-                starts = [max(0, c - span // 2) for c in cuts[1:-1]]
-            else:
-                offset = rng.randrange(max(1, span // 2))
-                starts = list(range(offset, max(1, n - span // 2), max(1, span // 2)))
-            for a in starts:
-                if left() < 1.0 or sol.cost <= bound:
-                    break
-                b = min(n, a + span)
-                if _window_cost(problem, sol, a, b) == 0:
-                    continue
-                new = _improve(problem, sol, a, b, name, threads, seed, joint, left)
-                tried += 1
-                if new is not None:
-                    sol, accepted, improved = new, accepted + 1, True
-                    report(0, len(pieces))
-            if not improved:
-                if span >= n:
-                    break
-                size = int(size * 1.5) + 1
-    stats |= {"windows_tried": tried, "windows_accepted": accepted}
-    result = to_plan(problem, sol, "dnc", options)
+            span = min(n, int(span * 1.5) + 1)
+        margin = 2
+    stats |= {"windows_tried": run.tried, "windows_accepted": run.accepted, "rounds": rounds}
+    result = to_plan(problem, run.sol, "dnc", options)
     result.lower_bound = min(bound, result.objective)
     result.status = Status.OPTIMAL if result.objective <= bound else Status.FEASIBLE
     result.stats = stats
@@ -734,26 +794,55 @@ def dnc(
     return result
 
 
-def _baselines(problem: Problem, time_limit: float, left: Callable[[], float]) -> Plan | None:
-    """The best of the protocol's four baselines that finish in time (file order first)."""
+def _baselines(problem: Problem, time_limit: float, left: Callable[[], float]) -> list[Plan]:
+    """For each order of the protocol (file, minimum-peak), the better of its baselines;
+    orders are computed once, and later ones skipped when time is short."""
     from cosma.solvers.baselines import make_order
 
-    orders: dict[str, list[str]] = {}
-    best: Plan | None = None
-    for o, alloc, rep in PROTOCOL:
-        if best is not None and left() < 0.3 * time_limit:
+    out: list[Plan] = []
+    for o in dict.fromkeys(o for o, _, _ in PROTOCOL):
+        if out and left() < 0.5 * time_limit:
             break
-        if o not in orders:
-            orders[o] = make_order(problem, o, time_limit=max(1.0, min(30.0, 0.2 * left())))
-        p = baseline(problem, order=orders[o], allocator=alloc, replacement=rep)
-        p.method = f"{o}-{alloc}-{rep}"
-        if p.status.has_plan and (best is None or p.objective < best.objective):
-            best = p
-    return best
+        seq = make_order(problem, o, time_limit=max(1.0, min(30.0, 0.2 * left())))
+        mine = []
+        for oo, alloc, rep in PROTOCOL:
+            if oo != o or (out and left() < 0.5 * time_limit):
+                continue
+            p = baseline(problem, order=seq, allocator=alloc, replacement=rep)
+            p.method = f"{o}-{alloc}-{rep}"
+            if p.status.has_plan:
+                mine.append(p)
+        if mine:
+            out.append(min(mine, key=lambda p: p.objective))
+    return out
+
+
+def _spill_windows(
+    problem: Problem, sol: Solution, margin: int, *, max_ops: int
+) -> list[tuple[int, int]]:
+    """Windows around each reload, from the step the tensor left to the step it came back,
+    widened by ``margin`` and at most ``max_ops`` long; costliest first."""
+    g = problem.graph
+    n = len(sol.order)
+    by: dict[str, list[Residency]] = {}
+    for r in sol.blocks:
+        by.setdefault(r.tensor, []).append(r)
+    found: dict[tuple[int, int], int] = {}
+    for t, rs in by.items():
+        rs.sort(key=lambda r: r.start)
+        for prev, r in zip(rs, rs[1:], strict=False):
+            a, b = max(0, prev.end - margin), min(n, r.start + 1 + margin)
+            if b - a > max_ops:  # too long: the two ends separately
+                ends = [(a, a + max_ops), (b - max_ops, b)]
+            else:
+                ends = [(a, b)]
+            for w in ends:
+                found[w] = found.get(w, 0) + g.tensors[t].size
+    return sorted(found, key=lambda w: (-found[w], w))
 
 
 def _window_cost(problem: Problem, sol: Solution, a: int, b: int) -> int:
-    """Traffic of the blocks that start inside steps ``[a, b)`` (0: nothing to gain)."""
+    """Bytes loaded by blocks that start inside steps ``[a, b)`` (0: nothing to gain)."""
     g = problem.graph
     total = 0
     for r in sol.blocks:
@@ -764,38 +853,35 @@ def _window_cost(problem: Problem, sol: Solution, a: int, b: int) -> int:
     return total
 
 
-def _improve(
-    problem: Problem,
-    sol: Solution,
-    a: int,
-    b: int,
-    solver: str,
-    threads: int,
-    seed: int,
-    joint: bool,
-    left: Callable[[], float],
-) -> Solution | None:
-    """Re-solve window ``[a, b)`` exactly; the stitched solution if it is cheaper."""
+def _improve(run: _Search, a: int, b: int, *, joint: bool, limit: float) -> Solution | None:
+    """Re-solve window ``[a, b)`` of the incumbent exactly (order free inside when
+    ``joint``); the stitched solution if it is cheaper."""
+    from cosma.solvers.cpsat import cpsat
     from cosma.solvers.milp import milp
 
+    problem, sol = run.problem, run.sol
     win = window_problem(problem, sol, a, b)
-    limit = max(0.5, min(left() - 0.5, 20.0))
-    fixed = None if joint else [PRE, *win.ops, POST]
+    limit = max(0.5, min(limit, run.left() - 0.5))
     try:
-        sub = milp(
-            win.problem,
-            solver=solver,
-            order=fixed,
-            time_limit=limit,
-            threads=threads,
-            seed=seed,
-        )
-    except CosmaError as e:  # a solver crash on one window is not fatal
+        if joint:  # CP-SAT proves small joint windows far faster than the MILP's LP bound
+            sub = cpsat(win.problem, time_limit=limit, threads=run.threads, seed=run.seed)
+        else:
+            sub = milp(
+                win.problem,
+                solver=run.solver,
+                order=[PRE, *win.ops, POST],
+                time_limit=limit,
+                threads=run.threads,
+                seed=run.seed,
+            )
+    except CosmaError as e:  # a solver failure on one window is not fatal
         log.warning("dnc: window [%d, %d) failed: %s", a, b, e)
         return None
     if not sub.status.has_plan:
         return None
-    new = stitch(problem, sol, win, sub, time_limit=min(2.0, max(0.1, left() - 0.3)), seed=seed)
+    new = stitch(
+        problem, sol, win, sub, time_limit=min(2.0, max(0.1, run.left() - 0.3)), seed=run.seed
+    )
     if new is None or new.cost >= sol.cost:
         return None
     return new
