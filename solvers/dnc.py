@@ -323,10 +323,42 @@ def stitch(
                     blocks.append(r)
                 else:
                     free.append(r)
-    if not _place_around(blocks, free, problem, a, b, time_limit=time_limit, seed=seed):
+    if not _place(blocks, free, problem, a, b, time_limit=time_limit, seed=seed):
         return None
     blocks.extend(free)
     return Solution(order, blocks, cost_of(problem, order, blocks))
+
+
+def _place(
+    kept: list[Residency],
+    free: list[Residency],
+    problem: Problem,
+    a: int,
+    b: int,
+    *,
+    time_limit: float,
+    seed: int,
+) -> bool:
+    """Addresses for the window's new blocks. First around every other block where it is;
+    if that fails, blocks that live entirely within a widening neighbourhood of the window
+    are placed again too (their old addresses are only kept if they fit)."""
+    n = max([r.end for r in (*kept, *free)], default=0) + 1
+    t0 = time.perf_counter()
+    for widen in dict.fromkeys([0, b - a, 4 * (b - a), n]):
+        lo, hi = a - widen, b + widen
+        movable = [r for r in kept if widen and r.start >= lo and r.end < hi]
+        fixed = [r for r in kept if not (widen and r.start >= lo and r.end < hi)]
+        old = [r.address for r in movable]
+        left = time_limit - (time.perf_counter() - t0)
+        if _place_around(
+            fixed, free + movable, problem, lo, hi, time_limit=max(0.1, left), seed=seed
+        ):
+            return True
+        for r, addr in zip(movable, old, strict=True):
+            r.address = addr
+        if left <= 0.1:
+            break
+    return False
 
 
 def _place_around(
@@ -342,7 +374,9 @@ def _place_around(
     """Give ``free`` blocks (inside steps ``[a, b)``) addresses around the ``fixed`` ones;
     False if fixed blocks collide or no placement is found."""
     S, A = problem.budget, problem.alignment
-    near = [r for r in fixed if r.start < b and r.end >= a - 1 and r.size]
+    lo = min([r.start for r in free], default=a)
+    hi = max([r.end for r in free], default=b)
+    near = [r for r in fixed if r.start <= hi and r.end >= lo and r.size]
     near.sort(key=lambda r: (r.start, r.address))
     for i, r in enumerate(near):  # fixed blocks that grew into the window may collide
         for q in near[i + 1 :]:
@@ -537,6 +571,125 @@ def spill_bound(
     return best, stats
 
 
+def relaxed_problem(problem: Problem, ops: Sequence[str]) -> Problem:
+    """The problem restricted to the operators ``ops``: a relaxation of the whole problem.
+
+    Tensors that ``ops`` read but do not make become graph inputs (on host from the start,
+    first load free); tensors they make that other operators read, and graph outputs,
+    become graph outputs (their store is free).
+
+    *Claim.* The optimum of this problem is at most the non-compulsory traffic that any plan
+    of the whole problem spends on the tensors ``ops`` touch. *Proof.* Keep the steps of the
+    whole plan that run ``ops`` and, at each, the touched tensors resident there (same
+    addresses): the order stays topological, capacity and overlaps still hold, and a
+    tensor is resident at each step of ``ops`` that reads it. Within the kept steps a
+    tensor kept resident stays at its address; each time it comes back at a kept step
+    without having been resident at the previous kept step (or at another address), the
+    whole plan loaded it in between: each such load in the restriction is a distinct load
+    of the whole plan, except the first appearance of an outside tensor, which is free here
+    (an input's first load). An activation made in ``ops`` and reloaded was stored by the
+    whole plan; outputs' stores are free here. So the restricted plan is a plan of this
+    problem that costs no more. Hence, for operator sets that share no tensor, the sum of
+    the optima (or of proven lower bounds on them) is a lower bound for the whole problem.
+
+    >>> from cosma.graph import GraphBuilder
+    >>> g = (GraphBuilder().input("x", 1).op("a", ["x"], {"p": 10}).op("b", ["p"], {"q": 5})
+    ...      .op("c", ["q"], {"r": 5}).op("d", ["p", "r"], {"z": 1}).output("z").build())
+    >>> sub = relaxed_problem(Problem(g, 16), ["b", "c"])
+    >>> sub.graph.inputs, sub.graph.outputs
+    (['p'], ['r'])
+    """
+    g = problem.graph
+    chosen = set(ops)
+    tracked = set(g.tracked(problem.setting))
+    sizes: dict[str, int] = {}
+    inputs: list[str] = []
+    outputs: list[str] = []
+    operators = []
+    for v in g.file_order:
+        if v not in chosen:
+            continue
+        op = g.operators[v]
+        ins = tuple(t for t in op.inputs if t in tracked)
+        operators.append(Operator(v, op.op_type, ins, op.outputs))
+        for t in ins:
+            sizes[t] = g.tensors[t].size
+            if g.tensors[t].producer not in chosen:
+                inputs.append(t)
+        for t in op.outputs:
+            sizes[t] = g.tensors[t].size
+            tensor = g.tensors[t]
+            if tensor.kind is TensorKind.OUTPUT or any(c not in chosen for c in tensor.consumers):
+                outputs.append(t)
+    sub = Graph(f"{g.name}-relaxed", operators, sizes, inputs=inputs, outputs=outputs)
+    return Problem(sub, problem.budget, Setting.ACTIVATIONS, problem.alignment)
+
+
+def chunk_bound(
+    problem: Problem,
+    order: Sequence[str],
+    windows: Sequence[tuple[int, int]],
+    *,
+    time_limit: float = 30.0,
+    seed: int = 0,
+) -> tuple[int, dict]:
+    """A lower bound from exact solves of windows of ``order`` (see
+    :func:`relaxed_problem`).
+
+    Each window ``[a, b)``'s relaxed problem is solved by CP-SAT (order free, addresses
+    included) within its share of ``time_limit``, in the order given. The bound is the
+    largest total of proven window bounds over windows that pairwise share no tensor (a
+    small set-packing MILP, its answer checked).
+
+    >>> from cosma.graph import GraphBuilder
+    >>> g = (GraphBuilder().input("x", 1).op("a", ["x"], {"p": 10}).op("b", ["p"], {"q": 5})
+    ...      .op("c", ["q"], {"r": 5}).op("d", ["p", "r"], {"z": 1}).output("z").build())
+    >>> chunk_bound(Problem(g, 16), ["a", "b", "c", "d"], [(0, 4)], time_limit=10)[0]
+    20
+    """
+    from cosma.solvers.cpsat import cpsat
+
+    t0 = time.perf_counter()
+    g = problem.graph
+    ranked = list(dict.fromkeys(windows))
+    found: dict[tuple[int, int], int] = {}
+    for k, (a, b) in enumerate(ranked):
+        left = time_limit - (time.perf_counter() - t0)
+        if left < 0.5:
+            break
+        sub = relaxed_problem(problem, order[a:b])
+        share = max(0.5, left / (len(ranked) - k))
+        plan = cpsat(sub, time_limit=min(left, 2 * share), threads=1, seed=seed)
+        if plan.lower_bound and plan.status is not Status.INFEASIBLE:
+            found[a, b] = plan.lower_bound
+    stats = {"bound_windows": len(ranked), "bound_windows_proven": len(found)}
+    if not found:
+        return 0, stats
+    touched = {
+        w: {
+            t for v in order[w[0] : w[1]] for t in (*g.operators[v].inputs, *g.operators[v].outputs)
+        }
+        for w in found
+    }
+    keys = sorted(found)
+    prob = pulp.LpProblem("chunk_packing", pulp.LpMaximize)
+    pick = {w: pulp.LpVariable(f"c{i}", cat=pulp.LpBinary) for i, w in enumerate(keys)}
+    prob += pulp.lpSum(found[w] * pick[w] for w in keys)
+    for i, u in enumerate(keys):
+        for w in keys[i + 1 :]:
+            if touched[u] & touched[w]:
+                prob += pick[u] + pick[w] <= 1
+    out = backends.backend(_default_solver()).solve(prob, time_limit=10.0, integral_gap=0.0)
+    chosen = [w for w in keys if out.values.get(pick[w].name, 0) > 0.5]
+    # Only a real packing counts (checked here, not taken from the solver).
+    total = 0
+    if not any(touched[u] & touched[w] for i, u in enumerate(chosen) for w in chosen[i + 1 :]):
+        total = sum(found[w] for w in chosen)
+    total = max(total, max(found.values()))
+    stats["chunk_bound"] = total
+    return total, stats
+
+
 def _default_solver() -> str:
     return "highs" if backends.backend("highs").available() else "cbc"
 
@@ -672,6 +825,7 @@ def dnc(
     seed: int = 0,
     piece_ops: int = 120,
     window_ops: int = 16,
+    bound_ops: int = 32,
     progress: Progress | None = None,
 ) -> Plan:
     """Divide and conquer: the best baseline, improved piece by piece with exact solves and
@@ -707,6 +861,7 @@ def dnc(
         "seed": seed,
         "piece_ops": piece_ops,
         "window_ops": window_ops,
+        "bound_ops": bound_ops,
     }
     plan = problem.new_plan("dnc", solver=name, options=options)
     why = problem.shortfall()
@@ -759,20 +914,45 @@ def dnc(
         if keep.cost <= run.sol.cost:
             run.sol = keep
     stats["cuts"] = cut_log
-    # 3. Joint windows (order free inside) until the time limit: first around each spill
+    # 3. A bound from exact solves of relaxed windows: around the incumbent's spills, then
+    #    chunks of the order where it has traffic.
+    if not run.done():
+        sol = run.sol
+        cuts = choose_cuts(problem, sol.order, bound_ops)
+        chunks = [
+            w for w in zip(cuts, cuts[1:], strict=False) if _window_cost(problem, sol, *w) > 0
+        ]
+        candidates = [
+            *_spill_windows(problem, sol, 2, max_ops=bound_ops),
+            *_spill_windows(problem, sol, 6, max_ops=2 * bound_ops),
+            *chunks,
+        ]
+        chunk, chunk_stats = chunk_bound(
+            problem,
+            sol.order,
+            candidates,
+            time_limit=min(0.25 * time_limit, run.left() - 1.0),
+            seed=seed,
+        )
+        stats |= chunk_stats
+        if chunk > run.bound:
+            run.bound = chunk
+            run.phase = "bound from relaxed windows"
+            run.report(0, 0)
+    # 4. Joint windows (order free inside) until the time limit: first around each spill
     #    (from the eviction to the reload, with a margin), then sweeps of growing windows.
     rng = random.Random(seed)
     span = max(4, window_ops)
     run.phase = "joint windows"
     rounds = 0
-    margin = 2
+    margin = 4
     while not run.done():
         rounds += 1
-        hot = _spill_windows(problem, run.sol, margin, max_ops=max(span, 3 * window_ops))
-        if hot and margin <= window_ops:
+        hot = _spill_windows(problem, run.sol, margin, max_ops=max(span, 4 * window_ops), snap=True)
+        if hot and margin <= 4 * window_ops:
             run.phase = f"joint windows around spills (margin {margin})"
             run.sweep(
-                hot, joint=True, limit=max(3.0, 0.25 * (hot[0][1] - hot[0][0])), until=deadline
+                hot, joint=True, limit=max(3.0, 0.25 * max(b - a for a, b in hot)), until=deadline
             )
             margin *= 2
             continue
@@ -784,11 +964,11 @@ def dnc(
             if span >= n:
                 break
             span = min(n, int(span * 1.5) + 1)
-        margin = 2
+        margin = 4
     stats |= {"windows_tried": run.tried, "windows_accepted": run.accepted, "rounds": rounds}
     result = to_plan(problem, run.sol, "dnc", options)
-    result.lower_bound = min(bound, result.objective)
-    result.status = Status.OPTIMAL if result.objective <= bound else Status.FEASIBLE
+    result.lower_bound = min(run.bound, result.objective)
+    result.status = Status.OPTIMAL if result.objective <= run.bound else Status.FEASIBLE
     result.stats = stats
     result.solve_time = time.perf_counter() - t0
     return result
@@ -803,7 +983,7 @@ def _baselines(problem: Problem, time_limit: float, left: Callable[[], float]) -
     for o in dict.fromkeys(o for o, _, _ in PROTOCOL):
         if out and left() < 0.5 * time_limit:
             break
-        seq = make_order(problem, o, time_limit=max(1.0, min(30.0, 0.2 * left())))
+        seq = make_order(problem, o, time_limit=max(1.0, min(30.0, 0.1 * time_limit)))
         mine = []
         for oo, alloc, rep in PROTOCOL:
             if oo != o or (out and left() < 0.5 * time_limit):
@@ -818,12 +998,22 @@ def _baselines(problem: Problem, time_limit: float, left: Callable[[], float]) -
 
 
 def _spill_windows(
-    problem: Problem, sol: Solution, margin: int, *, max_ops: int
+    problem: Problem, sol: Solution, margin: int, *, max_ops: int, snap: bool = False
 ) -> list[tuple[int, int]]:
     """Windows around each reload, from the step the tensor left to the step it came back,
-    widened by ``margin`` and at most ``max_ops`` long; costliest first."""
+    widened by ``margin`` (with ``snap``, to the cut within ``margin`` where the fewest
+    bytes cross) and at most ``max_ops`` long; costliest first."""
     g = problem.graph
     n = len(sol.order)
+    cross = [*crossing_bytes(problem, sol.order), 0] if snap else None
+
+    def widen(x: int, y: int) -> tuple[int, int]:
+        a, b = max(0, x - margin), min(n, y + margin)
+        if cross is not None:
+            a = min(range(a, x + 1), key=lambda i: (cross[i], x - i))
+            b = min(range(y, b + 1), key=lambda i: (cross[i], i - y))
+        return a, b
+
     by: dict[str, list[Residency]] = {}
     for r in sol.blocks:
         by.setdefault(r.tensor, []).append(r)
@@ -831,7 +1021,7 @@ def _spill_windows(
     for t, rs in by.items():
         rs.sort(key=lambda r: r.start)
         for prev, r in zip(rs, rs[1:], strict=False):
-            a, b = max(0, prev.end - margin), min(n, r.start + 1 + margin)
+            a, b = widen(prev.end, r.start + 1)
             if b - a > max_ops:  # too long: the two ends separately
                 ends = [(a, a + max_ops), (b - max_ops, b)]
             else:
