@@ -26,6 +26,7 @@ from cosma.solvers.baselines import (
     best_baseline,
 )
 from cosma.solvers.cpsat import cpsat
+from cosma.solvers.dnc import dnc
 from cosma.solvers.milp import milp
 
 __all__ = [
@@ -34,6 +35,7 @@ __all__ = [
     "PROTOCOL",
     "baseline",
     "best_baseline",
+    "dnc",
     "method_names",
     "milp",
     "solve",
@@ -99,6 +101,18 @@ METHODS["cpsat"] = _exact_method(
 METHODS["cpsat-fixed"] = _exact_method(
     cpsat, _CPSAT_OPTIONS, True, "Exact CP-SAT model for a fixed order (--order ...)."
 )
+
+
+def _dnc(problem: Problem, *, time_limit: float | None = 120.0, **options: object) -> Plan:
+    kw = {k: v for k, v in options.items() if k in ("solver", "threads", "seed", "progress")}
+    return dnc(problem, time_limit=time_limit or 120.0, **kw)  # type: ignore[arg-type]
+
+
+_dnc.__doc__ = (
+    "Divide and conquer for large graphs: exact pieces with the boundary state carried in, "
+    "joint windows across the cuts, a bound from relaxed windows."
+)
+METHODS["dnc"] = _dnc
 
 
 def method_names() -> list[str]:

@@ -35,6 +35,7 @@ The final plan is replayed by the simulator before it is returned.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import random
@@ -548,7 +549,7 @@ def spill_bound(
     used = sorted({t for _, ts in rows for t in ts})
     unit = math.gcd(*(cost[t] for t in used))
     prob = pulp.LpProblem("spill_cover", pulp.LpMinimize)
-    y = {t: pulp.LpVariable(f"y{k}", cat=pulp.LpBinary) for k, t in enumerate(used)}
+    y = {t: _var(prob, f"y{k}", cat=pulp.LpBinary) for k, t in enumerate(used)}
     prob += pulp.lpSum((cost[t] // unit) * y[t] for t in used)
     seen: set[tuple[int, tuple[str, ...]]] = set()
     for k, (excess, ts) in enumerate(rows):
@@ -673,7 +674,7 @@ def chunk_bound(
     }
     keys = sorted(found)
     prob = pulp.LpProblem("chunk_packing", pulp.LpMaximize)
-    pick = {w: pulp.LpVariable(f"c{i}", cat=pulp.LpBinary) for i, w in enumerate(keys)}
+    pick = {w: _var(prob, f"c{i}", cat=pulp.LpBinary) for i, w in enumerate(keys)}
     prob += pulp.lpSum(found[w] * pick[w] for w in keys)
     for i, u in enumerate(keys):
         for w in keys[i + 1 :]:
@@ -688,6 +689,13 @@ def chunk_bound(
     total = max(total, max(found.values()))
     stats["chunk_bound"] = total
     return total, stats
+
+
+def _var(prob: pulp.LpProblem, name: str, **kw) -> pulp.LpVariable:
+    """A variable of ``prob`` (PuLP >= 3.3 attaches it to the model; older ones cannot)."""
+    if hasattr(prob, "add_variable"):
+        return prob.add_variable(name, **kw)
+    return pulp.LpVariable(name, **kw)
 
 
 def _default_solver() -> str:
@@ -905,7 +913,7 @@ def dnc(
         run.phase = f"pieces of {p.method.split('-')[0]} order"
         cuts = choose_cuts(problem, own.order, piece_ops)
         cut_log[p.method] = cuts[1:-1]
-        pieces = list(zip(cuts, cuts[1:], strict=False))
+        pieces = list(itertools.pairwise(cuts))
         share = max(2.0, (phase_end - time.perf_counter()) / max(1, len(pieces)))
         run.sweep(pieces, joint=False, limit=2 * share, until=phase_end)
         half = piece_ops // 2
@@ -919,9 +927,7 @@ def dnc(
     if not run.done():
         sol = run.sol
         cuts = choose_cuts(problem, sol.order, bound_ops)
-        chunks = [
-            w for w in zip(cuts, cuts[1:], strict=False) if _window_cost(problem, sol, *w) > 0
-        ]
+        chunks = [w for w in itertools.pairwise(cuts) if _window_cost(problem, sol, *w) > 0]
         candidates = [
             *_spill_windows(problem, sol, 2, max_ops=bound_ops),
             *_spill_windows(problem, sol, 6, max_ops=2 * bound_ops),
@@ -983,7 +989,7 @@ def _baselines(problem: Problem, time_limit: float, left: Callable[[], float]) -
     for o in dict.fromkeys(o for o, _, _ in PROTOCOL):
         if out and left() < 0.5 * time_limit:
             break
-        seq = make_order(problem, o, time_limit=max(1.0, min(30.0, 0.1 * time_limit)))
+        seq = make_order(problem, o, time_limit=max(1.0, min(30.0, 0.25 * time_limit)))
         mine = []
         for oo, alloc, rep in PROTOCOL:
             if oo != o or (out and left() < 0.5 * time_limit):
@@ -1020,12 +1026,10 @@ def _spill_windows(
     found: dict[tuple[int, int], int] = {}
     for t, rs in by.items():
         rs.sort(key=lambda r: r.start)
-        for prev, r in zip(rs, rs[1:], strict=False):
+        for prev, r in itertools.pairwise(rs):
             a, b = widen(prev.end, r.start + 1)
-            if b - a > max_ops:  # too long: the two ends separately
-                ends = [(a, a + max_ops), (b - max_ops, b)]
-            else:
-                ends = [(a, b)]
+            # Too long: the two ends separately.
+            ends = [(a, a + max_ops), (b - max_ops, b)] if b - a > max_ops else [(a, b)]
             for w in ends:
                 found[w] = found.get(w, 0) + g.tensors[t].size
     return sorted(found, key=lambda w: (-found[w], w))
