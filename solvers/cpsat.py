@@ -246,10 +246,10 @@ def _engine(ctx: exact.Context, progress: Progress | None) -> exact.EngineResult
     g = problem.graph
     with deadline.phase("model"):
         M = _Model(problem, ctx.seq)
-        _schedule(M)
-        _residency(M)
-        _addresses(M)
-        _objective(M)
+        for add in (_schedule, _residency, _addresses, _objective):
+            if deadline.expired():
+                raise exact.OutOfTime("the time limit ran out while building the CP-SAT model")
+            add(M)
         M.stats |= {"rows": len(M.m.proto.constraints), "columns": len(M.m.proto.variables)}
         if ctx.warm is not None:
             _hint(M, ctx.warm)
@@ -259,7 +259,8 @@ def _engine(ctx: exact.Context, progress: Progress | None) -> exact.EngineResult
 
     solver = cp_model.CpSolver()
     left = deadline.left()
-    solver.parameters.max_time_in_seconds = 1e9 if left is None else max(0.05, left)
+    # A little of what is left stays for decoding and replaying the plan.
+    solver.parameters.max_time_in_seconds = 1e9 if left is None else max(0.05, 0.95 * left)
     solver.parameters.num_workers = ctx.threads
     solver.parameters.random_seed = ctx.seed
 

@@ -41,6 +41,11 @@ from cosma.solvers.baselines import Residency, starting_point
 log = logging.getLogger(__name__)
 
 
+class OutOfTime(Exception):
+    """Raised inside an engine when the deadline passes mid-phase (e.g. while building a
+    model); :func:`run` turns it into a note and returns the best plan known."""
+
+
 @dataclass
 class Context:
     """What an engine gets: the problem, the fixed order (None: free), the warm start, the
@@ -147,7 +152,10 @@ def run(
     with deadline.phase("floor"):
         floor = traffic_floor(problem)
     ctx = Context(problem, seq, warm, deadline, method, solver, threads, seed, dict(extra or {}))
-    out = engine(ctx)
+    try:
+        out = engine(ctx)
+    except OutOfTime as e:
+        out = EngineResult(note=str(e))
     stats = {
         **out.stats,
         "note": out.note,

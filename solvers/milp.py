@@ -111,7 +111,9 @@ class Model:
 # --- the model ----------------------------------------------------------------------------
 
 
-def build_model(problem: Problem, *, order: list[str] | None = None) -> Model:
+def build_model(
+    problem: Problem, *, order: list[str] | None = None, deadline: Deadline | None = None
+) -> Model:
     """Variables, then one function per constraint family, then the objective."""
     g = problem.graph
     window = timeline.windows(problem, order)
@@ -165,16 +167,24 @@ def build_model(problem: Problem, *, order: list[str] | None = None) -> Model:
         # objective (it counts every load) but are compulsory, so they come off the bound.
         load_offset=sum(g.tensors[a].size for a in tensors if g.tensors[a].producer is None),
     )
+    families = [
+        lambda: _operands_resident(m, problem),
+        lambda: _created_before_resident(m, problem),
+        lambda: _loads(m, problem),
+        lambda: _stores(m),
+        lambda: _capacity(m, problem, sizes),
+        lambda: _objective(m, problem, sizes),
+    ]
     if order is None:
-        _one_step_per_operator(m)
-        _one_operator_per_step(m, g.num_operators)
-        _precedence(m, problem)
-    _operands_resident(m, problem)
-    _created_before_resident(m, problem)
-    _loads(m, problem)
-    _stores(m)
-    _capacity(m, problem, sizes)
-    _objective(m, problem, sizes)
+        families[:0] = [
+            lambda: _one_step_per_operator(m),
+            lambda: _one_operator_per_step(m, g.num_operators),
+            lambda: _precedence(m, problem),
+        ]
+    for add in families:
+        if deadline is not None and deadline.expired():
+            raise exact.OutOfTime("the time limit ran out while building the MILP")
+        add()
     m.stats |= {
         "rows": prob.numConstraints(),
         "columns": nx_vars + len(r) + len(ld) + len(s),
@@ -454,7 +464,11 @@ def _engine(
             warm = fixed
             out.plans.append(fixed)
     with deadline.phase("model"):
-        m = build_model(problem, order=ctx.seq)
+        try:
+            m = build_model(problem, order=ctx.seq, deadline=deadline)
+        except exact.OutOfTime as e:
+            out.note = str(e)
+            return out
         if write_model:
             (m.prob.writeMPS if write_model.endswith(".mps") else m.prob.writeLP)(write_model)
         warm_ok = _warm_start(m, problem, warm) if warm is not None else False
@@ -472,7 +486,8 @@ def _engine(
         with deadline.phase("solve"):
             res_ = back.solve(
                 m.prob,
-                time_limit=min(remaining, 1e9),
+                # A tenth of what is left stays for placement and the answer.
+                time_limit=min(0.9 * remaining, 1e9),
                 threads=ctx.threads,
                 seed=ctx.seed,
                 log_path=log_path,
