@@ -45,6 +45,7 @@ from dataclasses import dataclass, field
 
 import pulp
 
+from cosma.deadline import Deadline
 from cosma.errors import CosmaError
 from cosma.graph import Graph, Operator, Setting, TensorKind
 from cosma.memory import aligned
@@ -827,7 +828,7 @@ class _Search:
 def dnc(
     problem: Problem,
     *,
-    time_limit: float = 120.0,
+    time_limit: float | Deadline | None = 120.0,
     solver: str | None = None,
     threads: int = 1,
     seed: int = 0,
@@ -838,7 +839,7 @@ def dnc(
 ) -> Plan:
     """Divide and conquer: the best baseline, improved piece by piece with exact solves and
     then by re-solving windows across the cuts until ``time_limit`` (wall clock, the whole
-    call).
+    call: seconds, or a shared :class:`~cosma.deadline.Deadline`; None means 120 s).
 
     - every order of the protocol's baselines (minimum-peak, file) is cut into pieces of
       about ``piece_ops`` operators, each re-solved exactly for its order with the boundary
@@ -857,6 +858,8 @@ def dnc(
     >>> plan.status.value, plan.objective, plan.lower_bound
     ('optimal', 20, 20)
     """
+    remaining = Deadline.of(time_limit).remaining()
+    time_limit = 120.0 if math.isinf(remaining) else remaining
     t0 = time.perf_counter()
     deadline = t0 + time_limit
     g = problem.graph
