@@ -442,6 +442,51 @@ def _place_cp_sat(
 # --- a lower bound for the whole graph ------------------------------------------------------
 
 
+def _must_live(problem: Problem) -> tuple[list[str], dict[str, int], dict[str, int], dict]:
+    """For each tracked tensor of non-zero size, the bitset (over a topological order) of
+    the operators it is must-live at (see :func:`spill_bound`), and ``c(a)``."""
+    g = problem.graph
+    order = g.topological_order()
+    idx = {v: i for i, v in enumerate(order)}
+    n = len(order)
+    anc: list[int] = [0] * n
+    for v in order:
+        m = 0
+        for p in g.dag.predecessors(v):
+            m |= anc[idx[p]] | (1 << idx[p])
+        anc[idx[v]] = m
+    desc: list[int] = [0] * n
+    for v in reversed(order):
+        m = 0
+        for s in g.dag.successors(v):
+            m |= desc[idx[s]] | (1 << idx[s])
+        desc[idx[v]] = m
+    both: dict[str, int] = {}
+    cost: dict[str, int] = {}
+    for t in g.tracked(problem.setting):
+        tensor = g.tensors[t]
+        if tensor.size == 0:
+            continue
+        if tensor.producer is not None:
+            before = desc[idx[tensor.producer]]
+        else:
+            before = 0
+            for c in tensor.consumers:
+                before |= desc[idx[c]]
+        after = 0
+        for c in tensor.consumers:
+            after |= anc[idx[c]]
+        mask = before & after
+        for c in tensor.consumers:
+            mask &= ~(1 << idx[c])
+        if tensor.producer is not None:
+            mask &= ~(1 << idx[tensor.producer])
+        if mask:
+            both[t] = mask
+            cost[t] = tensor.size * (2 if tensor.kind is TensorKind.ACTIVATION else 1)
+    return order, idx, both, cost
+
+
 def spill_bound(
     problem: Problem, *, time_limit: float = 10.0, solver: str | None = None
 ) -> tuple[int, dict]:
@@ -479,52 +524,16 @@ def spill_bound(
     20
     """
     g = problem.graph
-    A, S = problem.alignment, problem.budget
-    order = g.topological_order()
-    idx = {v: i for i, v in enumerate(order)}
+    S = problem.budget
+    order, idx, both, cost = _must_live(problem)
+    asize = {t: aligned(g.tensors[t].size, problem.alignment) for t in g.tracked(problem.setting)}
     n = len(order)
-    anc: list[int] = [0] * n
-    for v in order:
-        m = 0
-        for p in g.dag.predecessors(v):
-            m |= anc[idx[p]] | (1 << idx[p])
-        anc[idx[v]] = m
-    desc: list[int] = [0] * n
-    for v in reversed(order):
-        m = 0
-        for s in g.dag.successors(v):
-            m |= desc[idx[s]] | (1 << idx[s])
-        desc[idx[v]] = m
-    asize = {t: aligned(g.tensors[t].size, A) for t in g.tracked(problem.setting)}
-    cost: dict[str, int] = {}
     members: list[list[str]] = [[] for _ in range(n)]
-    for t, sz in asize.items():
-        if sz == 0:
-            continue
-        tensor = g.tensors[t]
-        if tensor.producer is not None:
-            before = desc[idx[tensor.producer]]
-        else:
-            before = 0
-            for c in tensor.consumers:
-                before |= desc[idx[c]]
-        after = 0
-        for c in tensor.consumers:
-            after |= anc[idx[c]]
-        both = before & after
-        for c in tensor.consumers:
-            both &= ~(1 << idx[c])
-        if tensor.producer is not None:
-            both &= ~(1 << idx[tensor.producer])
-        if not both:
-            continue
-        cost[t] = tensor.size * (2 if tensor.kind is TensorKind.ACTIVATION else 1)
-        i = 0
-        while both:
-            low = both & -both
-            i = low.bit_length() - 1
-            members[i].append(t)
-            both ^= low
+    for t, mask in both.items():
+        while mask:
+            low = mask & -mask
+            members[low.bit_length() - 1].append(t)
+            mask ^= low
     rows: list[tuple[int, list[str]]] = []
     for v in order:
         i = idx[v]
@@ -573,7 +582,9 @@ def spill_bound(
     return best, stats
 
 
-def relaxed_problem(problem: Problem, ops: Sequence[str]) -> Problem:
+def relaxed_problem(
+    problem: Problem, ops: Sequence[str], *, budget: int | None = None
+) -> Problem:
     """The problem restricted to the operators ``ops``: a relaxation of the whole problem.
 
     Tensors that ``ops`` read but do not make become graph inputs (on host from the start,
@@ -624,7 +635,8 @@ def relaxed_problem(problem: Problem, ops: Sequence[str]) -> Problem:
             if tensor.kind is TensorKind.OUTPUT or any(c not in chosen for c in tensor.consumers):
                 outputs.append(t)
     sub = Graph(f"{g.name}-relaxed", operators, sizes, inputs=inputs, outputs=outputs)
-    return Problem(sub, problem.budget, Setting.ACTIVATIONS, problem.alignment)
+    cap = problem.budget if budget is None else budget
+    return Problem(sub, cap, Setting.ACTIVATIONS, problem.alignment)
 
 
 def chunk_bound(
@@ -636,43 +648,80 @@ def chunk_bound(
     seed: int = 0,
 ) -> tuple[int, dict]:
     """A lower bound from exact solves of windows of ``order`` (see
-    :func:`relaxed_problem`).
+    :func:`relaxed_problem`), with the tensors that live through a window.
 
-    Each window ``[a, b)``'s relaxed problem is solved by CP-SAT (order free, addresses
-    included) within its share of ``time_limit``, in the order given. The bound is the
-    largest total of proven window bounds over windows that pairwise share no tensor (a
-    small set-packing MILP, its answer checked).
+    *Pass-through tensors.* Let ``PT`` be tracked tensors no operator of window ``H``
+    touches but that are must-live (see :func:`spill_bound`) at every operator of ``H``
+    (at most the three costliest are used). In any plan, let ``Y`` be those of ``PT`` that
+    are not resident at some operator of ``H``: they cost at least ``c(Y)``, and the others
+    are resident at every step of ``H``, so the plan restricted to ``H`` fits in
+    ``S - size(PT - Y)`` and costs at least the relaxed optimum at that budget. So the
+    window's traffic (on its own tensors and ``PT``) is at least
+    ``min over Y of c(Y) + OPT(H, S - size(PT - Y))`` (an impossible budget excludes that
+    ``Y``).
+
+    Each window ``[a, b)`` is solved by CP-SAT (order free, addresses included) within its
+    share of ``time_limit``, in the order given; a stopped solve contributes its proven
+    bound. The result is the largest total over windows that pairwise share no tensor
+    (their own or pass-through; a small set-packing MILP, its answer checked).
 
     >>> from cosma.graph import GraphBuilder
     >>> g = (GraphBuilder().input("x", 1).op("a", ["x"], {"p": 10}).op("b", ["p"], {"q": 5})
     ...      .op("c", ["q"], {"r": 5}).op("d", ["p", "r"], {"z": 1}).output("z").build())
     >>> chunk_bound(Problem(g, 16), ["a", "b", "c", "d"], [(0, 4)], time_limit=10)[0]
     20
+    >>> chunk_bound(Problem(g, 16), ["a", "b", "c", "d"], [(2, 3)], time_limit=10)[0]
+    20
     """
+    from itertools import combinations
+
     from cosma.solvers.cpsat import cpsat
 
     t0 = time.perf_counter()
     g = problem.graph
     ranked = list(dict.fromkeys(windows))
+    _, idx, both, cost = _must_live(problem)
+    asize = {t: aligned(g.tensors[t].size, problem.alignment) for t in both}
+    touched: dict[tuple[int, int], set[str]] = {}
     found: dict[tuple[int, int], int] = {}
     for k, (a, b) in enumerate(ranked):
         left = time_limit - (time.perf_counter() - t0)
         if left < 0.5:
             break
-        sub = relaxed_problem(problem, order[a:b])
-        share = max(0.5, left / (len(ranked) - k))
-        plan = cpsat(sub, time_limit=min(left, 2 * share), threads=1, seed=seed)
-        if plan.lower_bound and plan.status is not Status.INFEASIBLE:
-            found[a, b] = plan.lower_bound
+        ops = order[a:b]
+        own = {t for v in ops for t in (*g.operators[v].inputs, *g.operators[v].outputs)}
+        mask = 0
+        for v in ops:
+            mask |= 1 << idx[v]
+        through = sorted(
+            (t for t, m in both.items() if m & mask == mask and t not in own),
+            key=lambda t: (-cost[t], t),
+        )[:3]
+        until = time.perf_counter() + min(left, 2 * max(0.5, left / (len(ranked) - k)))
+        best: float | None = None
+        cases = [set(c) for r in range(len(through) + 1) for c in combinations(through, r)]
+        for y in sorted(cases, key=lambda y: sum(cost[t] for t in y)):
+            paid = sum(cost[t] for t in y)
+            if best is not None and paid >= best:
+                continue
+            cap = problem.budget - sum(asize[t] for t in through if t not in y)
+            rest = until - time.perf_counter()
+            if rest < 0.2:
+                best = None  # not every case was bounded: no bound from this window
+                break
+            plan = cpsat(
+                relaxed_problem(problem, ops, budget=cap), time_limit=rest, threads=1, seed=seed
+            )
+            if plan.status is Status.INFEASIBLE:
+                continue  # this Y cannot happen
+            value = paid + (plan.lower_bound or 0)
+            best = value if best is None else min(best, value)
+        if best:
+            found[a, b] = int(best)
+            touched[a, b] = own | set(through)
     stats = {"bound_windows": len(ranked), "bound_windows_proven": len(found)}
     if not found:
         return 0, stats
-    touched = {
-        w: {
-            t for v in order[w[0] : w[1]] for t in (*g.operators[v].inputs, *g.operators[v].outputs)
-        }
-        for w in found
-    }
     keys = sorted(found)
     prob = pulp.LpProblem("chunk_packing", pulp.LpMaximize)
     pick = {w: _var(prob, f"c{i}", cat=pulp.LpBinary) for i, w in enumerate(keys)}
