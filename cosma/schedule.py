@@ -16,10 +16,10 @@ smallest peak not yet ruled out as its proven bound.
 from __future__ import annotations
 
 import heapq
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from cosma.deadline import Deadline
 from cosma.graph import Graph, Setting
 from cosma.liveness import Liveness, liveness
 
@@ -40,23 +40,6 @@ class PeakResult:
     method: str
     states: int = 0
     seconds: float = 0.0
-
-
-class _Deadline:
-    """A wall-clock deadline (``None``: none)."""
-
-    def __init__(self, time_limit: float | None):
-        self.start = time.perf_counter()
-        self.end = None if time_limit is None else self.start + max(0.0, time_limit)
-
-    def passed(self) -> bool:
-        return self.end is not None and time.perf_counter() >= self.end
-
-    def left(self) -> float:
-        return float("inf") if self.end is None else self.end - time.perf_counter()
-
-    def elapsed(self) -> float:
-        return time.perf_counter() - self.start
 
 
 def greedy_order(
@@ -152,7 +135,7 @@ def _downset_search(
     *,
     floor: int,
     incumbent: int,
-    deadline: _Deadline,
+    deadline: Deadline,
     max_states: int,
 ) -> _SearchResult:
     """Bottleneck Dijkstra over downsets from ``done0`` to ``done0 | window``.
@@ -189,7 +172,7 @@ def _downset_search(
                 m = prev
             return _SearchResult(order[::-1], peak, peak, True, states)
         states += 1
-        if states > max_states or (states % 256 == 0 and deadline.passed()):
+        if states > max_states or (states % 256 == 0 and deadline.expired()):
             return _SearchResult(None, incumbent, bound, False, states)
         resident, ready = info[done]
         moves = []
@@ -227,7 +210,7 @@ def _bits(x: int) -> list[int]:
     return out
 
 
-def _beam(lv: Liveness, *, width: int, floor: int, deadline: _Deadline) -> list[int] | None:
+def _beam(lv: Liveness, *, width: int, floor: int, deadline: Deadline) -> list[int] | None:
     """Beam search over downsets, one operator per level: keep the ``width`` partial orders
     with the least (peak so far, floored at ``floor``; bytes live after), distinct as sets.
     None if the deadline passes first."""
@@ -239,7 +222,7 @@ def _beam(lv: Liveness, *, width: int, floor: int, deadline: _Deadline) -> list[
         (floor, 0, 0, tuple(lv.ready(0)), None)
     ]
     for _ in range(lv.n):
-        if deadline.passed():
+        if deadline.expired():
             return None
         children: dict[int, tuple] = {}
         for peak, resident, done, ready, path in beam:
@@ -271,7 +254,7 @@ def _improve(
     order: list[int],
     *,
     floor: int,
-    deadline: _Deadline,
+    deadline: Deadline,
     window_states: int = 20_000,
     max_half_width: int = 64,
 ) -> tuple[list[int], int]:
@@ -283,7 +266,7 @@ def _improve(
     order = list(order)
     n = len(order)
     states = 0
-    while not deadline.passed():
+    while not deadline.expired():
         prof = lv.profile(order)
         top = max(prof)
         if top <= floor:
@@ -293,7 +276,7 @@ def _improve(
             if prof[i] < top:  # an earlier window already lowered this step
                 continue
             w = 4
-            while w <= max_half_width and not deadline.passed():
+            while w <= max_half_width and not deadline.expired():
                 done_any = False
                 for a, b in ((i - w, i + w + 1), (i - 2 * w, i + 1), (i, i + 2 * w + 1)):
                     a, b = max(0, a), min(n, b)
@@ -365,7 +348,7 @@ def _window_bound(
     *,
     lower: int,
     incumbent: int,
-    deadline: _Deadline,
+    deadline: Deadline,
     max_states: int,
 ) -> int:
     """A lower bound from exact searches of sub-problems (:func:`_induced`): windows of
@@ -374,7 +357,7 @@ def _window_bound(
     i = prof.index(max(prof))
     n = len(order)
     w = 8
-    while not deadline.passed() and lower < incumbent:
+    while not deadline.expired() and lower < incumbent:
         a, b = max(0, i - w), min(n, i + w + 1)
         sub = liveness(_induced(lv, order[a:b]))
         r = _downset_search(
@@ -399,7 +382,7 @@ def min_peak_order(
     *,
     setting: Setting | str = Setting.ACTIVATIONS,
     alignment: int = 1,
-    time_limit: float | None = 30.0,
+    time_limit: float | Deadline | None = 30.0,
     max_states: int = 2_000_000,
     candidates: Sequence[Sequence[str]] = (),
 ) -> PeakResult:
@@ -411,9 +394,10 @@ def min_peak_order(
     peak give a lower bound at least the must-live bound.
 
     ``candidates`` are extra orders to start from (the file order, the greedy order and
-    reverse post-order are always tried). ``time_limit`` (seconds) is a wall-clock deadline
-    for the whole call. ``optimal`` is True only when the peak is proven minimal; otherwise
-    ``lower_bound`` is a proven bound below it.
+    reverse post-order are always tried). ``time_limit`` (seconds, or a shared
+    :class:`~cosma.deadline.Deadline`) is a wall-clock deadline for the whole call.
+    ``optimal`` is True only when the peak is proven minimal; otherwise ``lower_bound`` is
+    a proven bound below it.
 
     >>> from cosma.graph import GraphBuilder
     >>> g = (GraphBuilder().input("x", 1).op("a", ["x"], {"p": 10}).op("b", ["x"], {"q": 20})
@@ -423,7 +407,7 @@ def min_peak_order(
     >>> r.peak, r.optimal, r.order
     (22, True, ('a', 'c', 'b', 'd', 'e'))
     """
-    deadline = _Deadline(time_limit)
+    deadline = Deadline.of(time_limit)
     lv = liveness(graph, setting=setting, alignment=alignment)
     lb, _ = lv.must_live_bound()
 
@@ -467,8 +451,7 @@ def min_peak_order(
     lb = max(lb, r.bound)
 
     # Large graphs: a heuristic order, then a lower bound, then the exact search again.
-    budget = deadline.left()
-    share = _Deadline(None if budget == float("inf") else 0.25 * budget)
+    share = deadline.sub(0.25)
     for width in (4, 16, 64):
         o = _beam(lv, width=width, floor=lb, deadline=share)
         if o is None:
@@ -476,19 +459,17 @@ def min_peak_order(
         p = lv.peak(o)[0]
         if p < best_peak:
             best_order, best_peak = o, p
-    share = _Deadline(None if budget == float("inf") else 0.35 * budget)
-    o, p = _improve(lv, best_order, floor=lb, deadline=_first(share, deadline))
+    o, p = _improve(lv, best_order, floor=lb, deadline=deadline.sub(0.45))
     if p < best_peak:
         best_order, best_peak = o, p
     if best_peak <= lb:
         return result(best_peak, "heuristic, certified by must-live bound")
-    share = _Deadline(None if budget == float("inf") else 0.2 * budget)
     lb = _window_bound(
         lv,
         best_order,
         lower=lb,
         incumbent=best_peak,
-        deadline=_first(share, deadline),
+        deadline=deadline.sub(0.5),
         max_states=200_000,
     )
     if best_peak <= lb:
@@ -499,12 +480,3 @@ def min_peak_order(
             return result(best_peak, "downset search (complete)")
         lb = max(lb, r.bound)
     return result(lb, "heuristic (beam + windows; stopped by limit)")
-
-
-def _first(a: _Deadline, b: _Deadline) -> _Deadline:
-    """The earlier of two deadlines."""
-    if a.end is None:
-        return b
-    if b.end is None or a.end <= b.end:
-        return a
-    return b
