@@ -40,9 +40,7 @@ HERE = Path(__file__).resolve().parent
 
 
 def nas_graphs():
-    names = getattr(zoo, "HMCOS_NAS", None) or [
-        e.name for e in zoo.entries() if e.family == "nas"
-    ]
+    names = getattr(zoo, "HMCOS_NAS", None) or [e.name for e in zoo.entries() if e.family == "nas"]
     out = [(n, lambda n=n: zoo.load(n)) for n in names]
     out.append(("randwire_ws", lambda: zoo.load("randwire_ws")))
     for seed, nodes in ((1, 32), (2, 48)):
@@ -58,9 +56,7 @@ def nas_graphs():
 def exact_graphs():
     """Mid-size graphs: a few human-designed networks and RandWire stages."""
     out = [(n, lambda n=n: zoo.load(n)) for n in ("resnet50", "densenet121", "s3d")]
-    out.append(
-        ("randwire_ws_k6_s1_n16", lambda: nas.randwire_ws(seed=1, nodes=16, k=6, c=32))
-    )
+    out.append(("randwire_ws_k6_s1_n16", lambda: nas.randwire_ws(seed=1, nodes=16, k=6, c=32)))
     return out
 
 
@@ -166,11 +162,14 @@ def report(rows, total, args) -> str:
             )
             if group == "exact":
                 ex = r.get("exact")
-                rel = (
-                    ""
-                    if ex is None or r["exact_status"] != "optimal"
-                    else ("0.0 %" if ex == r["non_compulsory"] else pct(r["non_compulsory"] / ex - 1) if ex else "n/a (optimum 0)")
-                )
+                if ex is None or r["exact_status"] != "optimal":
+                    rel = ""
+                elif ex == r["non_compulsory"]:
+                    rel = "0.0 %"
+                elif ex:
+                    rel = pct(r["non_compulsory"] / ex - 1)
+                else:
+                    rel = "above an optimum of 0"
                 line += f" {'' if ex is None else f'{ex:,}'} | {r['exact_status']} | {rel} |"
             line += f" {r['windows']} | {r['cuts']} |"
             lines.append(line)
