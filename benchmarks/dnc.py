@@ -40,7 +40,7 @@ HERE = Path(__file__).resolve().parent
 
 
 def nas_graphs():
-    names = getattr(zoo, "HMCOS_NAS", None) or [e.name for e in zoo.entries() if e.family == "nas"]
+    names = getattr(zoo, "HMCOS_NAS", None) or zoo.names("nas")
     out = [(n, lambda n=n: zoo.load(n)) for n in names]
     out.append(("randwire_ws", lambda: zoo.load("randwire_ws")))
     for seed, nodes in ((1, 32), (2, 48)):
