@@ -819,6 +819,7 @@ class _Search:
     tried: int = 0
     accepted: int = 0
     phase: str = "start"
+    kept: Solution | None = None
 
     def left(self) -> float:
         return self.deadline - time.perf_counter()
@@ -828,6 +829,8 @@ class _Search:
 
     def report(self, piece: int, pieces: int) -> None:
         sol = self.sol
+        if self.kept is not None and self.kept.cost <= sol.cost:
+            sol = self.kept  # another order is being tried: the incumbent is the kept one
         lower = min(self.bound, sol.cost)
         gap = 0.0 if sol.cost == 0 else (sol.cost - lower) / sol.cost
         seconds = time.perf_counter() - self.t0
@@ -962,6 +965,7 @@ def dnc(
         if own.cost == 0:
             continue
         keep, run.sol = run.sol, own
+        run.kept = keep
         run.phase = f"pieces of {p.method.split('-')[0]} order"
         cuts = choose_cuts(problem, own.order, piece_ops)
         cut_log[p.method] = cuts[1:-1]
@@ -973,6 +977,7 @@ def dnc(
         run.sweep(across, joint=False, limit=2 * share, until=phase_end)
         if keep.cost <= run.sol.cost:
             run.sol = keep
+        run.kept = None
     stats["cuts"] = cut_log
     # 3. A bound from exact solves of relaxed windows: around the incumbent's spills, then
     #    chunks of the order where it has traffic.
