@@ -1038,21 +1038,26 @@ def dnc(
 
 
 def _baselines(problem: Problem, time_limit: float, left: Callable[[], float]) -> list[Plan]:
-    """For each order of the protocol (file, minimum-peak), the better of its baselines;
-    orders are computed once, and later ones skipped when time is short."""
+    """For each starting order, the better of its baselines (arena allocator, Belady or
+    greedy replacement): the protocol's orders (file, minimum-peak) first, then the greedy
+    list schedule and reverse post-order as extra starts. Orders are computed once; later
+    ones are skipped when time is short."""
+    from cosma.schedule import rpo_order
     from cosma.solvers.baselines import make_order
 
     out: list[Plan] = []
-    for o in dict.fromkeys(o for o, _, _ in PROTOCOL):
-        if out and left() < 0.5 * time_limit:
+    names = [*dict.fromkeys(o for o, _, _ in PROTOCOL), "greedy", "rpo"]
+    for o in names:
+        if out and left() < 0.6 * time_limit:
             break
-        seq = make_order(problem, o, time_limit=max(1.0, min(30.0, 0.25 * time_limit)))
+        if o == "rpo":
+            seq = rpo_order(problem.graph)
+        else:
+            seq = make_order(problem, o, time_limit=max(1.0, min(30.0, 0.25 * time_limit)))
         mine = []
-        for oo, alloc, rep in PROTOCOL:
-            if oo != o or (out and left() < 0.5 * time_limit):
-                continue
-            p = baseline(problem, order=seq, allocator=alloc, replacement=rep)
-            p.method = f"{o}-{alloc}-{rep}"
+        for rep in ("belady", "greedy"):
+            p = baseline(problem, order=seq, allocator="arena", replacement=rep)
+            p.method = f"{o}-arena-{rep}"
             if p.status.has_plan:
                 mine.append(p)
         if mine:
