@@ -108,6 +108,14 @@ _EXPORTS = {
     "inception_v3": "timm inception_v3 at 299x299, dynamo export",
     "bert_base": "BERT-base encoder (transformers), 128 tokens, dynamo export",
     "gpt2": "GPT-2 small (transformers), 128 tokens, dynamo export",
+    **{
+        stem: f"{label}, HMCOS skeleton, ImageNet size, written from the builder"
+        for stem, label in _NAS_LABELS.items()
+    },
+    **{
+        f"{stem}_cifar": f"{label}, HMCOS skeleton, CIFAR size, written from the builder"
+        for stem, label in _NAS_LABELS.items()
+    },
 }
 
 
