@@ -35,13 +35,15 @@ def to_onnx(net, outputs: list[str]):
         names = []
         for i, shape in enumerate(shapes):
             name = f"{op_name}.w{i}"
-            inits.append(
-                numpy_helper.from_array(np.array(shape, dtype=np.int64), f"{name}__shape")
-            )
+            inits.append(numpy_helper.from_array(np.array(shape, dtype=np.int64), f"{name}__shape"))
             value = helper.make_tensor("value", TensorProto.FLOAT, [1], [0.0])
             nodes.append(
                 helper.make_node(
-                    "ConstantOfShape", [f"{name}__shape"], [name], name=f"{name}__const", value=value
+                    "ConstantOfShape",
+                    [f"{name}__shape"],
+                    [name],
+                    name=f"{name}__const",
+                    value=value,
                 )
             )
             names.append(name)
