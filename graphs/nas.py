@@ -276,11 +276,12 @@ def darts_v2_darts_skeleton(**kw) -> Graph:
 # - The cell output concatenates the listed blocks; the head is ReLU, global average pool,
 #   a squeeze of the spatial axes and a matrix product (the bias, zero at initialisation,
 #   is gone from the exported file).
-# - tf2onnx merges identical nodes: operators of one type with the same inputs and
-#   attributes and no weights become one. Every ReLU of one tensor is therefore one
+# - tf2onnx merges identical nodes: operators of one type with the same inputs (in order)
+#   and attributes and no weights become one. Every ReLU of one tensor is therefore one
 #   operator (the squeeze of a cell output and the next cell's fit share it, and so do the
-#   separable convolutions reading one cell input), and so is every repeated pooling of one
-#   tensor. This changes lifetimes, so the builders do the same. tf2onnx inserts no
+#   separable convolutions reading one cell input), so is every repeated pooling of one
+#   tensor, and so is a repeated sum (DARTS' reduction cell adds block 2 and max_pool(1)
+#   twice). This changes lifetimes, so the builders do the same. tf2onnx inserts no
 #   Transpose: the Keras graph is channels first throughout.
 
 #: The HMCOS generator's genotypes, written in this module's names: pairs of (operation,
@@ -457,7 +458,7 @@ def _hmcos_cell(
                 _hmcos_op(m, name, blocks[idx], c, 2 if reduction and idx < 2 else 1)
                 for name, idx in ops[2 * i : 2 * i + 2]
             ]
-            blocks.append(m.n.add(*hs))
+            blocks.append(m.once(("Add", *hs), lambda hs=hs: m.n.add(*hs)))
     return m.n.concat([blocks[i] for i in concat])
 
 
@@ -567,7 +568,7 @@ def darts_v2(*, size: str = "imagenet", **kw) -> Graph:
 
     >>> g = darts_v2()
     >>> g.num_operators, g.tensors[g.outputs[0]].shape
-    (527, (1, 1000))
+    (523, (1, 1000))
     """
     return hmcos("darts_v2", size=size, **kw)
 
