@@ -64,14 +64,27 @@ def model_options(f):
         metavar="NAME=DIMS",
         help="Static shape for a graph input with dynamic dims, e.g. data=1x3x224x224. Repeatable.",
     )(f)
+    f = click.option(
+        "--training",
+        is_flag=True,
+        help="Use the training graph of MODEL (forward, loss, one backward operator per "
+        "forward operator); zoo:NAME:training does the same.",
+    )(f)
     f = click.argument("model", metavar="MODEL")(f)
     return f
 
 
-def load_model(model: str, input_shapes: Sequence[str], element_bytes: float | None) -> Graph:
+def load_model(
+    model: str,
+    input_shapes: Sequence[str],
+    element_bytes: float | None,
+    training: bool = False,
+) -> Graph:
     from cosma.graphs import load_graph
 
-    return load_graph(model, input_shapes=list(input_shapes), element_bytes=element_bytes)
+    return load_graph(
+        model, input_shapes=list(input_shapes), element_bytes=element_bytes, training=training
+    )
 
 
 def _n(count: int, noun: str) -> str:
@@ -118,6 +131,7 @@ def _figures_text(graph: Graph, f: MemoryFigures, exact: bool) -> list[str]:
 @click.option("--bytes", "exact", is_flag=True, help="Exact byte counts only, no units.")
 def inspect(
     model: str,
+    training: bool,
     input_shapes: tuple[str, ...],
     element_bytes: float | None,
     setting: str,
@@ -131,7 +145,7 @@ def inspect(
     a lower bound on the peak of every schedule; the file-order peak is the peak of live
     bytes when operators run in file order with no spills.
     """
-    graph = load_model(model, input_shapes, element_bytes)
+    graph = load_model(model, input_shapes, element_bytes, training)
     figures = [memory_figures(graph, setting=s, alignment=alignment) for s in SETTINGS[setting]]
     counts = {k.value: len(graph.tensors_of_kind(k)) for k in TensorKind}
     if as_json:
@@ -278,6 +292,7 @@ def _plan_summary(graph: Graph, plan: Plan, elapsed: float) -> list[str]:
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def plan(
     model: str,
+    training: bool,
     input_shapes: tuple[str, ...],
     element_bytes: float | None,
     budget: str,
@@ -309,7 +324,7 @@ def plan(
     if output and output != "-" and Path(output).exists() and not force:
         raise UsageError(f"{output} already exists; pass --force to overwrite it")
     t0 = time.perf_counter()
-    graph = load_model(model, input_shapes, element_bytes)
+    graph = load_model(model, input_shapes, element_bytes, training)
     chosen = Setting.parse(setting) if setting else (budget_setting(budget) or Setting.ACTIVATIONS)
     nbytes = resolve_budget(
         graph, budget, setting=chosen, alignment=alignment, time_limit=time_limit
@@ -363,12 +378,16 @@ def plan(
 @model_options
 @click.argument("plan_file", metavar="PLAN")
 def replay(
-    model: str, input_shapes: tuple[str, ...], element_bytes: float | None, plan_file: str
+    model: str,
+    training: bool,
+    input_shapes: tuple[str, ...],
+    element_bytes: float | None,
+    plan_file: str,
 ) -> None:
     """Replay PLAN (a plan JSON file) on MODEL and report its traffic or every violation."""
     from cosma.simulator import replay as run_replay
 
-    graph = load_model(model, input_shapes, element_bytes)
+    graph = load_model(model, input_shapes, element_bytes, training)
     path = Path(plan_file)
     if not path.is_file():
         raise UsageError(f"{plan_file}: no such plan file")
