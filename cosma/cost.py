@@ -52,7 +52,7 @@ def explicit_cost(graph: Graph, operator: str) -> int | None:
         return None
     if not math.isfinite(value) or value < 0:
         return None
-    return int(round(value))
+    return round(value)
 
 
 def shape_cost(graph: Graph, operator: str) -> int:

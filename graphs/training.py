@@ -307,7 +307,9 @@ def training_graph(forward: Graph, *, name: str | None = None) -> Graph:
         if not incoming or not wanted:
             continue
         written = [add_grad(x, name_b) for x in wanted]
-        param_grads += [g for x, g in zip(wanted, written) if t[x].kind is TensorKind.PARAMETER]
+        param_grads += [
+            g for x, g in zip(wanted, written, strict=True) if t[x].kind is TensorKind.PARAMETER
+        ]
         if op.op_type in CONV_TYPES or op.op_type in MATMUL_TYPES:
             cost = fw_cost[v] * len(written)
         else:

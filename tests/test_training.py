@@ -104,8 +104,9 @@ def test_unknown_type_reads_all_inputs_and_cost_attribute_overrides():
     assert t.operators["a/backward"].outputs == ("grad(w)",)
     # The training graph survives a round trip through networkx with its costs.
     back = from_networkx(t.to_networkx())
-    assert back.operators["a/backward"].attributes["cost"] == (
-        t.operators["a/backward"].attributes["cost"]
+    assert (
+        back.operators["a/backward"].attributes["cost"]
+        == (t.operators["a/backward"].attributes["cost"])
     )
 
 
