@@ -226,6 +226,53 @@ def _plan_summary(graph: Graph, plan: Plan, elapsed: float) -> list[str]:
     return lines
 
 
+def _remat_method(method: str) -> str:
+    """The rematerialization method for a -m name under --objective compute."""
+    if method.startswith("remat-"):
+        return method
+    names = {"milp": "remat-milp", "cpsat": "remat-cpsat", "baseline": "remat-chen-greedy"}
+    known = ("checkpoint-all", "sqrtn", "chen-greedy")
+    if method in names:
+        return names[method]
+    if method in known:
+        return f"remat-{method}"
+    raise UsageError(
+        f"method {method!r} does not minimise compute; with --objective compute use one of "
+        f"milp, cpsat, {', '.join(known)}"
+    )
+
+
+def _remat_summary(graph: Graph, plan: Plan, elapsed: float) -> list[str]:
+    lines = [
+        f"{graph.name}: {plan.method}"
+        + (f" [{plan.solver}]" if plan.solver else "")
+        + f"  ->  {plan.status.value}",
+        f"  memory budget       {format_bytes(plan.budget)} ({plan.budget:,} B), pooled, "
+        f"setting {plan.setting.value}",
+    ]
+    if plan.reason:
+        lines.append(f"  reason              {plan.reason}")
+    if plan.status.has_plan:
+        base = plan.stats.get("base_compute", 0)
+        total = plan.objective or 0
+        over = f"   (+{100 * (total - base) / base:.2f} % over one run each)" if base else ""
+        lines += [
+            f"  total compute       {total:,}{over}",
+            f"  recomputations      {plan.stats.get('recomputations', 0):,}",
+            f"  peak memory         {_b(plan.peak or 0, False)}",
+        ]
+        if plan.lower_bound is not None:
+            gap = plan.gap
+            lines.append(
+                f"  lower bound         {plan.lower_bound:,}"
+                + (f"   (gap {100 * gap:.2f} %)" if gap is not None else "")
+            )
+    elif plan.lower_bound is not None:
+        lines.append(f"  lower bound         {plan.lower_bound:,}")
+    lines.append(f"  time                {elapsed:.2f} s (solve {plan.solve_time:.2f} s)")
+    return lines
+
+
 @cli.command()
 @model_options
 @click.option(
@@ -290,6 +337,23 @@ def _plan_summary(graph: Graph, plan: Plan, elapsed: float) -> list[str]:
 )
 @click.option("--force", is_flag=True, help="Overwrite the -o file if it exists.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@click.option(
+    "--objective",
+    type=click.Choice(["traffic", "compute"]),
+    default="traffic",
+    show_default=True,
+    help="traffic: least off-chip traffic (the accelerator model). compute: "
+    "rematerialization, GPU style (pooled memory budget, no spills, least total compute); "
+    "-m milp|cpsat|checkpoint-all|sqrtn|chen-greedy, BUDGET may be 0.9xpeak.",
+)
+@click.option(
+    "--max-computes",
+    type=int,
+    default=2,
+    show_default=True,
+    help="With --objective compute: most runs of one operator (2 = one recomputation, as "
+    "MOCCASIN); 0 for no bound.",
+)
 def plan(
     model: str,
     training: bool,
@@ -309,6 +373,8 @@ def plan(
     output: str | None,
     force: bool,
     as_json: bool,
+    objective: str,
+    max_computes: int,
 ) -> None:
     """Find a plan for MODEL (an ONNX file or zoo:NAME) in a scratchpad of BUDGET bytes and
     replay it.
@@ -319,6 +385,8 @@ def plan(
     """
     from cosma.solvers import METHODS, solve
 
+    if objective == "compute" or method.startswith("remat-"):
+        objective, method = "compute", _remat_method(method)
     if method not in METHODS:
         raise UsageError(f"unknown method {method!r}; choose from: {', '.join(METHODS)}")
     if output and output != "-" and Path(output).exists() and not force:
@@ -326,9 +394,14 @@ def plan(
     t0 = time.perf_counter()
     graph = load_model(model, input_shapes, element_bytes, training)
     chosen = Setting.parse(setting) if setting else (budget_setting(budget) or Setting.ACTIVATIONS)
-    nbytes = resolve_budget(
-        graph, budget, setting=chosen, alignment=alignment, time_limit=time_limit
-    )
+    if objective == "compute":
+        from cosma.remat import resolve_remat_budget
+
+        nbytes = resolve_remat_budget(graph, budget, setting=chosen)
+    else:
+        nbytes = resolve_budget(
+            graph, budget, setting=chosen, alignment=alignment, time_limit=time_limit
+        )
     problem = Problem(graph, nbytes, chosen, alignment)
     why = problem.shortfall()
     if why:
@@ -355,6 +428,7 @@ def plan(
         seed=seed,
         write_model=write_model,
         log_path=solver_log,
+        max_computes=max_computes or None,
     )
     elapsed = time.perf_counter() - t0
     if output:
@@ -366,7 +440,11 @@ def plan(
         doc["elapsed"] = elapsed
         click.echo(json.dumps(doc, indent=2))
     elif output != "-":
-        lines = _plan_summary(graph, result, elapsed)
+        lines = (
+            _remat_summary(graph, result, elapsed)
+            if objective == "compute"
+            else _plan_summary(graph, result, elapsed)
+        )
         if output:
             lines.append(f"  plan written to     {output}")
         click.echo("\n".join(lines))

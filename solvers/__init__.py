@@ -100,6 +100,11 @@ METHODS["cpsat-fixed"] = _exact_method(
     cpsat, _CPSAT_OPTIONS, True, "Exact CP-SAT model for a fixed order (--order ...)."
 )
 
+# Rematerialization (GPU style: memory budget, least total compute); see cosma.remat.
+from cosma.solvers.remat import remat_methods  # noqa: E402
+
+METHODS.update(remat_methods())
+
 
 def method_names() -> list[str]:
     return list(METHODS)
