@@ -169,3 +169,45 @@ def test_simulator_checks_recompute_inputs_and_budget():
     with pytest.raises(PlanError):
         verify(g, tight)
     assert plan.options["objective"] == REMAT_OPTIONS["objective"]
+
+
+def test_cli_objective_compute(tmp_path):
+    from click.testing import CliRunner
+
+    from cosma.cli import cli
+
+    runner = CliRunner()
+    r = runner.invoke(
+        cli,
+        [
+            "plan",
+            "zoo:resnet50:training",
+            "-s",
+            "0.9xpeak",
+            "--objective",
+            "compute",
+            "-m",
+            "sqrtn",
+            "-o",
+            str(tmp_path / "p.json"),
+        ],
+    )
+    assert r.exit_code == 0, r.output
+    assert "total compute" in r.output
+    r2 = runner.invoke(cli, ["replay", "zoo:resnet50", "--training", str(tmp_path / "p.json")])
+    assert r2.exit_code == 0 and "valid" in r2.output, r2.output
+    bad = runner.invoke(
+        cli,
+        [
+            "plan",
+            "zoo:resnet50:training",
+            "-s",
+            "0.9xpeak",
+            "--objective",
+            "compute",
+            "-m",
+            "file-arena-belady",
+        ],
+    )
+    assert bad.exit_code != 0 and "does not minimise compute" in bad.output
+    assert "Traceback" not in bad.output
