@@ -383,11 +383,11 @@ def plan(
     occupancy and the time. A budget below M_R is refused, naming the operator that needs
     more.
     """
-    from cosma.solvers import METHODS, solve
+    from cosma.solvers import METHODS, REMAT_METHODS, solve
 
     if objective == "compute" or method.startswith("remat-"):
         objective, method = "compute", _remat_method(method)
-    if method not in METHODS:
+    if method not in METHODS and method not in REMAT_METHODS:
         raise UsageError(f"unknown method {method!r}; choose from: {', '.join(METHODS)}")
     if output and output != "-" and Path(output).exists() and not force:
         raise UsageError(f"{output} already exists; pass --force to overwrite it")
@@ -607,9 +607,9 @@ def bench(graph_list, budget_list, method_list, time_limit, out, force) -> None:
 @cli.command()
 def methods() -> None:
     """List the plan finders."""
-    from cosma.solvers import METHODS
+    from cosma.solvers import METHODS, REMAT_METHODS
 
-    for name, fn in METHODS.items():
+    for name, fn in {**METHODS, **REMAT_METHODS}.items():
         click.echo(f"{name:28s} {(fn.__doc__ or '').strip().splitlines()[0]}")
 
 

@@ -360,7 +360,7 @@ class Graph:
                     for t in op.inputs
                     if self._tensors[t].kind is TensorKind.PARAMETER
                 },
-                **({"cost": op.attributes["cost"]} if "cost" in op.attributes else {}),
+                **{k: op.attributes[k] for k in ("cost", "phase") if k in op.attributes},
             )
         for u, v, data in self._dag.edges(data=True):
             g.add_edge(u, v, tensors=list(data["tensors"]))
@@ -481,7 +481,8 @@ def from_networkx(dag: nx.DiGraph, *, name: str | None = None) -> Graph:
     - ``inputs``: ``{tensor: bytes}`` graph inputs the node reads;
     - ``parameters``: ``{tensor: bytes}`` parameters the node reads (shared by name);
     - ``output``: ``True`` to mark every output of the node a graph output;
-    - ``cost``: the node's compute cost (e.g. MACs), overriding :mod:`cosma.cost`'s estimate.
+    - ``cost``: the node's compute cost (e.g. MACs), overriding :mod:`cosma.cost`'s estimate;
+      ``phase``: ``forward`` or ``backward`` in a training graph (kept as attributes).
 
     Edge ``u -> v`` means v reads u's outputs; an edge attribute ``tensors`` (a list) names
     which ones when u has several. Graph attribute ``outputs`` lists graph outputs by tensor
@@ -546,8 +547,9 @@ def from_networkx(dag: nx.DiGraph, *, name: str | None = None) -> Graph:
                 reads.extend(listed)
         reads.extend(dict(data.get("inputs", {})))
         reads.extend(dict(data.get("parameters", {})))
-        # A ``cost`` attribute (compute cost, e.g. MACs) overrides cosma.cost's estimate.
-        attrs = {"cost": data["cost"]} if data.get("cost") is not None else {}
+        # ``cost`` (compute cost, e.g. MACs) overrides cosma.cost's estimate; ``phase``
+        # (forward/backward) guides the rematerialization baselines.
+        attrs = {k: data[k] for k in ("cost", "phase") if data.get(k) is not None}
         ops.append(
             Operator(
                 str(n),

@@ -29,7 +29,8 @@ def load_graph(
     element_bytes: float | None = None,
     training: bool = False,
 ) -> Graph:
-    """Load a graph: ``zoo:NAME`` for a zoo network, otherwise the path of an ONNX file.
+    """Load a graph: ``zoo:NAME`` for a zoo network, a ``.json`` file for a Checkmate/MOCCASIN
+    node-link graph (:mod:`cosma.graphs.nodelink`), otherwise the path of an ONNX file.
 
     Zoo networks default to 1 byte per element (the reference protocol); ONNX files to
     their tensors' types. ``training=True`` (or a zoo name ending in ``:training`` or
@@ -50,6 +51,10 @@ def load_graph(
 
         base = load_graph(text, input_shapes=input_shapes, element_bytes=element_bytes)
         return training_graph(base)
+    if text.lower().endswith(".json"):
+        from cosma.graphs.nodelink import load_nodelink
+
+        return load_nodelink(source)
     if text.startswith("zoo:"):
         from cosma.graphs import zoo
 

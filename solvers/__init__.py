@@ -32,6 +32,7 @@ __all__ = [
     "BACKENDS",
     "METHODS",
     "PROTOCOL",
+    "REMAT_METHODS",
     "baseline",
     "best_baseline",
     "method_names",
@@ -100,10 +101,11 @@ METHODS["cpsat-fixed"] = _exact_method(
     cpsat, _CPSAT_OPTIONS, True, "Exact CP-SAT model for a fixed order (--order ...)."
 )
 
-# Rematerialization (GPU style: memory budget, least total compute); see cosma.remat.
+# Rematerialization (GPU style: memory budget, least total compute; see cosma.remat): a
+# registry of its own, since these plans minimise compute, not traffic.
 from cosma.solvers.remat import remat_methods  # noqa: E402
 
-METHODS.update(remat_methods())
+REMAT_METHODS: dict[str, Callable[..., Plan]] = remat_methods()
 
 
 def method_names() -> list[str]:
@@ -112,8 +114,8 @@ def method_names() -> list[str]:
 
 def solve(problem: Problem, method: str = "baseline", **options: object) -> Plan:
     """Run the method called ``method`` on ``problem``; options go to the method."""
-    try:
-        fn = METHODS[method]
-    except KeyError:
-        raise UsageError(f"unknown method {method!r}; choose from: {', '.join(METHODS)}") from None
+    fn = METHODS.get(method) or REMAT_METHODS.get(method)
+    if fn is None:
+        known = ", ".join([*METHODS, *REMAT_METHODS])
+        raise UsageError(f"unknown method {method!r}; choose from: {known}")
     return fn(problem, **options)

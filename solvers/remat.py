@@ -612,23 +612,27 @@ def _choose_greedy(inst: RematInstance) -> tuple[list | None, dict]:
 
 
 def checkpoint_all(problem: Problem, *, order: list[str] | None = None, **_: object) -> Plan:
-    """Keep every value until its last use: no recomputation (fits iff the no-remat peak
-    does)."""
+    """Rematerialization baseline: keep everything, recompute nothing.
+
+    Fits iff the no-recomputation peak does."""
 
     return _baseline(problem, "remat-checkpoint-all", _choose_all, order)
 
 
 def chen_sqrtn(problem: Problem, *, order: list[str] | None = None, **_: object) -> Plan:
-    """Chen et al.'s √n: split the forward operators into ⌈√n⌉ segments, keep the last value
-    of each, recompute each segment once during the backward pass."""
+    """Rematerialization baseline: Chen et al.'s √n segments.
+
+    Split the forward operators into ⌈√n⌉ segments, keep the last value of each, recompute
+    each segment once during the backward pass."""
 
     return _baseline(problem, "remat-sqrtn", _choose_sqrtn, order)
 
 
 def chen_greedy(problem: Problem, *, order: list[str] | None = None, **_: object) -> Plan:
-    """Chen et al.'s greedy variant for a budget: walk the forward operators accumulating
-    bytes, place a checkpoint when a threshold b is passed; try thresholds and keep the
-    cheapest plan that fits."""
+    """Rematerialization baseline: Chen et al.'s greedy segments for a budget.
+
+    Walk the forward operators accumulating bytes, place a checkpoint when a threshold b is
+    passed; try thresholds and keep the cheapest plan that fits."""
 
     return _baseline(problem, "remat-chen-greedy", _choose_greedy, order)
 
