@@ -185,15 +185,28 @@ def peak_of(inst: RematInstance, computations: Iterable[tuple[int, int]] = ()) -
     return _memory_profile(inst, _sequence(inst.n, computations))[0]
 
 
+def peak_state(
+    inst: RematInstance, computations: Iterable[tuple[int, int]]
+) -> tuple[int, list[tuple[int, int]], int, set[int]]:
+    """(peak, the runs in order, the index of the first run at the peak, values resident
+    then) — what a heuristic needs to decide what to drop."""
+    seq = _sequence(inst.n, computations)
+    state: list = [0, set()]
+    peak = _memory_profile(inst, seq, state)[0]
+    return peak, seq, state[0], state[1]
+
+
 def no_remat_peak(inst: RematInstance) -> int:
     """Peak bytes of running the order once with nothing recomputed (checkpoint-all)."""
     return peak_of(inst)
 
 
 def _memory_profile(
-    inst: RematInstance, seq: list[tuple[int, int]]
+    inst: RematInstance, seq: list[tuple[int, int]], at_peak: list | None = None
 ) -> tuple[int, dict[int, list[int]], dict[int, list[int]]]:
-    """(peak, drops of values after each run, drops of inputs after each run)."""
+    """(peak, drops of values after each run, drops of inputs after each run). With
+    ``at_peak`` (a list), it receives the index in ``seq`` of the first run at the peak and
+    the values resident then."""
     n = inst.n
     prods: dict[int, list[int]] = {i: [] for i in range(n)}
     uses: dict[int, list[int]] = {i: [] for i in range(n)}
@@ -237,7 +250,10 @@ def _memory_profile(
             occupancy += inst.input_size[x]
         resident.add(k)
         occupancy += inst.keep[k] + inst.transient[k]
-        peak = max(peak, occupancy)
+        if occupancy > peak:
+            peak = occupancy
+            if at_peak is not None:
+                at_peak[:] = [p, set(resident)]
         occupancy -= inst.transient[k]
         for i in drop_after.get(p, ()):
             resident.discard(i)

@@ -34,6 +34,7 @@ from cosma.remat import (
     RematInstance,
     no_remat_peak,
     peak_of,
+    peak_state,
     position,
     remat_plan,
     retention,
@@ -122,7 +123,7 @@ def _finish(
 # --- Checkmate's MILP ------------------------------------------------------------------------
 
 
-def _milp_model(inst: RematInstance, budget: int) -> tuple[pulp.LpProblem, dict, int]:
+def _milp_model(inst: RematInstance, budget: int) -> tuple[pulp.LpProblem, dict, dict, int]:
     """Variables, constraint families, objective (Checkmate's formulation, stage frame).
 
     - ``R[t,i]`` = 1 if operator i is recomputed in stage t (i < t; first runs are fixed);
@@ -237,7 +238,7 @@ def _milp_model(inst: RematInstance, budget: int) -> tuple[pulp.LpProblem, dict,
     prob += pulp.lpSum((inst.cost[i] // cg) * v for (t, i), v in R.items())
     if not R:
         prob += _var(prob, "zero", lowBound=0, upBound=0)
-    return prob, R, cg
+    return prob, R, S, cg
 
 
 def remat_milp(
@@ -271,7 +272,10 @@ def remat_milp(
         plan.reason = why
         return _finish(inst, plan, None, Status.INFEASIBLE, None, t0)
     backend = backends.backend(solver)
-    prob, R, cg = _milp_model(inst, problem.budget)
+    prob, R, S, cg = _milp_model(inst, problem.budget)
+    warm = _warm_start(inst)
+    if warm is not None:
+        _milp_warm(inst, warm, R, S)
     out = backend.solve(
         prob,
         time_limit=max(0.1, time_limit - (time.perf_counter() - t0)),
@@ -279,6 +283,7 @@ def remat_milp(
         seed=seed,
         log_path=log_path,
         integral_gap=0.999,
+        warm_start=warm is not None,
     )
     bound = None if out.bound is None else out.bound * cg
     if out.status == backends.INFEASIBLE:
@@ -289,6 +294,9 @@ def remat_milp(
         return _finish(inst, plan, None, Status.INFEASIBLE, None, t0)
     if out.status == backends.NO_SOLUTION:
         plan.reason = out.note.splitlines()[0] if out.note else "time limit, no plan found"
+        if warm is not None:  # never worse than the best baseline
+            plan.reason += "; best baseline kept"
+            return _finish(inst, plan, warm, Status.FEASIBLE, bound, t0)
         return _finish(inst, plan, None, Status.NO_SOLUTION, bound, t0)
     comps = []
     for (t, i), v in R.items():
@@ -297,6 +305,23 @@ def remat_milp(
             comps.append((t, i))
     status = Status.OPTIMAL if out.status == backends.OPTIMAL else Status.FEASIBLE
     return _finish(inst, plan, comps, status, bound, t0)
+
+
+def _milp_warm(inst: RematInstance, warm: list, R: dict, S: dict) -> None:
+    """Initial values of R and S from a baseline's computations (a MIP start)."""
+    chosen = set(warm)
+    for key, var in R.items():
+        var.setInitialValue(1 if key in chosen else 0)
+    held, in_ends = retention(inst, warm)
+    first = {x: us[0] for x, us in enumerate(inst.input_users) if us}
+    for (t, i), var in S.items():
+        edge = position(t, 0)
+        if isinstance(i, tuple):
+            x = i[1]
+            on = position(first[x], first[x]) < edge <= in_ends.get(x, 0) - 1
+        else:
+            on = any(a < edge <= b - 1 for a, b in held[i])
+        var.setInitialValue(1 if on else 0)
 
 
 # --- MOCCASIN's CP-SAT model ------------------------------------------------------------------
@@ -407,6 +432,14 @@ def remat_cpsat(
             for x, us in enumerate(inst.input_users):
                 if j in us:
                     m.add(in_end[x] > sj).only_enforce_if(pj)
+    # dominance: a recomputed copy serves some run (one that serves nothing can be left out
+    # at no cost and no memory), which prunes the search
+    served_by: dict[tuple[int, int], list] = {}
+    for (i, c2, _, _), z in serves.items():
+        served_by.setdefault((i, c2), []).append(z)
+    for i in range(n):
+        for c in range(1, len(starts[i])):
+            m.add_bool_or(served_by.get((i, c), [])).only_enforce_if(present[i][c])
     m.add_cumulative(intervals, demands, problem.budget)
     m.minimize(sum(objective))
     warm = _warm_start(inst) if hint else None
@@ -476,7 +509,7 @@ def remat_cpsat(
 def _warm_start(inst: RematInstance) -> list[tuple[int, int]] | None:
     """The cheapest baseline's computations that fit (checkpoint-all, greedy, √n), or None."""
     best = None
-    for choose in (_choose_all, _choose_greedy, _choose_sqrtn):
+    for choose in (_choose_all, _choose_greedy, _choose_sqrtn, _choose_evict):
         try:
             comps, _ = choose(inst)
         except UsageError:
@@ -609,6 +642,47 @@ def _choose_greedy(inst: RematInstance) -> tuple[list | None, dict]:
     if best is None:
         return None, {"reason": "no threshold gives a plan within the budget", "tried": tried}
     return best[1], {"checkpoints": best[2], "threshold": round(best[3]), "tried": tried}
+
+
+def _choose_evict(inst: RematInstance) -> tuple[list | None, dict]:
+    """A greedy for any graph: while the peak is over the budget, take the values resident
+    at the peak that are kept for a later run, and recompute the one that lowers the peak
+    most per unit of compute right before that later run."""
+    comps: list[tuple[int, int]] = []
+    runs = [1] * inst.n
+    for _ in range(4 * inst.n):
+        peak, seq, at, resident = peak_state(inst, comps)
+        if peak <= inst.budget:
+            return comps, {"steps": len(comps)}
+        t_p, k_p = seq[at]
+        here = position(t_p, k_p)
+        best = None
+        next_use: dict[int, int] = {}
+        for q in range(len(seq) - 1, at, -1):
+            for d in inst.deps[seq[q][1]]:
+                next_use[d] = q
+        for i in sorted(resident):
+            if i == k_p or i in inst.deps[k_p] or runs[i] >= inst.max_computes[i]:
+                continue
+            if i not in next_use:
+                continue
+            t_q = seq[next_use[i]][0]
+            if position(t_q, i) <= here or (t_q, i) in comps:
+                continue
+            trial = [*comps, (t_q, i)]
+            try:
+                new_peak = peak_of(inst, trial)
+            except UsageError:
+                continue
+            if new_peak < peak:
+                score = (peak - new_peak) / max(1, inst.cost[i])
+                if best is None or score > best[0]:
+                    best = (score, (t_q, i))
+        if best is None:
+            return None, {"reason": f"the eviction greedy is stuck at a peak of {peak:,} bytes"}
+        comps.append(best[1])
+        runs[best[1][1]] += 1
+    return None, {"reason": "the eviction greedy did not converge"}
 
 
 def checkpoint_all(problem: Problem, *, order: list[str] | None = None, **_: object) -> Plan:
