@@ -336,6 +336,7 @@ def remat_cpsat(
     threads: int = 1,
     seed: int = 0,
     hint: bool = True,
+    params: dict | None = None,
 ) -> Plan:
     """Least total compute under ``problem.budget`` by retention intervals and CP-SAT.
 
@@ -344,7 +345,8 @@ def remat_cpsat(
     position ``(t, i)`` of a later stage. An interval holds i's value; every run of a reader
     j must fall inside an interval of each value j reads; all intervals share one
     cumulative resource of capacity ``budget``. Objective: the cost of the optional
-    intervals present.
+    intervals present. ``params`` sets CP-SAT parameters by name (e.g.
+    ``{"linearization_level": 2}``).
 
     >>> from cosma.graph import GraphBuilder
     >>> g = (GraphBuilder().input("x", 1).op("a", ["x"], {"p": 4}).op("b", ["p"], {"q": 4})
@@ -480,6 +482,8 @@ def remat_cpsat(
     solver.parameters.max_time_in_seconds = max(0.1, time_limit - (time.perf_counter() - t0))
     solver.parameters.num_workers = max(1, threads)
     solver.parameters.random_seed = seed
+    for key, value in (params or {}).items():
+        setattr(solver.parameters, key, value)
     code = solver.solve(m)
     bound = solver.best_objective_bound if code in (cp_model.OPTIMAL, cp_model.FEASIBLE) else None
     if code == cp_model.INFEASIBLE:
