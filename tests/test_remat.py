@@ -211,3 +211,29 @@ def test_cli_objective_compute(tmp_path):
     )
     assert bad.exit_code != 0 and "does not minimise compute" in bad.output
     assert "Traceback" not in bad.output
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_eviction_greedy_and_milp_fallback_give_valid_plans(seed):
+    from cosma.graphs.nodelink import random_layered
+    from cosma.solvers.remat import _choose_evict
+
+    g = random_layered(24, seed=seed)
+    peak = no_remat_peak(RematInstance.build(Problem(g, 0)))
+    problem = Problem(g, math.ceil(0.85 * peak))
+    inst = RematInstance.build(problem, max_computes=2)
+    comps, info = _choose_evict(inst)
+    if comps is None:
+        assert info["reason"]
+        return
+    assert peak_of(inst, comps) <= problem.budget
+    counts: dict[int, int] = {}
+    for _, i in comps:
+        counts[i] = counts.get(i, 0) + 1
+    assert max(counts.values(), default=0) <= 1  # at most one recomputation each (C=2)
+    # a MILP stopped at once still returns a replayed plan (the warm start) or none
+    plan = remat_milp(problem, solver="highs", time_limit=0.1)
+    if plan.status.has_plan:
+        r = replay(g, plan)
+        assert r.valid and r.peak <= problem.budget
+        assert plan.lower_bound <= plan.objective
