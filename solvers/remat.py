@@ -337,6 +337,7 @@ def remat_cpsat(
     seed: int = 0,
     hint: bool = True,
     params: dict | None = None,
+    dominance: bool = True,
 ) -> Plan:
     """Least total compute under ``problem.budget`` by retention intervals and CP-SAT.
 
@@ -367,6 +368,9 @@ def remat_cpsat(
         return _finish(inst, plan, None, Status.INFEASIBLE, None, t0)
     n = inst.n
     horizon = position(n - 1, n - 1) + 1
+    # common factors out of costs and sizes (MOCCASIN does the same): smaller numbers
+    cg = math.gcd(*inst.cost) or 1
+    mg = math.gcd(*[b for b in (*inst.keep, *inst.transient, *inst.input_size) if b]) or 1
     m = cp_model.CpModel()
     intervals, demands = [], []
     starts: dict[int, list] = {}
@@ -388,7 +392,7 @@ def remat_cpsat(
                 p = m.new_bool_var(f"present_{i}_{c}")
                 m.add_implication(p, present[i][c - 1])
                 m.add(ends[i][c - 1] <= s).only_enforce_if(p)
-                objective.append(inst.cost[i] * p)
+                objective.append((inst.cost[i] // cg) * p)
             e = m.new_int_var(0, horizon, f"end_{i}_{c}")
             length = m.new_int_var(1, 1 if not inst.users[i] else horizon, f"length_{i}_{c}")
             m.add(s + length == e)
@@ -398,10 +402,10 @@ def remat_cpsat(
             lengths[i].append(length)
             if inst.keep[i]:
                 intervals.append(m.new_optional_interval_var(s, length, e, p, f"hold_{i}_{c}"))
-                demands.append(inst.keep[i])
+                demands.append(inst.keep[i] // mg)
             if inst.transient[i]:
                 intervals.append(m.new_optional_fixed_size_interval_var(s, 1, p, f"run_{i}_{c}"))
-                demands.append(inst.transient[i])
+                demands.append(inst.transient[i] // mg)
     # inputs: one interval from the first use, ending after the last run that reads them
     in_start: dict[int, int] = {}
     in_end: dict[int, object] = {}
@@ -416,7 +420,7 @@ def remat_cpsat(
         in_len[x] = length
         m.add(s0 + length == e)
         intervals.append(m.new_interval_var(s0, length, e, f"hold_in{x}"))
-        demands.append(inst.input_size[x])
+        demands.append(inst.input_size[x] // mg)
     # reads: every run of j lies inside some interval of each value it reads
     for j in range(n):
         for c, sj in enumerate(starts[j]):
@@ -439,10 +443,10 @@ def remat_cpsat(
     served_by: dict[tuple[int, int], list] = {}
     for (i, c2, _, _), z in serves.items():
         served_by.setdefault((i, c2), []).append(z)
-    for i in range(n):
+    for i in range(n) if dominance else ():
         for c in range(1, len(starts[i])):
             m.add_bool_or(served_by.get((i, c), [])).only_enforce_if(present[i][c])
-    m.add_cumulative(intervals, demands, problem.budget)
+    m.add_cumulative(intervals, demands, problem.budget // mg)
     m.minimize(sum(objective))
     warm = _warm_start(inst) if hint else None
     if warm is not None:
@@ -485,7 +489,9 @@ def remat_cpsat(
     for key, value in (params or {}).items():
         setattr(solver.parameters, key, value)
     code = solver.solve(m)
-    bound = solver.best_objective_bound if code in (cp_model.OPTIMAL, cp_model.FEASIBLE) else None
+    bound = (
+        solver.best_objective_bound * cg if code in (cp_model.OPTIMAL, cp_model.FEASIBLE) else None
+    )
     if code == cp_model.INFEASIBLE:
         plan.reason = (
             "no plan fits the budget in the stage frame with at most "
