@@ -182,7 +182,8 @@ def random_layered(
     ``1`` (both cost 0). Between them, layers of on average ``2·width·√n`` nodes (each layer's
     width drawn uniformly within ``±width_variance`` of that); a node reads each node of the
     layer above with probability ``edge_density`` (at least one), and with probability
-    ``skip_density`` also one random node of an earlier layer (a skip connection). Output
+    ``skip_density`` also one random node of an earlier layer (a skip connection); a node
+    nobody in the next layer reads gets one reader there. Output
     sizes are multiples of 10 in [10, 6200] and run costs integers in [1, 1000], uniform.
     The order is the layer order. Deterministic for a seed.
 
@@ -220,6 +221,11 @@ def random_layered(
             if k >= 2 and rng.random() < skip_density:
                 u = rng.choice(layers[rng.randrange(0, k - 1)])
                 d.add_edge(str(u), str(v))
+        # every node above the last layer is read by someone in the next layer
+        if k > 0:
+            for u in layers[k - 1]:
+                if d.out_degree(str(u)) == 0:
+                    d.add_edge(str(u), str(rng.choice(layer)))
     d.add_node("1", size=10 * rng.randint(1, 620), cost=0)
     for v in list(d.nodes):
         if v != "1" and d.out_degree(v) == 0:
