@@ -721,33 +721,56 @@ def chen_greedy(problem: Problem, *, order: list[str] | None = None, **_: object
     return _baseline(problem, "remat-chen-greedy", _choose_greedy, order)
 
 
-def remat_methods() -> dict[str, Callable[..., Plan]]:
-    """Registry entries for :data:`cosma.solvers.METHODS`."""
+def _seconds(limit: object, default: float = 60.0) -> float:
+    """A time limit in seconds from a number, a :class:`~cosma.deadline.Deadline` or None."""
+    left = getattr(limit, "left", None)
+    if callable(left):
+        value = left()
+        return default if value is None else max(0.1, value)
+    return default if limit is None else float(limit)  # type: ignore[arg-type]
 
-    def keep(kw: dict, accepted: tuple[str, ...]) -> dict:
+
+def remat_methods() -> dict[str, Callable[..., Plan]]:
+    """Registry entries for :data:`cosma.solvers.REMAT_METHODS`; each declares the options
+    it takes (``.options``)."""
+
+    def keep(kw: dict) -> dict:
         # the traffic methods' --order names (file, minpeak...) do not apply: the
         # rematerialization order is the graph's (topological, closest to file order)
-        return {
-            k: v for k, v in kw.items() if k in accepted and (k != "order" or isinstance(v, list))
-        }
+        return {k: v for k, v in kw.items() if k != "order" or isinstance(v, list)}
 
-    def milp_entry(problem: Problem, *, time_limit: float | None = 60.0, **kw) -> Plan:
-        accepted = ("order", "max_computes", "solver", "threads", "seed", "log_path")
-        return remat_milp(problem, time_limit=time_limit or 60.0, **keep(kw, accepted))
+    def milp_entry(problem: Problem, *, time_limit: object = 60.0, **kw) -> Plan:
+        return remat_milp(problem, time_limit=_seconds(time_limit), **keep(kw))
 
-    def cpsat_entry(problem: Problem, *, time_limit: float | None = 60.0, **kw) -> Plan:
-        accepted = ("order", "max_computes", "threads", "seed")
-        return remat_cpsat(problem, time_limit=time_limit or 60.0, **keep(kw, accepted))
+    def cpsat_entry(problem: Problem, *, time_limit: object = 60.0, **kw) -> Plan:
+        return remat_cpsat(problem, time_limit=_seconds(time_limit), **keep(kw))
 
     def base(fn):
-        def run(problem: Problem, **kw) -> Plan:
-            return fn(problem, order=kw.get("order") if isinstance(kw.get("order"), list) else None)
+        def run(problem: Problem, *, time_limit: object = None, **kw) -> Plan:
+            return fn(problem, **keep(kw))
 
         run.__doc__ = fn.__doc__
+        run.options = ("time_limit", "order")  # type: ignore[attr-defined]
         return run
 
     milp_entry.__doc__ = "Rematerialization, exact: Checkmate's MILP (--solver cbc|highs|gurobi)."
+    milp_entry.options = (  # type: ignore[attr-defined]
+        "time_limit",
+        "order",
+        "max_computes",
+        "solver",
+        "threads",
+        "seed",
+        "log_path",
+    )
     cpsat_entry.__doc__ = "Rematerialization, exact: MOCCASIN's retention intervals on CP-SAT."
+    cpsat_entry.options = (  # type: ignore[attr-defined]
+        "time_limit",
+        "order",
+        "max_computes",
+        "threads",
+        "seed",
+    )
     return {
         "remat-milp": milp_entry,
         "remat-cpsat": cpsat_entry,
@@ -755,10 +778,3 @@ def remat_methods() -> dict[str, Callable[..., Plan]]:
         "remat-sqrtn": base(chen_sqrtn),
         "remat-chen-greedy": base(chen_greedy),
     }
-
-
-def check_order(order: object) -> list[str] | None:
-    """A remat order option: a list of operator names, or None (topological)."""
-    if order is None or isinstance(order, list):
-        return order
-    raise UsageError("a remat order is a list of operator names")
