@@ -16,6 +16,7 @@ from cosma.graph import Graph, Setting, TensorKind
 from cosma.memory import MemoryFigures, memory_figures
 from cosma.plan import Plan
 from cosma.problem import Problem, budget_setting, resolve_budget
+from cosma.progress import format_report
 from cosma.units import format_bytes
 
 log = logging.getLogger(__name__)
@@ -323,11 +324,7 @@ def plan(
 
     def progress(info: dict) -> None:
         if not as_json and output != "-":
-            click.echo(
-                f"  [{info['seconds']:7.2f} s] incumbent {info['objective']:,} B, "
-                f"bound {info['bound']:,} B, gap {100 * info['gap']:.1f} %",
-                err=True,
-            )
+            click.echo("  " + format_report(info), err=True)
 
     result = solve(
         problem,

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from cosma.graph import Graph, Setting, TensorKind
 from cosma.memory import aligned, check_schedule, must_live_bound, schedule_peak
+from cosma.progress import report
 
 
 @dataclass(frozen=True)
@@ -188,6 +189,15 @@ def min_peak_order(
             best_order, best_peak = order[::-1], peak
             break
         states += 1
+        if states % 65536 == 0:
+            report(
+                "minpeak",
+                seconds=time.perf_counter() - t0,
+                objective=best_peak,
+                bound=frontier_bound,
+                phase="search",
+                states=states,
+            )
         if states > max_states or (
             time_limit is not None and states % 512 == 0 and time.perf_counter() - t0 > time_limit
         ):

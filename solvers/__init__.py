@@ -16,6 +16,7 @@ from collections.abc import Callable
 from cosma.errors import UsageError
 from cosma.plan import Plan
 from cosma.problem import Problem
+from cosma.progress import Progress, reporting
 from cosma.solvers.backends import BACKENDS
 from cosma.solvers.baselines import (
     ALLOCATORS,
@@ -81,12 +82,13 @@ def _exact_method(
         return engine(problem, order=order if fixed else None, time_limit=time_limit or 60.0, **kw)
 
     run.__doc__ = doc
+    run.accepts = ("order", *accepts) if fixed else accepts  # type: ignore[attr-defined]
     return run
 
 
 _COMMON = ("threads", "seed")
 _MILP_OPTIONS = (*_COMMON, "solver", "write_model", "log_path")
-_CPSAT_OPTIONS = (*_COMMON, "progress")
+_CPSAT_OPTIONS = _COMMON
 METHODS["milp"] = _exact_method(
     milp, _MILP_OPTIONS, False, "Exact MILP, schedule free (joint); --solver cbc|highs|gurobi."
 )
@@ -105,10 +107,18 @@ def method_names() -> list[str]:
     return list(METHODS)
 
 
-def solve(problem: Problem, method: str = "baseline", **options: object) -> Plan:
-    """Run the method called ``method`` on ``problem``; options go to the method."""
+def solve(
+    problem: Problem,
+    method: str = "baseline",
+    *,
+    progress: Progress | None = None,
+    **options: object,
+) -> Plan:
+    """Run the method called ``method`` on ``problem``; options go to the method, and
+    ``progress`` receives the engine's progress reports (see :mod:`cosma.progress`)."""
     try:
         fn = METHODS[method]
     except KeyError:
         raise UsageError(f"unknown method {method!r}; choose from: {', '.join(METHODS)}") from None
-    return fn(problem, **options)
+    with reporting(progress):
+        return fn(problem, **options)

@@ -19,10 +19,12 @@ import math
 import time
 from collections.abc import Callable
 
+from cosma import progress as progress_hook
 from cosma.graph import TensorKind
 from cosma.memory import aligned
 from cosma.plan import Plan, Status
 from cosma.problem import Problem
+from cosma.progress import report
 from cosma.simulator import verify
 from cosma.solvers import timeline
 from cosma.solvers.baselines import starting_point
@@ -260,23 +262,20 @@ def cpsat(
         return max(0, math.ceil(units - 1e-6) * M.unit - M.load_offset)
 
     solver = cp_model.CpSolver()
+    emit = progress or progress_hook.current()  # CP-SAT calls back from its own thread
     solver.parameters.max_time_in_seconds = max(0.1, time_limit - (time.perf_counter() - t0))
     solver.parameters.num_workers = threads
     solver.parameters.random_seed = seed
 
     class _Callback(cp_model.CpSolverSolutionCallback):
         def on_solution_callback(self) -> None:
-            obj = to_bytes(self.objective_value)
-            bound = to_bytes(self.best_objective_bound)
-            info = {
-                "seconds": round(time.perf_counter() - t0, 3),
-                "objective": obj,
-                "bound": bound,
-                "gap": 0.0 if obj == 0 else (obj - bound) / obj,
-            }
-            log.info("cp-sat %s: incumbent %s, bound %s", g.name, obj, bound)
-            if progress:
-                progress(info)
+            report(
+                "cpsat",
+                seconds=time.perf_counter() - t0,
+                objective=to_bytes(self.objective_value),
+                bound=to_bytes(self.best_objective_bound),
+                callback=emit,
+            )
 
     status = solver.solve(M.m, _Callback())
     stats = {

@@ -36,6 +36,7 @@ from cosma.graph import TensorKind
 from cosma.memory import aligned
 from cosma.plan import Plan, Status
 from cosma.problem import Problem
+from cosma.progress import report
 from cosma.simulator import verify
 from cosma.solvers import backends, timeline
 from cosma.solvers.baselines import Residency, starting_point
@@ -408,6 +409,13 @@ def milp(
         warm.stats = {"placement": "the warm start already has no extra traffic"}
         warm.solve_time = time.perf_counter() - t0
         return warm
+    report(
+        "milp",
+        seconds=time.perf_counter() - t0,
+        objective=warm.objective if warm.status.has_plan else None,
+        bound=0,
+        phase="warm start",
+    )
     m = build_model(problem, order=seq)
     plan.stats = dict(m.stats)
     if write_model:
@@ -443,6 +451,14 @@ def milp(
         )
         if out.bound is not None:
             bound_bytes = max(bound_bytes, bound_in_bytes(m, out.bound))
+        report(
+            "milp",
+            seconds=time.perf_counter() - t0,
+            objective=warm.objective if warm.status.has_plan else None,
+            bound=bound_bytes,
+            phase=f"{solver} {out.status}",
+            cuts=m.cuts,
+        )
         if out.status == backends.INFEASIBLE:
             placement_note = "every residency set that fits the capacity was unplaceable"
             proven = True
@@ -461,6 +477,13 @@ def milp(
             cand.steps = timeline.plan_steps(problem, seq_out, res)
             verify(g, cand)
             best_plan = cand
+            report(
+                "milp",
+                seconds=time.perf_counter() - t0,
+                objective=cand.objective,
+                bound=min(bound_bytes, cand.objective),
+                phase=f"placed by {pl.method}",
+            )
             proven = out.status == backends.OPTIMAL
             placement_note = f"placed by {pl.method}"
             break
