@@ -296,12 +296,8 @@ def sweep(
     from cosma import bench
 
     graph = load_model(model, element_bytes=element_bytes, input_shapes=input_shapes)
-    names = [b for b in (budgets or ()) if budget_setting(b) is not None]
-    implied = (
-        budget_setting(start)
-        or budget_setting(stop)
-        or (budget_setting(names[0]) if names else None)
-    )
+    given = list(budgets) if budgets else [start, stop]
+    implied = next((budget_setting(b) for b in given if budget_setting(b) is not None), None)
     chosen = Setting.parse(setting) if setting else (implied or Setting.ACTIVATIONS)
     figures = _budgets(graph, setting=chosen, alignment=alignment, time_limit=time_limit)
     marks = {"m_r": figures.m_r, "m_h": figures.m_h, "m_p": figures.m_p}
