@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 import subprocess
@@ -49,8 +50,14 @@ def test_dma_list_of_a_spill_plan():
     # By hand from skip_spill_plan: load x, run a, run b, store p, run c, load p, run d,
     # store z.
     assert flat == [
-        ("load", "x"), ("run", "a"), ("run", "b"), ("store", "p"), ("run", "c"),
-        ("load", "p"), ("run", "d"), ("store", "z"),
+        ("load", "x"),
+        ("run", "a"),
+        ("run", "b"),
+        ("store", "p"),
+        ("run", "c"),
+        ("load", "p"),
+        ("run", "d"),
+        ("store", "z"),
     ]
     run_d = next(c for c in cmds if c.get("operator") == "d")
     assert run_d["resident"] == {"p": 5, "r": 0, "z": 15}
@@ -67,7 +74,7 @@ def test_dma_list_moves_what_the_simulator_counts():
         assert moved == {"load": p.traffic["loaded"], "store": p.traffic["stored"]}
         # Host offsets never overlap: one slot per tensor.
         slots = sorted((off, off + p.tensors[t]["bytes"]) for t, off in p.host_layout.items())
-        assert all(a[1] <= b_[0] for a, b_ in zip(slots, slots[1:], strict=False))
+        assert all(a[1] <= b_[0] for a, b_ in itertools.pairwise(slots))
 
 
 @pytest.mark.skipif(shutil.which("cc") is None, reason="no C compiler (cc) on this machine")
@@ -88,8 +95,17 @@ def test_c_header_compiles_and_says_what_the_plan_says(tmp_path):
     )
     exe = tmp_path / "main"
     subprocess.run(
-        ["cc", "-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-o", str(exe),
-         str(tmp_path / "main.c")],
+        [
+            "cc",
+            "-std=c99",
+            "-Wall",
+            "-Wextra",
+            "-Werror",
+            "-pedantic",
+            "-o",
+            str(exe),
+            str(tmp_path / "main.c"),
+        ],
         check=True,
     )
     out = subprocess.run([str(exe)], capture_output=True, text=True, check=True).stdout
@@ -128,4 +144,6 @@ def test_cli_plan_replay_export(tmp_path):
     assert doc["commands"][0]["kind"] == "load" and doc["element_bytes"] == 1
     header = tmp_path / "p.h"
     r = runner.invoke(cli, ["export", str(plan_file), "-f", "c-header", "-o", str(header)])
-    assert r.exit_code == 0 and "#define COSMA_LIGHT_SQUEEZENET_SCRATCHPAD_BYTES" in header.read_text()
+    assert (
+        r.exit_code == 0 and "#define COSMA_LIGHT_SQUEEZENET_SCRATCHPAD_BYTES" in header.read_text()
+    )

@@ -71,8 +71,9 @@ def test_v2_events_carry_bytes_addresses_reasons_and_host_offsets():
     p = verify(g, plan_for(g, skip_spill_plan(), 16))
     doc = p.to_dict()
     validate_plan(doc)
-    ev = [(i, ph, e) for i, s in enumerate(doc["steps"]) for ph in ("before", "after")
-          for e in s[ph]]
+    ev = [
+        (i, ph, e) for i, s in enumerate(doc["steps"]) for ph in ("before", "after") for e in s[ph]
+    ]
     loads = [(i, e["tensor"], e["reason"], e["address"]) for i, _, e in ev if e["kind"] == "load"]
     # x is a graph input; p was stored at c and comes back at d, at address 5.
     assert loads == [(0, "x", "input", 0), (3, "p", "reload", 5)]
@@ -82,8 +83,11 @@ def test_v2_events_carry_bytes_addresses_reasons_and_host_offsets():
     # Host layout: x (1 byte) at 0, then p (10) at 1, then z at 11, in order of first use.
     assert doc["host_layout"]["offsets"] == {"x": 0, "p": 1, "z": 11}
     assert doc["host_layout"]["bytes"] == 12
-    assert all(e["host_offset"] == doc["host_layout"]["offsets"][e["tensor"]]
-               for _, _, e in ev if e["kind"] in ("load", "store"))
+    assert all(
+        e["host_offset"] == doc["host_layout"]["offsets"][e["tensor"]]
+        for _, _, e in ev
+        if e["kind"] in ("load", "store")
+    )
     assert doc["tensors"]["p"] == {"bytes": 10, "kind": "activation"}
 
 
@@ -97,7 +101,9 @@ def test_a_move_is_named_a_move():
         Step("c", (create("z", 20),), (store("z"), drop("z"), drop("y2"))),
     ]
     p = verify(g, plan_for(g, steps, 60))
-    reasons = [e["reason"] for s in p.to_dict()["steps"] for e in s["before"] if e["kind"] == "load"]
+    reasons = [
+        e["reason"] for s in p.to_dict()["steps"] for e in s["before"] if e["kind"] == "load"
+    ]
     assert reasons == ["input", "move"]
 
 
@@ -116,14 +122,19 @@ def test_version_1_files_are_still_read():
     v1 = {
         "schema_version": 1,
         "graph": {"name": g.name, "identity": g.identity()},
-        "budget": 16, "setting": "activations", "alignment": 1, "method": "hand",
+        "budget": 16,
+        "setting": "activations",
+        "alignment": 1,
+        "method": "hand",
         "status": "feasible",
         "steps": [
             {
                 "operator": s.operator,
-                "before": [{"kind": e.kind.value, "tensor": e.tensor}
-                           | ({"address": e.address} if e.address is not None else {})
-                           for e in s.before],
+                "before": [
+                    {"kind": e.kind.value, "tensor": e.tensor}
+                    | ({"address": e.address} if e.address is not None else {})
+                    for e in s.before
+                ],
                 "after": [{"kind": e.kind.value, "tensor": e.tensor} for e in s.after],
             }
             for s in p.steps
