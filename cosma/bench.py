@@ -81,6 +81,8 @@ class Case:
     budget_name: str | None = None
     options: Mapping[str, Any] = field(default_factory=dict)
     extra: Mapping[str, Any] = field(default_factory=dict)
+    #: Keys of ``plan.stats`` copied into the row (e.g. ``("cuts", "placement")``).
+    stats: tuple[str, ...] = ()
 
 
 @functools.lru_cache(maxsize=8)
@@ -139,6 +141,7 @@ def run_case(case: Case) -> dict[str, Any]:
         "seconds": round(seconds, 3),
         "rows": plan.stats.get("rows"),
         "columns": plan.stats.get("columns"),
+        **{k: plan.stats.get(k) for k in case.stats},
         **dict(case.extra),
     }
 
@@ -462,7 +465,11 @@ def report(rows: list[dict], *, time_limit: float, total_seconds: float) -> str:
     return "\n".join(lines) + "\n"
 
 
-def comparable(rows: list[dict]) -> list[dict]:
-    """Rows without timings, for checking a fresh run against a committed one."""
+def comparable(rows: list[dict], keys: Iterable[str] | None = None) -> list[dict]:
+    """Rows without timings (and only ``keys`` if given), for checking a fresh run against
+    a committed one."""
     drop = {"seconds"}
-    return [{k: v for k, v in r.items() if k not in drop} for r in rows]
+    keep = set(keys) if keys is not None else None
+    return [
+        {k: v for k, v in r.items() if k not in drop and (keep is None or k in keep)} for r in rows
+    ]

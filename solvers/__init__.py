@@ -86,7 +86,7 @@ def _exact_method(
     return run
 
 
-_COMMON = ("threads", "seed")
+_COMMON = ("threads", "seed", "shortcut")
 _MILP_OPTIONS = (*_COMMON, "solver", "write_model", "log_path")
 _CPSAT_OPTIONS = _COMMON
 METHODS["milp"] = _exact_method(
