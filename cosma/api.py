@@ -118,18 +118,11 @@ def pick_method(graph: Graph) -> tuple[str, dict[str, Any], str]:
 
 def _check_options(method: str, options: Mapping[str, Any]) -> None:
     """Refuse options the method would ignore: a misspelt option is an error, not a no-op."""
-    from cosma.solvers import METHODS
+    from cosma.solvers import METHODS, check_options
 
     if method not in METHODS:
         raise UsageError(f"unknown method {method!r}; choose from: auto, {', '.join(METHODS)}")
-    accepts = set(getattr(METHODS[method], "accepts", ()))
-    unknown = sorted(set(options) - accepts)
-    if unknown:
-        raise UsageError(
-            f"method {method!r} does not take {', '.join(unknown)}; it takes "
-            f"{', '.join(sorted(accepts)) or 'no options'} besides "
-            f"{', '.join(_OWN)}"
-        )
+    check_options(method, options)
 
 
 def plan(
@@ -165,7 +158,7 @@ def plan(
     [('load', 'x'), ('store', 'p'), ('load', 'p'), ('store', 'z')]
     >>> plan(g, 16, method="milp", solvr="cbc")
     Traceback (most recent call last):
-    cosma.errors.UsageError: method 'milp' does not take solvr; it takes ...
+    cosma.errors.UsageError: method 'milp' has no option 'solvr'; it takes: ...
     """
     from cosma.simulator import replay
     from cosma.solvers import solve
