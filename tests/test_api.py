@@ -107,12 +107,13 @@ def test_min_peak_search_reports_progress():
 
     seen = []
     with reporting(seen.append):
-        # RandWire-WS needs ~78k states (issue 4's note): more than one report interval.
+        # RandWire-WS: the must-live bound does not certify it at once (M_R < M_P, and a
+        # search of tens of thousands of states in issue 4's measurements).
         r = min_peak_order(cosma.load_model("zoo:randwire_ws"), time_limit=60)
     reports = [s for s in seen if s["engine"] == "minpeak"]
-    assert reports and reports[0]["states"] == 65536
+    assert reports
     assert all(s["bound"] <= s["objective"] for s in reports)
-    assert r.peak <= reports[-1]["objective"]
+    assert reports[-1]["phase"] == r.method and reports[-1]["objective"] == r.peak
 
 
 def test_sweep_serial_rows():
