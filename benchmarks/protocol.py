@@ -30,7 +30,8 @@ def check(time_limit: float) -> int:
         budgets = list(dict.fromkeys(r["budget_name"] for r in mine))
         methods = list(dict.fromkeys(r["method"] for r in mine))
         new += bench.run([f"zoo:{graph}"], budgets=budgets, methods=methods, time_limit=time_limit)
-    a, b = bench.comparable(old), bench.comparable(new)
+    keys = set().union(*(r.keys() for r in old)) if old else set()
+    a, b = bench.comparable(old, keys), bench.comparable(new, keys)
     diff = [(x, y) for x, y in zip(a, b, strict=False) if x != y]
     for x, y in diff:
         print(f"differs: {x['graph']} {x['budget_name']} {x['method']}: {x} -> {y}")
