@@ -120,7 +120,7 @@ _dnc.__doc__ = (
     "Divide and conquer for large graphs: exact pieces with the boundary state carried in, "
     "joint windows across the cuts, a bound from relaxed windows."
 )
-_dnc.options = ("time_limit", *_COMMON, "solver", "progress")  # type: ignore[attr-defined]
+_dnc.options = ("time_limit", *_COMMON, "solver")  # type: ignore[attr-defined]
 METHODS["dnc"] = _dnc
 
 

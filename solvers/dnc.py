@@ -51,13 +51,17 @@ from cosma.graph import Graph, Operator, Setting, TensorKind
 from cosma.memory import aligned
 from cosma.plan import Plan, Status
 from cosma.problem import Problem
+from cosma.progress import Progress, current, report, reporting
 from cosma.simulator import verify
 from cosma.solvers import backends, timeline
 from cosma.solvers.baselines import PROTOCOL, Residency, baseline
 
 log = logging.getLogger(__name__)
 
-Progress = Callable[[dict], None]
+
+def _quiet(info: dict) -> None:
+    """Progress sink for the engines dnc runs on windows."""
+
 
 PRE, POST = "__dnc_pre", "__dnc_post"
 _TOKEN = "__dnc_token"
@@ -582,9 +586,7 @@ def spill_bound(
     return best, stats
 
 
-def relaxed_problem(
-    problem: Problem, ops: Sequence[str], *, budget: int | None = None
-) -> Problem:
+def relaxed_problem(problem: Problem, ops: Sequence[str], *, budget: int | None = None) -> Problem:
     """The problem restricted to the operators ``ops``: a relaxation of the whole problem.
 
     Tensors that ``ops`` read but do not make become graph inputs (on host from the start,
@@ -815,7 +817,7 @@ class _Search:
     solver: str
     threads: int
     seed: int
-    progress: Progress | None
+    callback: Progress | None
     tried: int = 0
     accepted: int = 0
     phase: str = "start"
@@ -832,31 +834,18 @@ class _Search:
         if self.kept is not None and self.kept.cost <= sol.cost:
             sol = self.kept  # another order is being tried: the incumbent is the kept one
         lower = min(self.bound, sol.cost)
-        gap = 0.0 if sol.cost == 0 else (sol.cost - lower) / sol.cost
-        seconds = time.perf_counter() - self.t0
-        log.info(
-            "dnc %s: %s, piece %d of %d: incumbent %d B, bound %d B, gap %.1f %% (%.1f s)",
-            self.problem.graph.name,
-            self.phase,
-            piece,
-            pieces,
-            sol.cost,
-            lower,
-            100 * gap,
-            seconds,
+        # Through cosma.progress (logged, and to the callback the caller installed), with
+        # the phase and which piece of how many.
+        report(
+            "dnc",
+            seconds=time.perf_counter() - self.t0,
+            objective=sol.cost,
+            bound=lower,
+            phase=self.phase,
+            callback=self.callback,
+            piece=piece,
+            pieces=pieces,
         )
-        if self.progress:
-            self.progress(
-                {
-                    "seconds": round(seconds, 3),
-                    "objective": sol.cost,
-                    "bound": lower,
-                    "gap": gap,
-                    "piece": piece,
-                    "pieces": pieces,
-                    "phase": self.phase,
-                }
-            )
 
     def sweep(
         self, windows: Sequence[tuple[int, int]], *, joint: bool, limit: float, until: float
@@ -887,7 +876,6 @@ def dnc(
     piece_ops: int = 120,
     window_ops: int = 16,
     bound_ops: int = 32,
-    progress: Progress | None = None,
 ) -> Plan:
     """Divide and conquer: the best baseline, improved piece by piece with exact solves and
     then by re-solving windows across the cuts until ``time_limit`` (wall clock, the whole
@@ -900,8 +888,9 @@ def dnc(
       is left free (joint schedule and replacement), across the whole order, until the
       time limit.
 
-    ``progress`` receives ``{"seconds", "objective", "bound", "gap", "piece", "pieces",
-    "phase"}`` each time the incumbent improves.
+    Progress goes through :mod:`cosma.progress` (engine ``dnc``, with ``piece`` and
+    ``pieces``) each time the incumbent or the bound improves; the engines it runs on pieces
+    and windows report nothing (their figures are the windows', not the whole graph's).
 
     >>> from cosma.graph import GraphBuilder
     >>> g = (GraphBuilder().input("x", 1).op("a", ["x"], {"p": 10}).op("b", ["p"], {"q": 5})
@@ -914,7 +903,6 @@ def dnc(
     time_limit = 120.0 if math.isinf(remaining) else remaining
     t0 = time.perf_counter()
     deadline = t0 + time_limit
-    g = problem.graph
     name = solver or _default_solver()
     backends.backend(name)  # an unknown solver name fails here, before any work
     options = {
@@ -932,6 +920,37 @@ def dnc(
         plan.status, plan.reason = Status.INFEASIBLE, why
         plan.solve_time = time.perf_counter() - t0
         return plan
+
+    listener = current()
+    with reporting(_quiet):  # the engines run on windows report nothing of their own
+        return _search(
+            problem,
+            plan,
+            options,
+            t0,
+            deadline,
+            time_limit,
+            (name, threads, seed),
+            (piece_ops, window_ops, bound_ops),
+            listener,
+        )
+
+
+def _search(
+    problem: Problem,
+    plan: Plan,
+    options: dict,
+    t0: float,
+    deadline: float,
+    time_limit: float,
+    engine: tuple[str, int, int],
+    sizes: tuple[int, int, int],
+    listener: Progress | None,
+) -> Plan:
+    """The phases of :func:`dnc` after the checks."""
+    name, threads, seed = engine
+    piece_ops, window_ops, bound_ops = sizes
+    g = problem.graph
 
     def left() -> float:
         return deadline - time.perf_counter()
@@ -952,7 +971,7 @@ def dnc(
         blocks = blocks_of(problem, p)
         return Solution(list(p.order), blocks, cost_of(problem, p.order, blocks))
 
-    run = _Search(problem, solution(best), bound, deadline, t0, name, threads, seed, progress)
+    run = _Search(problem, solution(best), bound, deadline, t0, name, threads, seed, listener)
     run.report(0, 0)
     n = g.num_operators
     # 2. Each baseline's order in pieces, exactly for that order; the best one goes on.
