@@ -1,9 +1,13 @@
-"""The ``cosma`` command line. Errors become one message and a non-zero exit, never a traceback."""
+"""The ``cosma`` command line. Errors become one message and a documented exit code, never
+a traceback: :func:`_fail` at the edge maps every exception to :class:`~cosma.errors.ExitCode`.
+"""
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
+import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -11,7 +15,9 @@ from pathlib import Path
 
 import click
 
-from cosma.errors import CosmaError, UsageError
+from cosma import files, interrupt
+from cosma import options as check
+from cosma.errors import CosmaError, ExitCode, NoPlanError, UsageError, exit_code
 from cosma.graph import Graph, Setting, TensorKind
 from cosma.memory import MemoryFigures, memory_figures
 from cosma.plan import Plan
@@ -27,19 +33,88 @@ SETTINGS = {
 }
 
 
+EXIT_CODES_HELP = """\b
+Exit codes:
+  0    success (a plan was found, a replayed plan is valid)
+  1    internal error: a bug in cosma (rerun with -vv for the traceback; please report it)
+  2    usage: a wrong option, argument or output path; nothing was computed
+  3    bad input: a model, graph or plan file that cannot be used
+  4    no plan: the budget is infeasible, a limit was reached before any plan, or a
+       replayed plan is invalid
+  5    solver failure: a solver crashed, rejected the model, or it would not fit in memory
+  130  interrupted (128 + signal: 130 for Ctrl-C, 143 for SIGTERM); the best plan found
+       so far is still printed and written to -o, marked interrupted
+"""
+
+
+class _Failure(click.ClickException):
+    """A message and an exit code for click to show (``Error: message``)."""
+
+    def __init__(self, message: str, code: int):
+        super().__init__(message)
+        self.exit_code = code
+
+
+def _fail(error: BaseException) -> click.ClickException:
+    """The one mapping from an exception to what the user sees and the exit code."""
+    if isinstance(error, CosmaError):
+        return _Failure(str(error), exit_code(error))
+    log.debug("internal error", exc_info=error)
+    return _Failure(
+        f"internal error: {type(error).__name__}: {error}. This is a bug in cosma; rerun "
+        "with -vv to see the traceback and please report it",
+        int(ExitCode.INTERNAL),
+    )
+
+
 class _Group(click.Group):
-    """Turns every CosmaError raised by a command into ``Error: message`` and exit code 1."""
+    """Runs a command; every exception leaves as one message and its exit code."""
 
     def invoke(self, ctx: click.Context):  # type: ignore[override]
         try:
             return super().invoke(ctx)
-        except CosmaError as e:
-            raise click.ClickException(str(e)) from None
+        except (click.ClickException, click.exceptions.Exit, click.Abort, SystemExit):
+            raise
         except KeyboardInterrupt:
-            raise click.Abort() from None
+            signum = interrupt.requested_number() or signal.SIGINT
+            name = signal.Signals(signum).name
+            message = f"interrupted by {name} before any plan was found"
+            raise _Failure(message, 128 + signum) from None
+        except Exception as e:
+            raise _fail(e) from None
 
 
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+def _graceful_signals(command):
+    """SIGINT/SIGTERM during the command stop the solver and keep its best plan
+    (:mod:`cosma.interrupt`); before a solve they end the command at once."""
+
+    @functools.wraps(command)
+    def run(*args, **kwargs):
+        with interrupt.handle_signals():
+            return command(*args, **kwargs)
+
+    return run
+
+
+def _checked(fn):
+    """A click callback that runs an option-value check of :mod:`cosma.options`."""
+
+    def callback(ctx: click.Context, param: click.Parameter, value):
+        if value is None:
+            return None
+        try:
+            return fn(value, option=param.opts[0])
+        except UsageError as e:
+            raise click.BadParameter(str(e)) from None
+
+    return callback
+
+
+@click.group(
+    cls=_Group,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    epilog=EXIT_CODES_HELP,
+)
 @click.version_option(package_name="cosma")
 @click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")
 def cli(verbose: int) -> None:
@@ -54,8 +129,9 @@ def model_options(f):
         "--element-bytes",
         type=float,
         default=None,
-        help="Bytes per element for every tensor (the reference protocol uses 1). "
-        "Default: 1 for zoo networks, each tensor's ONNX type for files.",
+        callback=_checked(check.element_bytes),
+        help="Bytes per element for every tensor (the reference protocol uses 1; 0.5 for "
+        "4-bit data). Default: 1 for zoo networks, each tensor's ONNX type for files.",
     )(f)
     f = click.option(
         "--input-shape",
@@ -112,6 +188,7 @@ def _figures_text(graph: Graph, f: MemoryFigures, exact: bool) -> list[str]:
     type=int,
     default=1,
     show_default=True,
+    callback=_checked(check.alignment),
     help="Scratchpad alignment in bytes (sizes round up to it).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
@@ -163,18 +240,12 @@ def inspect(
     click.echo("\n".join(lines))
 
 
-def _write_output(path: str, text: str, force: bool) -> str:
-    """Write ``text`` to ``path`` ('-' is stdout); never overwrite without --force."""
+def _write_output(path: str, text: str, option: str = "-o") -> str:
+    """Write ``text`` to ``path`` ('-' is stdout) atomically; the path was checked before."""
     if path == "-":
         click.echo(text)
         return "standard output"
-    target = Path(path)
-    if target.exists() and not force:
-        raise UsageError(f"{path} already exists; pass --force to overwrite it")
-    if target.parent and not target.parent.exists():
-        raise UsageError(f"cannot write {path}: the folder {target.parent} does not exist")
-    target.write_text(text)
-    return path
+    return files.write_text(path, text, option=option)
 
 
 def _plan_summary(graph: Graph, plan: Plan, elapsed: float) -> list[str]:
@@ -208,6 +279,10 @@ def _plan_summary(graph: Graph, plan: Plan, elapsed: float) -> list[str]:
                 "  candidates          "
                 + ", ".join(f"{k} {v:,}" if v is not None else f"{k} -" for k, v in cands.items())
             )
+    if plan.stats.get("interrupted"):
+        lines.append(
+            f"  interrupted         by {plan.stats['interrupted']}: the best plan found so far"
+        )
     lines.append(f"  time                {elapsed:.2f} s (solve {plan.solve_time:.2f} s)")
     return lines
 
@@ -237,14 +312,20 @@ def _plan_summary(graph: Graph, plan: Plan, elapsed: float) -> list[str]:
     help="Which tensors occupy the scratchpad [default: from the budget name, else activations].",
 )
 @click.option(
-    "--alignment", type=int, default=1, show_default=True, help="Scratchpad alignment in bytes."
+    "--alignment",
+    type=int,
+    default=1,
+    show_default=True,
+    callback=_checked(check.alignment),
+    help="Scratchpad alignment in bytes.",
 )
 @click.option(
     "--time-limit",
     type=float,
     default=60.0,
     show_default=True,
-    help="Seconds allowed to searches with a limit (min-peak order, solvers).",
+    callback=_checked(check.time_limit),
+    help="Seconds allowed to searches with a limit (min-peak order, solvers); above 0.",
 )
 @click.option(
     "--solver",
@@ -254,12 +335,27 @@ def _plan_summary(graph: Graph, plan: Plan, elapsed: float) -> list[str]:
 )
 @click.option(
     "--order",
+    type=click.Choice(["file", "greedy", "minpeak"]),
     default="minpeak",
     show_default=True,
-    help="Schedule for milp-fixed: file, greedy or minpeak.",
+    help="Schedule for the -fixed methods.",
 )
-@click.option("--threads", type=int, default=1, show_default=True, help="Solver threads.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Solver random seed.")
+@click.option(
+    "--threads",
+    type=int,
+    default=1,
+    show_default=True,
+    callback=_checked(check.threads),
+    help=f"Solver threads (1 to {check.MAX_THREADS}; 1 gives repeatable plans).",
+)
+@click.option(
+    "--seed",
+    type=int,
+    default=0,
+    show_default=True,
+    callback=_checked(check.seed),
+    help=f"Solver random seed (0 to {check.MAX_SEED:,}).",
+)
 @click.option(
     "--write-model",
     default=None,
@@ -276,6 +372,7 @@ def _plan_summary(graph: Graph, plan: Plan, elapsed: float) -> list[str]:
 )
 @click.option("--force", is_flag=True, help="Overwrite the -o file if it exists.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@_graceful_signals
 def plan(
     model: str,
     input_shapes: tuple[str, ...],
@@ -302,12 +399,21 @@ def plan(
     occupancy and the time. A budget below M_R is refused, naming the operator that needs
     more.
     """
-    from cosma.solvers import METHODS, solve
+    from cosma.solvers import BACKENDS, METHODS, solve
 
     if method not in METHODS:
         raise UsageError(f"unknown method {method!r}; choose from: {', '.join(METHODS)}")
-    if output and output != "-" and Path(output).exists() and not force:
-        raise UsageError(f"{output} already exists; pass --force to overwrite it")
+    if solver not in BACKENDS:
+        raise UsageError(f"unknown --solver {solver!r}; choose from: {', '.join(BACKENDS)}")
+    # Every output path is checked before any work: a bad one fails now, not after a solve.
+    if output and output != "-":
+        files.check_writable(output, force=force, option="-o")
+    if write_model:
+        files.check_writable(write_model, force=force, option="--write-model")
+        if not write_model.endswith((".lp", ".mps")):
+            raise UsageError(f"--write-model {write_model}: the name must end in .lp or .mps")
+    if solver_log:
+        files.check_writable(solver_log, force=True, option="--solver-log")
     t0 = time.perf_counter()
     graph = load_model(model, input_shapes, element_bytes)
     chosen = Setting.parse(setting) if setting else (budget_setting(budget) or Setting.ACTIVATIONS)
@@ -317,9 +423,7 @@ def plan(
     problem = Problem(graph, nbytes, chosen, alignment)
     why = problem.shortfall()
     if why:
-        raise UsageError(f"no plan fits: {graph.name} {why}. Use a budget of at least M_R")
-    if write_model and Path(write_model).exists() and not force:
-        raise UsageError(f"{write_model} already exists; pass --force to overwrite it")
+        raise NoPlanError(f"no plan fits: {graph.name} {why}. Use a budget of at least M_R")
 
     def progress(info: dict) -> None:
         if not as_json and output != "-":
@@ -341,9 +445,10 @@ def plan(
         write_model=write_model,
         log_path=solver_log,
     )
+    stopped = interrupt.requested_number()
     elapsed = time.perf_counter() - t0
     if output:
-        where = _write_output(output, result.to_json(), force)
+        where = _write_output(output, result.to_json())
         log.info("plan written to %s", where)
     if as_json:
         doc = result.to_dict()
@@ -355,8 +460,10 @@ def plan(
         if output:
             lines.append(f"  plan written to     {output}")
         click.echo("\n".join(lines))
+    if stopped:
+        sys.exit(128 + stopped)
     if not result.status.has_plan:
-        sys.exit(1)
+        sys.exit(int(ExitCode.NO_PLAN))
 
 
 @cli.command()
@@ -368,17 +475,26 @@ def replay(
     """Replay PLAN (a plan JSON file) on MODEL and report its traffic or every violation."""
     from cosma.simulator import replay as run_replay
 
-    graph = load_model(model, input_shapes, element_bytes)
+    if model.lower().endswith(".json") and plan_file.lower().endswith(".onnx"):
+        raise UsageError(
+            f"the arguments look swapped: the model comes first, then the plan; run "
+            f"cosma replay {plan_file} {model}"
+        )
     path = Path(plan_file)
     if not path.is_file():
-        raise UsageError(f"{plan_file}: no such plan file")
-    p = Plan.from_json(path.read_text(), graph)
+        raise UsageError(
+            f"{plan_file}: no such plan file"
+            + (" (it is a folder)" if path.is_dir() else "")
+            + "; give the JSON file written by cosma plan -o"
+        )
+    graph = load_model(model, input_shapes, element_bytes)
+    p = Plan.from_json(path.read_bytes(), graph)
     r = run_replay(graph, p)
     if not r.valid:
         click.echo(f"{plan_file}: INVALID, {len(r.violations)} violation(s):")
         for v in r.violations[:50]:
             click.echo(f"  {v}")
-        sys.exit(1)
+        sys.exit(int(ExitCode.NO_PLAN))
     t = r.traffic()
     click.echo(
         f"{plan_file}: valid on {graph.name}; non-compulsory {t['non_compulsory']:,} B, "
@@ -456,7 +572,12 @@ def zoo(family: str | None, as_json: bool) -> None:
     "every installed solver.",
 )
 @click.option(
-    "--time-limit", type=float, default=120.0, show_default=True, help="Seconds per case."
+    "--time-limit",
+    type=float,
+    default=120.0,
+    show_default=True,
+    callback=_checked(check.time_limit),
+    help="Seconds per case.",
 )
 @click.option(
     "--out",
@@ -474,8 +595,8 @@ def bench(graph_list, budget_list, method_list, time_limit, out, force) -> None:
     existing = [str(t) for t in targets if t.exists()]
     if existing and not force:
         raise UsageError(f"{', '.join(existing)} already exist; pass --force to overwrite")
-    if not targets[0].parent.exists():
-        raise UsageError(f"cannot write {out}.*: the folder {targets[0].parent} does not exist")
+    for t in targets:
+        files.check_writable(t, force=True, option="--out")
     graphs = list(graph_list) or [
         f"zoo:{n}" for n in (*zoo_module.names("human"), *zoo_module.names("nas"))
     ]
@@ -490,7 +611,7 @@ def bench(graph_list, budget_list, method_list, time_limit, out, force) -> None:
     def progress(row: dict) -> None:
         done[0] += 1
         so_far.append(row)
-        targets[0].write_text(json.dumps(so_far, indent=1))  # an interrupted run keeps rows
+        files.write_text(targets[0], json.dumps(so_far, indent=1))  # a stopped run keeps rows
         nc = row["non_compulsory"]
         click.echo(
             f"[{done[0]}/{total}] {row['graph']} {row['budget_name']} {row['method']}: "
@@ -502,8 +623,9 @@ def bench(graph_list, budget_list, method_list, time_limit, out, force) -> None:
         graphs, budgets=budgets_, methods=methods_, time_limit=time_limit, progress=progress
     )
     elapsed = time.perf_counter() - t0
-    targets[0].write_text(json.dumps(rows, indent=1))
-    targets[1].write_text(bench_module.report(rows, time_limit=time_limit, total_seconds=elapsed))
+    files.write_text(targets[0], json.dumps(rows, indent=1), option="--out")
+    report = bench_module.report(rows, time_limit=time_limit, total_seconds=elapsed)
+    files.write_text(targets[1], report, option="--out")
     click.echo(f"wrote {targets[0]} and {targets[1]} ({len(rows)} rows, {elapsed:.0f} s)")
 
 
@@ -518,7 +640,11 @@ def methods() -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of the ``cosma`` script."""
-    cli.main(args=list(argv) if argv is not None else None, prog_name="cosma")
+    try:
+        cli.main(args=list(argv) if argv is not None else None, prog_name="cosma")
+    except KeyboardInterrupt:  # outside a command (e.g. while click parses)
+        click.echo("Error: interrupted", err=True)
+        sys.exit(int(ExitCode.INTERRUPTED))
 
 
 if __name__ == "__main__":  # pragma: no cover

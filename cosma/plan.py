@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-from cosma.errors import PlanError
+from cosma.errors import CosmaError, PlanError
 from cosma.graph import Graph, Setting
 
 SCHEMA_VERSION = 1
@@ -175,60 +175,141 @@ class Plan:
 
     @classmethod
     def from_dict(cls, doc: dict[str, Any], graph: Graph | None = None) -> Plan:
-        """Read a plan; with ``graph``, refuse a plan made for another graph."""
+        """Read a plan; with ``graph``, refuse a plan made for another graph.
+
+        Every field is type-checked: a hand-edited or damaged plan gives one PlanError
+        naming the field, never another exception.
+        """
         try:
-            version = doc["schema_version"]
+            if not isinstance(doc, dict):
+                raise PlanError("not a valid cosma plan: the JSON is not an object")
+            version = doc.get("schema_version")
             if version != SCHEMA_VERSION:
                 raise PlanError(
-                    f"plan schema version {version} is not supported (this cosma reads "
+                    f"plan schema version {version!r} is not supported (this cosma reads "
                     f"version {SCHEMA_VERSION}); re-create the plan with this version"
                 )
-            ident = doc["graph"]["identity"]
+            gdoc = _field(doc, "graph", dict)
+            ident = _field(gdoc, "identity", str, "graph.identity")
+            gname = _field(gdoc, "name", str, "graph.name")
             if graph is not None and ident != graph.identity():
                 raise PlanError(
-                    f"the plan was made for graph {doc['graph']['name']!r} ({ident}), not for "
+                    f"the plan was made for graph {gname!r} ({ident}), not for "
                     f"{graph.name!r} ({graph.identity()}): load the graph the plan was made for "
                     "with the same options (element bytes, input shapes)"
                 )
-            steps = [
-                Step(
-                    s["operator"],
-                    tuple(_event_from(e) for e in s["before"]),
-                    tuple(_event_from(e) for e in s["after"]),
+            steps = []
+            for i, sd in enumerate(_field(doc, "steps", list)):
+                where = f"steps[{i}]"
+                if not isinstance(sd, dict):
+                    raise PlanError(f"not a valid cosma plan: {where} is not an object")
+                steps.append(
+                    Step(
+                        _field(sd, "operator", str, f"{where}.operator"),
+                        tuple(
+                            _event_from(e, f"{where}.before[{j}]")
+                            for j, e in enumerate(_field(sd, "before", list, f"{where}.before"))
+                        ),
+                        tuple(
+                            _event_from(e, f"{where}.after[{j}]")
+                            for j, e in enumerate(_field(sd, "after", list, f"{where}.after"))
+                        ),
+                    )
                 )
-                for s in doc["steps"]
-            ]
+            status = _field(doc, "status", str)
+            try:
+                status_value = Status(status)
+            except ValueError:
+                raise PlanError(
+                    f"not a valid cosma plan: unknown status {status!r} (one of "
+                    f"{', '.join(s.value for s in Status)})"
+                ) from None
+            solve_time = doc.get("solve_time") or 0.0
+            if not isinstance(solve_time, (int, float)) or not math.isfinite(solve_time):
+                raise PlanError("not a valid cosma plan: solve_time is not a finite number")
             return cls(
-                graph_name=doc["graph"]["name"],
+                graph_name=gname,
                 graph_identity=ident,
-                budget=int(doc["budget"]),
-                setting=Setting.parse(doc["setting"]),
-                alignment=int(doc.get("alignment", 1)),
-                method=doc["method"],
-                status=Status(doc["status"]),
+                budget=_whole(doc.get("budget"), "budget"),
+                setting=Setting.parse(_field(doc, "setting", str)),
+                alignment=_whole(doc.get("alignment", 1), "alignment"),
+                method=_field(doc, "method", str),
+                status=status_value,
                 steps=steps,
-                solver=doc.get("solver"),
-                options=dict(doc.get("options") or {}),
-                objective=doc.get("objective"),
-                lower_bound=doc.get("lower_bound"),
-                solve_time=float(doc.get("solve_time") or 0.0),
-                reason=doc.get("reason"),
-                traffic=dict(doc.get("traffic") or {}),
-                peak=doc.get("peak"),
-                stats=dict(doc.get("stats") or {}),
+                solver=_optional(doc, "solver", str),
+                options=dict(_optional(doc, "options", dict) or {}),
+                objective=_optional_whole(doc, "objective"),
+                lower_bound=_optional_whole(doc, "lower_bound"),
+                solve_time=float(solve_time),
+                reason=_optional(doc, "reason", str),
+                traffic=dict(_optional(doc, "traffic", dict) or {}),
+                peak=_optional_whole(doc, "peak"),
+                stats=dict(_optional(doc, "stats", dict) or {}),
             )
-        except (KeyError, TypeError, ValueError) as e:
+        except PlanError:
+            raise
+        except CosmaError as e:
+            raise PlanError(f"not a valid cosma plan: {e}") from None
+        except (KeyError, TypeError, ValueError, OverflowError) as e:
             raise PlanError(f"not a valid cosma plan: {type(e).__name__} {e}") from None
 
     @classmethod
-    def from_json(cls, text: str, graph: Graph | None = None) -> Plan:
+    def from_json(cls, text: str | bytes, graph: Graph | None = None) -> Plan:
+        """Read a plan from JSON text (or the bytes of a file, which must be UTF-8)."""
+        if isinstance(text, bytes):
+            try:
+                text = text.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise PlanError(
+                    f"the plan is not UTF-8 text (byte {e.start}); give the JSON file "
+                    "written by cosma plan -o"
+                ) from None
         try:
-            doc = json.loads(text)
+            doc = json.loads(text, parse_constant=_no_constant)
         except json.JSONDecodeError as e:
+            raise PlanError(f"the plan is not valid JSON: {e}") from None
+        except RecursionError:
+            raise PlanError("the plan is not a cosma plan: its JSON is nested too deeply") from None
+        except ValueError as e:  # e.g. a number with more digits than Python converts
             raise PlanError(f"the plan is not valid JSON: {e}") from None
         if not isinstance(doc, dict):
             raise PlanError("not a valid cosma plan: the JSON is not an object")
         return cls.from_dict(doc, graph)
+
+
+def _no_constant(name: str) -> None:
+    raise ValueError(f"{name} is not a number a plan can hold")
+
+
+def _field(doc: dict[str, Any], key: str, kind: type, label: str | None = None) -> Any:
+    if key not in doc:
+        raise PlanError(f"not a valid cosma plan: {label or key} is missing")
+    value = doc[key]
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise PlanError(
+            f"not a valid cosma plan: {label or key} should be a {kind.__name__}, "
+            f"not {type(value).__name__}"
+        )
+    return value
+
+
+def _optional(doc: dict[str, Any], key: str, kind: type) -> Any:
+    if doc.get(key) is None:
+        return None
+    return _field(doc, key, kind)
+
+
+def _whole(value: object, label: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 2**53:
+        raise PlanError(
+            f"not a valid cosma plan: {label} should be a whole number of bytes from 0 to "
+            f"2^53, not {value!r}"[:300]
+        )
+    return value
+
+
+def _optional_whole(doc: dict[str, Any], key: str) -> int | None:
+    return None if doc.get(key) is None else _whole(doc[key], key)
 
 
 def _event_dict(e: Event) -> dict[str, Any]:
@@ -238,9 +319,23 @@ def _event_dict(e: Event) -> dict[str, Any]:
     return d
 
 
-def _event_from(d: dict[str, Any]) -> Event:
+def _event_from(d: object, where: str = "event") -> Event:
+    if not isinstance(d, dict):
+        raise PlanError(f"not a valid cosma plan: {where} is not an object")
+    kind = _field(d, "kind", str, f"{where}.kind")
+    try:
+        kind_value = EventKind(kind)
+    except ValueError:
+        raise PlanError(
+            f"not a valid cosma plan: {where}.kind {kind!r} is not one of "
+            f"{', '.join(k.value for k in EventKind)}"
+        ) from None
     addr = d.get("address")
-    return Event(EventKind(d["kind"]), d["tensor"], None if addr is None else int(addr))
+    return Event(
+        kind_value,
+        _field(d, "tensor", str, f"{where}.tensor"),
+        None if addr is None else _whole(addr, f"{where}.address"),
+    )
 
 
 def steps_from_events(

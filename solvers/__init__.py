@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from cosma import interrupt
+from cosma import options as check
 from cosma.errors import UsageError
 from cosma.plan import Plan
 from cosma.problem import Problem
@@ -106,9 +108,31 @@ def method_names() -> list[str]:
 
 
 def solve(problem: Problem, method: str = "baseline", **options: object) -> Plan:
-    """Run the method called ``method`` on ``problem``; options go to the method."""
+    """Run the method called ``method`` on ``problem``; options go to the method.
+
+    Option values are checked first (:mod:`cosma.options`). If a signal stopped the solver
+    (:mod:`cosma.interrupt`), the plan is the best found and ``stats["interrupted"]`` names
+    the signal.
+    """
     try:
         fn = METHODS[method]
     except KeyError:
         raise UsageError(f"unknown method {method!r}; choose from: {', '.join(METHODS)}") from None
-    return fn(problem, **options)
+    _check_values(options)
+    plan = fn(problem, **options)
+    stopped = interrupt.requested()
+    if stopped:
+        plan.stats = {**plan.stats, "interrupted": stopped}
+    return plan
+
+
+def _check_values(options: dict[str, object]) -> None:
+    """Refuse bad option values before any work (names are the registry's business)."""
+    checks = {
+        "time_limit": check.time_limit,
+        "threads": check.threads,
+        "seed": check.seed,
+    }
+    for name, fn in checks.items():
+        if options.get(name) is not None:
+            options[name] = fn(options[name], option=name)

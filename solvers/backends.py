@@ -15,19 +15,23 @@ by its time limit "Optimal").
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import logging
 import math
 import os
 import re
 import shutil
+import signal
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
 
 import pulp
 
+from cosma import interrupt
 from cosma.errors import SolverError
 
 log = logging.getLogger(__name__)
@@ -47,6 +51,75 @@ class Outcome:
     bound: float | None = None
     seconds: float = 0.0
     note: str = ""
+
+
+def _failure(solver: str, code: int, text: str) -> str:
+    """A solver failure as one message: exit code or signal, and the solver's last words."""
+    how = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
+    lines = [ln for ln in text.strip().splitlines() if ln.strip()]
+    tail = "\n".join(f"    {ln}" for ln in lines[-8:]) or "    (no output)"
+    return (
+        f"{solver} failed: it {how}. Its last output:\n{tail}\n"
+        "Try fewer --threads, a smaller graph or budget, or another --solver"
+    )
+
+
+def _child_setup() -> None:  # pragma: no cover - runs in the child
+    """In the solver process: die with cosma (Linux), so it is never left running."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+def _run_solver_process(args: list[str], out_path: str, watchdog: float) -> tuple[int, str, bool]:
+    """Run a solver binary in its own process group (its own session) with its output in
+    ``out_path``. A stop request (signal) sends SIGINT to the group, which CBC answers by
+    stopping with its best solution; past ``watchdog`` seconds the group is killed. However
+    this ends (normally, error, KeyboardInterrupt), no process of the group is left.
+    Returns (exit code, output, overran)."""
+    overran = False
+    with open(out_path, "w") as out:
+        proc = subprocess.Popen(
+            args,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=_child_setup,
+        )
+        deadline = time.monotonic() + watchdog
+
+        def finished(timeout: float) -> bool:
+            nonlocal overran
+            try:
+                proc.wait(timeout)
+                return True
+            except subprocess.TimeoutExpired:
+                if time.monotonic() > deadline:
+                    overran = True
+                    _kill_group(proc, signal.SIGKILL)
+                    proc.wait()
+                    return True
+                return False
+
+        try:
+            interrupt.wait_stoppable(finished, lambda: _kill_group(proc, signal.SIGINT))
+        finally:
+            if proc.poll() is None:
+                _kill_group(proc, signal.SIGKILL)
+                proc.wait()
+            # Children CBC may have started live in the same group: end them too.
+            _kill_group(proc, signal.SIGKILL)
+    with open(out_path, errors="replace") as f:
+        text = f.read()
+    return proc.returncode, text, overran
+
+
+def _kill_group(proc: subprocess.Popen, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, sig)
 
 
 class Backend:
@@ -111,8 +184,11 @@ class CBC(Backend):
         if path is None:
             raise SolverError(self.why_unavailable())
         t0 = time.perf_counter()
-        with tempfile.TemporaryDirectory(prefix="cosma-cbc-") as tmp:
-            mps, sol, mst = (os.path.join(tmp, f) for f in ("m.mps", "m.sol", "m.mst"))
+        # ignore_cleanup_errors: the folder goes even if CBC left a file open.
+        with tempfile.TemporaryDirectory(prefix="cosma-cbc-", ignore_cleanup_errors=True) as tmp:
+            mps, sol, mst, out_path = (
+                os.path.join(tmp, f) for f in ("m.mps", "m.sol", "m.mst", "cbc.log")
+            )
             vs, var_names, con_names, _ = prob.writeMPS(mps, rename=1)
             args = [
                 path,
@@ -135,35 +211,25 @@ class CBC(Backend):
                 args += ["-mips", mst]
             args += ["-solve", "-solution", sol]
             watchdog = time_limit * 1.5 + 30
-            try:
-                run = subprocess.run(
-                    args,
-                    capture_output=True,
-                    text=True,
-                    timeout=watchdog,
-                    check=False,
-                    stdin=subprocess.DEVNULL,
-                )
-                text = run.stdout + run.stderr
-                code = run.returncode
-            except subprocess.TimeoutExpired as e:
-                out = e.stdout.decode() if isinstance(e.stdout, bytes) else (e.stdout or "")
-                return Outcome(
-                    NO_SOLUTION,
-                    seconds=time.perf_counter() - t0,
-                    note=f"CBC overran its time limit and was stopped after "
-                    f"{watchdog:.0f} s\n{out[-2000:]}",
-                )
+            code, text, overran = _run_solver_process(args, out_path, watchdog)
             if log_path:
                 with open(log_path, "w") as f:
                     f.write(text)
             seconds = time.perf_counter() - t0
-            if code != 0 or not os.path.exists(sol):
+            if overran:
                 return Outcome(
                     NO_SOLUTION,
                     seconds=seconds,
-                    note=f"CBC exited with code {code} (crashed?)\n{text[-2000:]}",
+                    note=f"CBC overran its time limit and was stopped after "
+                    f"{watchdog:.0f} s\n{text[-2000:]}",
                 )
+            stopped = interrupt.requested() is not None
+            if code != 0 and not (stopped and os.path.exists(sol)):
+                raise SolverError(_failure("CBC", code, text))
+            if not os.path.exists(sol):
+                if stopped:
+                    return Outcome(NO_SOLUTION, seconds=seconds, note="interrupted")
+                raise SolverError(_failure("CBC", code, text + "\n(no solution file written)"))
             values = {}
             _, raw, *_ = self._io(path).readsol_MPS(sol, prob, vs, var_names, con_names)
             values = {k: float(v) for k, v in raw.items()}
@@ -218,14 +284,39 @@ class HiGHS(Backend):
             params["log_file"] = log_path
         solver = pulp.HiGHS(msg=False, timeLimit=time_limit, threads=threads, **params)
         t0 = time.perf_counter()
-        prob.solve(solver)
-        seconds = time.perf_counter() - t0
+        # PuLP builds and configures the model; the run is ours: in a thread HiGHS can be
+        # interrupted from (its user-interrupt callback), and read back without PuLP, whose
+        # reader fails on an empty solution.
+        solver.createAndConfigureSolver(prob)
+        solver.buildSolverModel(prob)
         h = prob.solverModel
+        h.HandleUserInterrupt = True
+        worker = h.startSolve()
+
+        def finished(timeout: float) -> bool:
+            done, _ = h.wait(timeout)
+            return bool(done)
+
+        try:
+            interrupt.wait_stoppable(finished, h.cancelSolve)
+        finally:
+            if worker.is_alive():  # an exception while waiting: stop HiGHS before leaving
+                h.cancelSolve()
+                worker.join()
+        seconds = time.perf_counter() - t0
         info = h.getInfo()
         status = h.getModelStatus()
         ms = highspy.HighsModelStatus
+        if status in (ms.kSolveError, ms.kModelError, ms.kPresolveError, ms.kPostsolveError):
+            raise SolverError(
+                f"HiGHS failed: {h.modelStatusToString(status)}. Try another --solver, or "
+                "check the graph's sizes (sizes far apart make the model numerically hard)"
+            )
         has_sol = info.primal_solution_status == 2  # kSolutionStatusFeasible
-        values = {v.name: v.varValue for v in prob.variables()} if has_sol else {}
+        values: dict[str, float] = {}
+        if has_sol:
+            col = list(h.getSolution().col_value)
+            values = {v.name: col[i] for i, v in enumerate(prob.variables()) if i < len(col)}
         obj = info.objective_function_value if has_sol else None
         bound = info.mip_dual_bound if math.isfinite(info.mip_dual_bound) else None
         if status == ms.kOptimal:

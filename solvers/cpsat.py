@@ -19,6 +19,8 @@ import math
 import time
 from collections.abc import Callable
 
+from cosma import interrupt
+from cosma.errors import SolverError
 from cosma.graph import TensorKind
 from cosma.memory import aligned
 from cosma.plan import Plan, Status
@@ -192,6 +194,37 @@ def _hint(M: _Model, plan: Plan) -> None:
         m.add_hint(var, a in stored)
 
 
+def _solve_stoppable(solver, model, callback) -> int:
+    """``solver.solve`` in a worker thread, so a signal handled in the main thread can call
+    ``StopSearch``: CP-SAT then returns its best solution (:mod:`cosma.interrupt`)."""
+    import threading
+
+    result: dict[str, object] = {}
+
+    def work() -> None:
+        try:
+            result["status"] = solver.solve(model, callback)
+        except BaseException as e:  # handed to the main thread below
+            result["error"] = e
+
+    worker = threading.Thread(target=work, name="cp-sat", daemon=True)
+    worker.start()
+
+    def finished(timeout: float) -> bool:
+        worker.join(timeout)
+        return not worker.is_alive()
+
+    try:
+        interrupt.wait_stoppable(finished, solver.stop_search)
+    finally:
+        if worker.is_alive():
+            solver.stop_search()
+            worker.join()
+    if "error" in result:
+        raise result["error"]  # type: ignore[misc]
+    return result["status"]  # type: ignore[return-value]
+
+
 def cpsat(
     problem: Problem,
     *,
@@ -278,7 +311,12 @@ def cpsat(
             if progress:
                 progress(info)
 
-    status = solver.solve(M.m, _Callback())
+    status = _solve_stoppable(solver, M.m, _Callback())
+    if status == cp_model.MODEL_INVALID:
+        raise SolverError(
+            f"CP-SAT rejected the model (MODEL_INVALID): {M.m.validate() or 'see its log'}; "
+            "check --threads and the graph's sizes"
+        )
     stats = {
         **M.stats,
         "cp_sat_status": solver.status_name(status),
