@@ -293,6 +293,8 @@ def cpsat(
         return max(0, math.ceil(units - 1e-6) * M.unit - M.load_offset)
 
     solver = cp_model.CpSolver()
+    # CP-SAT's own SIGINT handler would replace cosma's (cosma.interrupt) for good.
+    solver.parameters.catch_sigint_signal = False
     solver.parameters.max_time_in_seconds = max(0.1, time_limit - (time.perf_counter() - t0))
     solver.parameters.num_workers = threads
     solver.parameters.random_seed = seed
@@ -314,7 +316,8 @@ def cpsat(
     status = _solve_stoppable(solver, M.m, _Callback())
     if status == cp_model.MODEL_INVALID:
         raise SolverError(
-            f"CP-SAT rejected the model (MODEL_INVALID): {M.m.validate() or 'see its log'}; "
+            "CP-SAT rejected the model (MODEL_INVALID): "
+            f"{solver.solution_info() or M.m.validate() or 'no reason given'}; "
             "check --threads and the graph's sizes"
         )
     stats = {
