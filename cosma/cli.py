@@ -364,6 +364,14 @@ def _plan_summary(graph: Graph, plan: Plan, elapsed: float) -> list[str]:
 )
 @click.option("--solver-log", default=None, metavar="FILE", help="Save the solver's log.")
 @click.option(
+    "--memory-limit",
+    default=None,
+    metavar="SIZE",
+    callback=_checked(check.memory_limit),
+    help="Largest exact model to build, e.g. 8GiB; a larger one is refused with its "
+    "estimated size [default: half of this machine's memory].",
+)
+@click.option(
     "-o",
     "--output",
     default=None,
@@ -388,6 +396,7 @@ def plan(
     seed: int,
     write_model: str | None,
     solver_log: str | None,
+    memory_limit: int | None,
     output: str | None,
     force: bool,
     as_json: bool,
@@ -444,6 +453,7 @@ def plan(
         seed=seed,
         write_model=write_model,
         log_path=solver_log,
+        **({"memory_limit": memory_limit} if memory_limit else {}),
     )
     stopped = interrupt.requested_number()
     elapsed = time.perf_counter() - t0

@@ -129,3 +129,16 @@ def byte_count(value: object, *, what: str = "size") -> int:
             f"{what} must be a whole number of bytes from 0 to 2^53 ({MAX_BYTES:,}), not {value!r}"
         )
     return v
+
+
+def memory_limit(value: object, *, option: str = "--memory-limit") -> int:
+    """Bytes an exact model may take: a size (``8GiB``) or a whole number of bytes above 0."""
+    if isinstance(value, str):
+        from cosma.units import parse_bytes
+
+        v: int | None = parse_bytes(value)
+    else:
+        v = _integer(value)
+    if v is None or v <= 0:
+        raise UsageError(f"memory limit must be a size above 0, not {value!r}; e.g. {option} 8GiB")
+    return v

@@ -18,6 +18,7 @@ from cosma import options as check
 from cosma.errors import UsageError
 from cosma.plan import Plan
 from cosma.problem import Problem
+from cosma.solvers import limits
 from cosma.solvers.backends import BACKENDS
 from cosma.solvers.baselines import (
     ALLOCATORS,
@@ -79,6 +80,14 @@ def _exact_method(
         time_limit: float | None = 60.0,
         **options: object,
     ) -> Plan:
+        # Bounded memory: refuse before building a model that would not fit (the fixed-order
+        # size hardly depends on the order; the file's topological order stands in for it).
+        limits.check(
+            problem,
+            engine=engine.__name__,
+            order=problem.graph.topological_order() if fixed else None,
+            memory_limit=options.pop("memory_limit", None),  # type: ignore[arg-type]
+        )
         kw = {k: v for k, v in options.items() if k in accepts}
         return engine(problem, order=order if fixed else None, time_limit=time_limit or 60.0, **kw)
 
@@ -132,6 +141,7 @@ def _check_values(options: dict[str, object]) -> None:
         "time_limit": check.time_limit,
         "threads": check.threads,
         "seed": check.seed,
+        "memory_limit": check.memory_limit,
     }
     for name, fn in checks.items():
         if options.get(name) is not None:
