@@ -224,11 +224,13 @@ class CBC(Backend):
                     f"{watchdog:.0f} s\n{text[-2000:]}",
                 )
             stopped = interrupt.requested() is not None
-            if code != 0 and not (stopped and os.path.exists(sol)):
+            if stopped and (code != 0 or not os.path.exists(sol)):
+                # Stopped before CBC could catch the signal (it then dies of it) or write
+                # a solution: no incumbent from this run, not a failure.
+                return Outcome(NO_SOLUTION, seconds=seconds, note="interrupted")
+            if code != 0:
                 raise SolverError(_failure("CBC", code, text))
             if not os.path.exists(sol):
-                if stopped:
-                    return Outcome(NO_SOLUTION, seconds=seconds, note="interrupted")
                 raise SolverError(_failure("CBC", code, text + "\n(no solution file written)"))
             values = {}
             _, raw, *_ = self._io(path).readsol_MPS(sol, prob, vs, var_names, con_names)
