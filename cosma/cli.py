@@ -463,7 +463,7 @@ def plan(
     if as_json:
         doc = result.to_dict()
         doc.pop("steps")
-        doc["elapsed"] = elapsed
+        doc["timing"]["elapsed_seconds"] = elapsed
         click.echo(json.dumps(doc, indent=2))
     elif output != "-":
         lines = _plan_summary(graph, result, elapsed)

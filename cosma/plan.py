@@ -156,10 +156,12 @@ class Plan:
             "objective": self.objective,
             "lower_bound": self.lower_bound,
             "gap": None if gap is None or math.isnan(gap) else gap,
-            "solve_time": self.solve_time,
             "traffic": self.traffic,
             "peak": self.peak,
             "stats": self.stats,
+            # Everything that changes from run to run of the same solve lives here, so two
+            # runs with the same seed and one thread differ in this object only.
+            "timing": {"solve_seconds": self.solve_time},
             "steps": [
                 {
                     "operator": s.operator,
@@ -172,6 +174,19 @@ class Plan:
 
     def to_json(self, indent: int | None = 1) -> str:
         return json.dumps(self.to_dict(), indent=indent)
+
+    def stable_dict(self) -> dict[str, Any]:
+        """:meth:`to_dict` without ``timing``: what two runs of the same solve share (with
+        the same seed, one thread, and a solver that finishes within its limit).
+
+        >>> from cosma.graph import GraphBuilder, Setting
+        >>> p = Plan("g", "id", 8, Setting.ACTIVATIONS, 1, "m", Status.FEASIBLE, solve_time=1.5)
+        >>> "timing" in p.stable_dict(), p.to_dict()["timing"]
+        (False, {'solve_seconds': 1.5})
+        """
+        doc = self.to_dict()
+        doc.pop("timing")
+        return doc
 
     @classmethod
     def from_dict(cls, doc: dict[str, Any], graph: Graph | None = None) -> Plan:
@@ -224,9 +239,17 @@ class Plan:
                     f"not a valid cosma plan: unknown status {status!r} (one of "
                     f"{', '.join(s.value for s in Status)})"
                 ) from None
-            solve_time = doc.get("solve_time") or 0.0
-            if not isinstance(solve_time, (int, float)) or not math.isfinite(solve_time):
-                raise PlanError("not a valid cosma plan: solve_time is not a finite number")
+            timing = _optional(doc, "timing", dict) or {}
+            # "solve_time" at the top: plans written before the "timing" object existed.
+            solve_time = timing.get("solve_seconds", doc.get("solve_time")) or 0.0
+            if (
+                isinstance(solve_time, bool)
+                or not isinstance(solve_time, (int, float))
+                or not math.isfinite(solve_time)
+            ):
+                raise PlanError(
+                    "not a valid cosma plan: timing.solve_seconds is not a finite number"
+                )
             return cls(
                 graph_name=gname,
                 graph_identity=ident,
