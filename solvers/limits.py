@@ -24,14 +24,16 @@ graphs (peak traced memory of building the model divided over its counts; see th
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import networkx as nx
 
-from cosma.errors import ModelTooLargeError
+from cosma.errors import ModelTooLargeError, SolverError
 from cosma.graph import TensorKind
+from cosma.memory import aligned
 from cosma.problem import Problem
 from cosma.units import format_bytes
 
@@ -128,6 +130,21 @@ def estimate(
     return Estimate(engine, columns, rows, nonzeros, size)
 
 
+#: Largest coefficient (bytes divided by the sizes' GCD) a floating-point MILP solver is
+#: trusted with: its tolerances (about 1e-6 relative, 1e-9 absolute) stop meaning anything
+#: for integers much above 2^40, and past 2^53 doubles no longer hold them exactly.
+MAX_MILP_COEFFICIENT = 2**40
+
+
+def milp_coefficient(problem: Problem) -> int:
+    """The largest coefficient of the MILP: budget or size over the GCD of the sizes."""
+    g = problem.graph
+    sizes = [aligned(g.tensors[a].size, problem.alignment) for a in g.tracked(problem.setting)]
+    nonzero = [s for s in sizes if s]
+    scale = math.gcd(*nonzero) if nonzero else 1
+    return max([problem.budget, *sizes]) // scale
+
+
 def check(
     problem: Problem,
     *,
@@ -137,6 +154,14 @@ def check(
 ) -> Estimate:
     """Refuse (:class:`~cosma.errors.ModelTooLargeError`) a model whose estimate exceeds
     ``memory_limit`` bytes (default: :func:`default_limit`); return the estimate."""
+    if engine == "milp":
+        coef = milp_coefficient(problem)
+        if coef > MAX_MILP_COEFFICIENT:
+            raise SolverError(
+                f"{problem.graph.name}: sizes and budget span {coef:.3g} units of their "
+                f"greatest common divisor, beyond what a floating-point MILP solver handles "
+                f"exactly (2^40); use -m cpsat (exact integers), or check the sizes' units"
+            )
     est = estimate(problem, engine=engine, order=order)
     limit = default_limit() if memory_limit is None else memory_limit
     if limit is not None and est.bytes > limit:

@@ -77,3 +77,23 @@ def test_bad_memory_limit_values():
     for bad in (0, -1, "lots", 1.5):
         with pytest.raises(UsageError):
             solve(Problem(g, 10**6), "milp", memory_limit=bad)
+
+
+def test_absurdly_scaled_sizes_are_refused_by_milp_not_cpsat():
+    # The skip graph with every size times 10^14 plus 3 bytes: the GCD is 1, so the
+    # MILP coefficients reach 1.6e15, past 2^40. MILP refuses; CP-SAT solves it exactly.
+    base = skip()
+    b = GraphBuilder("scaled")
+    for t in base.inputs:
+        b = b.input(t, base.tensors[t].size * 10**14 + 3)
+    for name, op in base.operators.items():
+        b = b.op(name, list(op.inputs), {o: base.tensors[o].size * 10**14 + 3 for o in op.outputs})
+    g = b.output(*base.outputs).build()
+    budget = 16 * 10**14 + 9  # M_R of skip, scaled: at d, p + r + z = 16e14 + 9
+    from cosma.errors import SolverError
+
+    with pytest.raises(SolverError, match="use -m cpsat"):
+        solve(Problem(g, budget), "milp", time_limit=5)
+    plan = solve(Problem(g, budget), "cpsat", time_limit=20)
+    # skip's optimum (20 bytes: store and reload p) scaled: 2 x (10e14 + 3).
+    assert plan.status.value == "optimal" and plan.objective == 2 * (10 * 10**14 + 3)
