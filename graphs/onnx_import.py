@@ -367,6 +367,7 @@ def load_onnx(
     shapes: dict[str, tuple[int, ...]] = {}
     dtypes: dict[str, str] = {}
     problems: list[str] = []
+    unshaped: set[str] = set()
     for t, where in needed.items():
         if t in initializers and not isinstance(initializers[t], onnx.SparseTensorProto):
             init = initializers[t]
@@ -378,6 +379,7 @@ def load_onnx(
         else:
             dims, elem = None, 0
         if dims is None:
+            unshaped.add(t)
             problems.append(
                 f"tensor {t!r} ({where}) has no static shape after shape inference"
                 + (f" (inferred {_dim_text(value_types[t])})" if t in value_types else "")
@@ -414,12 +416,25 @@ def load_onnx(
     if problems:
         shown = problems[:10]
         more = f"\n  ... and {len(problems) - 10} more" if len(problems) > 10 else ""
+        if unshaped:
+            # Every graph input is static here (dynamic ones were refused above): the
+            # shapes are lost inside the graph, at operators inference cannot follow.
+            kinds = sorted({op.op_type for op in ops if set(op.outputs) & unshaped}) or [
+                "the nodes listed"
+            ]
+            fix = (
+                f"\nThe graph inputs have static shapes; ONNX shape inference (with shape "
+                f"subgraphs folded) still cannot size the outputs of {', '.join(kinds)}: a "
+                "custom or unsupported operator, or shapes that depend on data. Export the "
+                "model with static shapes, or simplify it (e.g. onnxsim) and try again"
+            )
+        else:
+            fix = ""
         raise UnsupportedModelError(
             f"{gname}: cannot give every tensor a static size:\n  - "
             + "\n  - ".join(shown)
             + more
-            + "\nFix the input shapes with --input-shape NAME=DIMS, or export the model with "
-            "static shapes (e.g. torch.onnx.export(..., dynamo=True) with fixed inputs)"
+            + fix
         )
 
     return Graph(
