@@ -72,13 +72,15 @@ class _Group(click.Group):
 
     def invoke(self, ctx: click.Context):  # type: ignore[override]
         try:
-            return super().invoke(ctx)
+            # Every command unwinds on SIGINT/SIGTERM (plan stops its solver gracefully).
+            with interrupt.handle_signals(graceful=False):
+                return super().invoke(ctx)
         except (click.ClickException, click.exceptions.Exit, click.Abort, SystemExit):
             raise
         except KeyboardInterrupt:
             signum = interrupt.requested_number() or signal.SIGINT
             name = signal.Signals(signum).name
-            message = f"interrupted by {name} before any plan was found"
+            message = f"interrupted by {name}"
             raise _Failure(message, 128 + signum) from None
         except Exception as e:
             raise _fail(e) from None

@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterator
 log = logging.getLogger(__name__)
 
 _lock = threading.Lock()
-_state: dict[str, object] = {"signal": None, "waiting": 0}
+_state: dict[str, object] = {"signal": None, "waiting": 0, "graceful": True}
 
 
 def requested() -> str | None:
@@ -52,7 +52,7 @@ def _handler(signum: int, frame: object) -> None:
     first = _state["signal"] is None
     if first:
         _state["signal"] = signum
-    if not first or not _state["waiting"]:
+    if not first or not _state["waiting"] or not _state["graceful"]:
         # Nothing to stop gracefully (or asked twice): unwind now; finally blocks still run,
         # so solver processes are killed and temporary folders removed.
         raise KeyboardInterrupt(signal.Signals(signum).name)
@@ -64,16 +64,27 @@ def _handler(signum: int, frame: object) -> None:
 
 
 @contextlib.contextmanager
-def handle_signals(signals: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)) -> Iterator[None]:
-    """Install the stop-gracefully handler for ``signals`` (main thread only) while inside."""
+def handle_signals(
+    signals: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM), *, graceful: bool = True
+) -> Iterator[None]:
+    """Install cosma's handler for ``signals`` (main thread only) while inside.
+
+    ``graceful``: the first signal during a solve stops the solver and keeps its best plan.
+    Otherwise every signal unwinds at once as :class:`KeyboardInterrupt` (``finally`` blocks
+    still kill solver processes and remove temporary folders), as SIGINT does by default
+    and SIGTERM does not.
+    """
     reset()
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     old = {s: signal.signal(s, _handler) for s in signals}
+    was_graceful = _state["graceful"]
+    _state["graceful"] = graceful
     try:
         yield
     finally:
+        _state["graceful"] = was_graceful
         for s, h in old.items():
             signal.signal(s, h)
 
