@@ -121,3 +121,51 @@ def test_signal_keeps_best_plan_and_leaves_nothing(tmp_path, solver, sig):
     time.sleep(0.3)
     assert not [k for k in kids if _alive(k)]
     assert os.listdir(tmp_path / "tmp") == []
+
+
+@pytest.mark.slow
+def test_sigterm_during_bench_leaves_nothing(tmp_path):
+    """Commands other than plan stop at once on SIGTERM, but still clean up."""
+    env = dict(os.environ, TMPDIR=str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    p = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "cosma",
+            "bench",
+            "--graphs",
+            GRAPH,
+            "--budgets",
+            "M_R",
+            "--methods",
+            "milp:cbc",
+            "--time-limit",
+            "300",
+            "--out",
+            str(tmp_path / "res"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        kids: list[int] = []
+
+        def started() -> bool:
+            kids[:] = _children(p.pid)
+            return bool(kids)
+
+        _wait_for(started)
+        time.sleep(1.0)
+        p.send_signal(signal.SIGTERM)
+        _, stderr = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert p.returncode == 143 and "interrupted by SIGTERM" in stderr, stderr
+    time.sleep(0.3)
+    assert not [k for k in kids if _alive(k)]
+    assert os.listdir(tmp_path / "tmp") == []
