@@ -410,12 +410,27 @@ def plan(
     occupancy and the time. A budget below M_R is refused, naming the operator that needs
     more.
     """
-    from cosma.solvers import BACKENDS, METHODS, solve
+    from cosma.deadline import Deadline
+    from cosma.solvers import check_options, method_options, solve
 
-    if method not in METHODS:
-        raise UsageError(f"unknown method {method!r}; choose from: {', '.join(METHODS)}")
-    if solver not in BACKENDS:
-        raise UsageError(f"unknown --solver {solver!r}; choose from: {', '.join(BACKENDS)}")
+    # Only the options given on the command line go to the method, so one it does not take
+    # (or an unknown solver or order) is an error, not silently ignored.
+    ctx = click.get_current_context()
+    given = {
+        name: value
+        for name, value in [
+            ("solver", solver),
+            ("order", order),
+            ("threads", threads),
+            ("seed", seed),
+            ("write_model", write_model),
+            ("log_path", solver_log),
+            ("memory_limit", memory_limit),
+        ]
+        if ctx.get_parameter_source("solver_log" if name == "log_path" else name)
+        is not click.core.ParameterSource.DEFAULT
+    }
+    check_options(method, given)
     # Every output path is checked before any work: a bad one fails now, not after a solve.
     if output and output != "-":
         files.check_writable(output, force=force, option="-o")
@@ -426,11 +441,14 @@ def plan(
     if solver_log:
         files.check_writable(solver_log, force=True, option="--solver-log")
     t0 = time.perf_counter()
-    graph = load_model(model, input_shapes, element_bytes)
+    deadline = Deadline(time_limit)  # the whole command shares one wall-clock limit
+    with deadline.phase("load"):
+        graph = load_model(model, input_shapes, element_bytes)
     chosen = Setting.parse(setting) if setting else (budget_setting(budget) or Setting.ACTIVATIONS)
-    nbytes = resolve_budget(
-        graph, budget, setting=chosen, alignment=alignment, time_limit=time_limit
-    )
+    with deadline.phase("budget"):
+        nbytes = resolve_budget(
+            graph, budget, setting=chosen, alignment=alignment, time_limit=deadline.left(0.3)
+        )
     problem = Problem(graph, nbytes, chosen, alignment)
     why = problem.shortfall()
     if why:
@@ -444,19 +462,11 @@ def plan(
                 err=True,
             )
 
-    result = solve(
-        problem,
-        method,
-        progress=progress,
-        time_limit=time_limit,
-        solver=solver,
-        order=order,
-        threads=threads,
-        seed=seed,
-        write_model=write_model,
-        log_path=solver_log,
-        **({"memory_limit": memory_limit} if memory_limit else {}),
-    )
+    if "progress" in (method_options(method) or ()):
+        given["progress"] = progress
+    result = solve(problem, method, time_limit=deadline, **given)
+    if result.stats.get("phases") is not None:
+        result.stats["phases"] = {**deadline.phases, **result.stats["phases"]}
     stopped = interrupt.requested_number()
     elapsed = time.perf_counter() - t0
     if output:

@@ -20,6 +20,10 @@ from cosma.graph import Graph, Setting
 
 SCHEMA_VERSION = 1
 
+#: Entries of ``Plan.stats`` that change from run to run (wall-clock times of phases). The
+#: JSON keeps them, with the solve time, in its ``timing`` object and nowhere else.
+VOLATILE_STATS = ("phases",)
+
 
 class EventKind(str, Enum):
     """What happens to a tensor around an operator's run (SPEC §3)."""
@@ -158,10 +162,13 @@ class Plan:
             "gap": None if gap is None or math.isnan(gap) else gap,
             "traffic": self.traffic,
             "peak": self.peak,
-            "stats": self.stats,
+            "stats": {k: v for k, v in self.stats.items() if k not in VOLATILE_STATS},
             # Everything that changes from run to run of the same solve lives here, so two
             # runs with the same seed and one thread differ in this object only.
-            "timing": {"solve_seconds": self.solve_time},
+            "timing": {
+                "solve_seconds": self.solve_time,
+                **{k: self.stats[k] for k in VOLATILE_STATS if k in self.stats},
+            },
             "steps": [
                 {
                     "operator": s.operator,
@@ -267,7 +274,10 @@ class Plan:
                 reason=_optional(doc, "reason", str),
                 traffic=dict(_optional(doc, "traffic", dict) or {}),
                 peak=_optional_whole(doc, "peak"),
-                stats=dict(_optional(doc, "stats", dict) or {}),
+                stats={
+                    **dict(_optional(doc, "stats", dict) or {}),
+                    **{k: timing[k] for k in VOLATILE_STATS if k in timing},
+                },
             )
         except PlanError:
             raise

@@ -11,10 +11,11 @@ a replayed :class:`~cosma.plan.Plan`.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from cosma import interrupt
 from cosma import options as check
+from cosma.deadline import Deadline
 from cosma.errors import UsageError
 from cosma.plan import Plan
 from cosma.problem import Problem
@@ -37,22 +38,25 @@ __all__ = [
     "PROTOCOL",
     "baseline",
     "best_baseline",
+    "check_options",
     "method_names",
+    "method_options",
     "milp",
     "solve",
 ]
 
 
 def _baseline_method(o: str, a: str, r: str) -> Callable[..., Plan]:
-    def run(problem: Problem, *, time_limit: float | None = 30.0, **_: object) -> Plan:
-        return baseline(problem, order=o, allocator=a, replacement=r, time_limit=time_limit)
+    def run(problem: Problem, *, time_limit: float | Deadline | None = 30.0) -> Plan:
+        limit = Deadline.of(time_limit).left()
+        return baseline(problem, order=o, allocator=a, replacement=r, time_limit=limit)
 
     run.__doc__ = f"Baseline: {o} order, {a} allocator, {r} replacement."
     return run
 
 
-def _best(problem: Problem, *, time_limit: float | None = 30.0, **_: object) -> Plan:
-    return best_baseline(problem, time_limit=time_limit)
+def _best(problem: Problem, *, time_limit: float | Deadline | None = 30.0) -> Plan:
+    return best_baseline(problem, time_limit=Deadline.of(time_limit).left())
 
 
 _best.__doc__ = (
@@ -70,32 +74,26 @@ for _o in ORDERS:
 def _exact_method(
     engine: Callable[..., Plan], accepts: tuple[str, ...], fixed: bool, doc: str
 ) -> Callable[..., Plan]:
-    """A registry entry for an exact engine: passes on the options it accepts, and the
-    order only for its fixed-order form."""
+    """A registry entry for an exact engine: the order only for its fixed-order form."""
 
-    def run(
-        problem: Problem,
-        *,
-        order: str = "minpeak",
-        time_limit: float | None = 60.0,
-        **options: object,
-    ) -> Plan:
+    def run(problem: Problem, *, time_limit: float | Deadline | None = 60.0, **options) -> Plan:
+        order = options.pop("order", "minpeak") if fixed else None
         # Bounded memory: refuse before building a model that would not fit (the fixed-order
         # size hardly depends on the order; the file's topological order stands in for it).
         limits.check(
             problem,
             engine=engine.__name__,
             order=problem.graph.topological_order() if fixed else None,
-            memory_limit=options.pop("memory_limit", None),  # type: ignore[arg-type]
+            memory_limit=options.pop("memory_limit", None),
         )
-        kw = {k: v for k, v in options.items() if k in accepts}
-        return engine(problem, order=order if fixed else None, time_limit=time_limit or 60.0, **kw)
+        return engine(problem, order=order, time_limit=time_limit, **options)
 
     run.__doc__ = doc
+    run.options = ("time_limit", *accepts, *(("order",) if fixed else ()))  # type: ignore[attr-defined]
     return run
 
 
-_COMMON = ("threads", "seed")
+_COMMON = ("threads", "seed", "memory_limit")
 _MILP_OPTIONS = (*_COMMON, "solver", "write_model", "log_path")
 _CPSAT_OPTIONS = (*_COMMON, "progress")
 METHODS["milp"] = _exact_method(
@@ -110,25 +108,60 @@ METHODS["cpsat"] = _exact_method(
 METHODS["cpsat-fixed"] = _exact_method(
     cpsat, _CPSAT_OPTIONS, True, "Exact CP-SAT model for a fixed order (--order ...)."
 )
+for _name, _fn in METHODS.items():
+    if not hasattr(_fn, "options"):
+        _fn.options = ("time_limit",)  # type: ignore[attr-defined]
 
 
 def method_names() -> list[str]:
     return list(METHODS)
 
 
-def solve(problem: Problem, method: str = "baseline", **options: object) -> Plan:
-    """Run the method called ``method`` on ``problem``; options go to the method.
+def method_options(method: str) -> tuple[str, ...] | None:
+    """The options ``method`` accepts (None if it does not declare them)."""
+    return getattr(METHODS.get(method), "options", None)
 
-    Option values are checked first (:mod:`cosma.options`). If a signal stopped the solver
-    (:mod:`cosma.interrupt`), the plan is the best found and ``stats["interrupted"]`` names
-    the signal.
+
+def check_options(method: str, options: Mapping[str, object]) -> None:
+    """Raise UsageError for an option ``method`` does not take, or a choice it does not
+    know (``solver``, ``order``), naming the valid ones.
+
+    >>> check_options("milp", {"threds": 4})  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    cosma.errors.UsageError: method 'milp' has no option 'threds'; it takes: time_limit, ...
     """
-    try:
-        fn = METHODS[method]
-    except KeyError:
-        raise UsageError(f"unknown method {method!r}; choose from: {', '.join(METHODS)}") from None
+    if method not in METHODS:
+        raise UsageError(f"unknown method {method!r}; choose from: {', '.join(METHODS)}")
+    accepted = method_options(method)
+    if accepted is not None:
+        for name in options:
+            if name not in accepted:
+                raise UsageError(
+                    f"method {method!r} has no option {name!r}; it takes: {', '.join(accepted)}"
+                )
+    solver = options.get("solver")
+    if solver is not None and solver not in BACKENDS:
+        raise UsageError(f"unknown MILP solver {solver!r}; choose from: {', '.join(BACKENDS)}")
+    order = options.get("order")
+    if isinstance(order, str) and order not in ORDERS:
+        raise UsageError(f"unknown order {order!r}; choose from: {', '.join(ORDERS)}")
+
+
+def solve(problem: Problem, method: str = "baseline", **options: object) -> Plan:
+    """Run the method called ``method`` on ``problem``; options go to the method. An option
+    the method does not take, an unknown solver or order, or a bad value (:mod:`cosma.options`)
+    is a UsageError. If a signal stopped the solver (:mod:`cosma.interrupt`), the plan is the
+    best found and ``stats["interrupted"]`` names the signal.
+
+    >>> from cosma import GraphBuilder
+    >>> g = GraphBuilder().input("x", 4).op("f", ["x"], {"y": 8}).output("y").build()
+    >>> solve(Problem(g, 12), "milp", solver="highs", threads=1).status.value
+    'optimal'
+    """
+    check_options(method, options)
     _check_values(options)
-    plan = fn(problem, **options)
+    plan = METHODS[method](problem, **options)
     stopped = interrupt.requested()
     if stopped:
         plan.stats = {**plan.stats, "interrupted": stopped}
@@ -136,7 +169,7 @@ def solve(problem: Problem, method: str = "baseline", **options: object) -> Plan
 
 
 def _check_values(options: dict[str, object]) -> None:
-    """Refuse bad option values before any work (names are the registry's business)."""
+    """Refuse bad option values before any work (:mod:`cosma.options`)."""
     checks = {
         "time_limit": check.time_limit,
         "threads": check.threads,
@@ -144,5 +177,6 @@ def _check_values(options: dict[str, object]) -> None:
         "memory_limit": check.memory_limit,
     }
     for name, fn in checks.items():
-        if options.get(name) is not None:
-            options[name] = fn(options[name], option=name)
+        value = options.get(name)
+        if value is not None and not isinstance(value, Deadline):
+            options[name] = fn(value, option=name)

@@ -51,10 +51,9 @@ def test_same_seed_same_plan(method, extra, make):
         pytest.skip(BACKENDS[extra["solver"]].why_unavailable())
     g = make()
     budget, _ = min_required(g)
-    runs = [
-        solve(Problem(g, budget), method, seed=7, threads=1, time_limit=30, **extra)
-        for _ in range(2)
-    ]
+    if method != "baseline":  # baselines take no seed: they have no randomness
+        extra = {**extra, "seed": 7, "threads": 1}
+    runs = [solve(Problem(g, budget), method, time_limit=30, **extra) for _ in range(2)]
     if method != "baseline":  # exact engines finished within the limit: repeatable
         assert runs[0].status.value == "optimal"
     assert runs[0].objective > 0  # a case with spills, not a trivial one
@@ -83,5 +82,5 @@ def test_cli_runs_differ_only_in_timing(tmp_path):
         )
         assert r.exit_code == 0, r.output
     a, b = (json.loads(o.read_text()) for o in outs)
-    assert a.pop("timing").keys() == b.pop("timing").keys() == {"solve_seconds"}
+    assert "solve_seconds" in a.pop("timing") and "solve_seconds" in b.pop("timing")
     assert a == b

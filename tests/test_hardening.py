@@ -68,18 +68,18 @@ def _no_traceback(r, code: int, *needles: str) -> None:
         (["--element-bytes", "0"], "element bytes must be"),
         (["--element-bytes", "0.3"], "whole number of bits"),
         (["--order", "random"], "Invalid value for '--order'"),
-        (["--solver", "magic"], "unknown --solver 'magic'"),
+        (["--solver", "magic"], "unknown MILP solver 'magic'"),
         (["-s", "1.5"], "a byte count is a whole number"),
         (["-s", "1" + "0" * 30], "too large"),
         (["--write-model", "model.txt"], "must end in .lp or .mps"),
     ],
 )
 def test_plan_option_values_are_checked_up_front(args, needle):
-    base = ["plan", SQUEEZE, "-s", "M_R", "--element-bytes", "1"]
+    base = ["plan", SQUEEZE, "-m", "milp", "-s", "M_R", "--element-bytes", "1"]
     if "-s" in args:
-        base = ["plan", SQUEEZE, "--element-bytes", "1"]
+        base = ["plan", SQUEEZE, "-m", "milp", "--element-bytes", "1"]
     if "--element-bytes" in args:
-        base = ["plan", SQUEEZE, "-s", "M_R"]
+        base = ["plan", SQUEEZE, "-m", "milp", "-s", "M_R"]
     _no_traceback(run(*base, *args), USAGE, needle)
 
 
@@ -108,7 +108,7 @@ def test_output_paths_are_refused_before_any_work(tmp_path, option, where):
         "missing_folder": "does not exist",
     }
     # A model that does not exist: the path check must come first, so it is what fails.
-    r = run("plan", str(tmp_path / "missing.onnx"), "-s", "1KiB", option, path)
+    r = run("plan", str(tmp_path / "missing.onnx"), "-m", "milp", "-s", "1KiB", option, path)
     _no_traceback(r, USAGE, needle[where], option)
 
 
