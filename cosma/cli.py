@@ -77,9 +77,10 @@ class _Group(click.Group):
                 return super().invoke(ctx)
         except (click.ClickException, click.exceptions.Exit, click.Abort, SystemExit):
             raise
-        except KeyboardInterrupt:
-            signum = interrupt.requested_number() or signal.SIGINT
-            name = signal.Signals(signum).name
+        except KeyboardInterrupt as e:
+            # cosma's handler names the signal; a plain Ctrl-C without it is SIGINT.
+            name = e.args[0] if e.args and e.args[0] in ("SIGINT", "SIGTERM") else "SIGINT"
+            signum = int(signal.Signals[name])
             message = f"interrupted by {name}"
             raise _Failure(message, 128 + signum) from None
         except Exception as e:

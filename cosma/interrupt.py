@@ -5,10 +5,11 @@ waits for its solver with :func:`wait_stoppable`, which polls in short steps so 
 signal handler runs in the main thread even while the solver works in another thread or
 process. The first signal sets a flag; the waiting backend asks its solver to stop (CBC:
 SIGINT to its process group; HiGHS: its user-interrupt callback; CP-SAT: ``StopSearch``)
-and returns whatever the solver had, which the method turns into a plan as usual.
-:func:`cosma.solvers.solve` then marks the plan ``stats["interrupted"]``. A signal that
-arrives while no solver runs, or a second signal, raises :class:`KeyboardInterrupt` (the
-command exits 128 + signal with no plan).
+and returns whatever the solver had, which the method turns into a plan as usual. Between
+solver calls the flag makes every :class:`~cosma.deadline.Deadline` expire, so the method
+winds down with the best plan it has. :func:`cosma.solvers.solve` then marks the plan
+``stats["interrupted"]``. A second signal, or any signal outside ``plan`` (``graceful=False``),
+raises :class:`KeyboardInterrupt` (the command exits 128 + signal with no plan).
 
 Without :func:`handle_signals` (library use) nothing changes: Python's default handlers
 stay in place.
@@ -29,7 +30,7 @@ from collections.abc import Callable, Iterator
 log = logging.getLogger(__name__)
 
 _lock = threading.Lock()
-_state: dict[str, object] = {"signal": None, "waiting": 0, "graceful": True}
+_state: dict[str, object] = {"signal": None, "waiting": 0, "graceful": True, "installed": ()}
 
 
 def requested() -> str | None:
@@ -52,7 +53,7 @@ def _handler(signum: int, frame: object) -> None:
     first = _state["signal"] is None
     if first:
         _state["signal"] = signum
-    if not first or not _state["waiting"] or not _state["graceful"]:
+    if not first or not _state["graceful"]:
         # Nothing to stop gracefully (or asked twice): unwind now; finally blocks still run,
         # so solver processes are killed and temporary folders removed.
         raise KeyboardInterrupt(signal.Signals(signum).name)
@@ -79,14 +80,26 @@ def handle_signals(
         yield
         return
     old = {s: signal.signal(s, _handler) for s in signals}
+    _state["installed"] = signals
     was_graceful = _state["graceful"]
     _state["graceful"] = graceful
     try:
         yield
     finally:
         _state["graceful"] = was_graceful
+        _state["installed"] = ()
         for s, h in old.items():
             signal.signal(s, h)
+        reset()  # a request ends with the command: later library calls run normally
+
+
+def _reinstall() -> None:
+    """Put cosma's handler back. A library that installs its own handler in C and restores
+    the default afterwards (CP-SAT does unless ``catch_sigint_signal`` is off) would
+    otherwise leave the next signal to kill the process outright, solver and all."""
+    if threading.current_thread() is threading.main_thread():
+        for s in _state.get("installed", ()):  # type: ignore[union-attr]
+            signal.signal(s, _handler)
 
 
 def wait_stoppable(
@@ -95,6 +108,7 @@ def wait_stoppable(
     """Wait until ``wait(timeout)`` returns True (the solve ended). If a signal asks to stop
     meanwhile, call ``stop()`` (again every second until the solve ends, in case the first
     call came before the solver was ready). Returns whether a stop was requested."""
+    _reinstall()
     with _lock:
         _state["waiting"] = int(_state["waiting"]) + 1  # type: ignore[call-overload]
     last_stop = 0.0

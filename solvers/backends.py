@@ -24,7 +24,6 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -64,15 +63,6 @@ def _failure(solver: str, code: int, text: str) -> str:
     )
 
 
-def _child_setup() -> None:  # pragma: no cover - runs in the child
-    """In the solver process: die with cosma (Linux), so it is never left running."""
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-
-
 def _run_solver_process(args: list[str], out_path: str, watchdog: float) -> tuple[int, str, bool]:
     """Run a solver binary in its own process group (its own session) with its output in
     ``out_path``. A stop request (signal) sends SIGINT to the group, which CBC answers by
@@ -82,12 +72,14 @@ def _run_solver_process(args: list[str], out_path: str, watchdog: float) -> tupl
     overran = False
     with open(out_path, "w") as out:
         proc = subprocess.Popen(
-            args,
+            _line_buffered(args),
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
+            # Its own session and process group: a terminal's Ctrl-C reaches cosma only, and
+            # the whole group can be killed. (No preexec_fn: running Python between fork and
+            # exec in a process with solver threads crashed CBC's child now and then.)
             start_new_session=True,
-            preexec_fn=_child_setup,
         )
         deadline = time.monotonic() + watchdog
 
@@ -115,6 +107,18 @@ def _run_solver_process(args: list[str], out_path: str, watchdog: float) -> tupl
     with open(out_path, errors="replace") as f:
         text = f.read()
     return proc.returncode, text, overran
+
+
+def _search_ended(text: str) -> bool:
+    """Whether CBC's log says its branch-and-bound search ended (time limit or result)."""
+    return any(m in text for m in ("Exiting on maximum time", "Partial search", "Result - "))
+
+
+def _line_buffered(args: list[str]) -> list[str]:
+    """``args`` run with line-buffered output where coreutils' stdbuf exists, so a solver
+    that crashes still leaves its log up to the crash (a file is otherwise block-buffered)."""
+    stdbuf = shutil.which("stdbuf")
+    return [stdbuf, "-oL", *args] if stdbuf else args
 
 
 def _kill_group(proc: subprocess.Popen, sig: int) -> None:
@@ -231,6 +235,15 @@ class CBC(Backend):
                 # Stopped before CBC could catch the signal (it then dies of it) or write
                 # a solution: no incumbent from this run, not a failure.
                 return Outcome(NO_SOLUTION, seconds=seconds, note="interrupted")
+            if code != 0 and _search_ended(text):
+                # CBC 2.10 sometimes crashes (SIGSEGV) while cleaning up after a search that
+                # its time limit ended: the search is over, only its incumbent is lost.
+                log.warning("CBC crashed after its search ended (exit %s); no incumbent", code)
+                return Outcome(
+                    NO_SOLUTION,
+                    seconds=seconds,
+                    note=f"CBC crashed (exit {code}) after its search ended; its incumbent is lost",
+                )
             if code != 0:
                 raise SolverError(_failure("CBC", code, text))
             if not os.path.exists(sol):
