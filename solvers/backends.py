@@ -308,6 +308,10 @@ class HiGHS(Backend):
         solver.createAndConfigureSolver(prob)
         solver.buildSolverModel(prob)
         h = prob.solverModel
+        if log_path:  # msg=False turned all output off, the log file too: log to it only
+            h.setOptionValue("output_flag", True)
+            h.setOptionValue("log_to_console", False)
+            h.setOptionValue("log_file", log_path)
         h.HandleUserInterrupt = True
         worker = h.startSolve()
 
