@@ -98,15 +98,6 @@ class OracleResult:
     stats: dict[str, int] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class _StepRecord:
-    op: int
-    loads: tuple[tuple[int, int], ...]  # (tensor, address in units)
-    creates: tuple[tuple[int, int], ...]
-    stores: tuple[int, ...]
-    drops: tuple[int, ...]
-
-
 class _Search:
     def __init__(
         self,
@@ -142,12 +133,11 @@ class _Search:
         self.oix = oix
         self.preds = [sum(1 << oix[p] for p in g.dag.predecessors(v)) for v in self.ops]
         self.operands = [tuple(tix[t] for t in g.operands(v, setting)) for v in self.ops]
-        self.outputs = [
-            tuple(tix[t] for t in g.operators[v].outputs if t in tix) for v in self.ops
-        ]
+        self.outputs = [tuple(tix[t] for t in g.operators[v].outputs if t in tix) for v in self.ops]
         self.consumers = [sum(1 << oix[c] for c in g.tensors[t].consumers) for t in self.names]
         self.all_done = (1 << len(self.ops)) - 1
         self.order = None if order is None else [oix[v] for v in order]
+        self._after_cache: dict[tuple[int, int, int], list[tuple]] = {}
 
     # --- transitions ---------------------------------------------------------------------
 
@@ -182,7 +172,8 @@ class _Search:
 
     def successors(
         self, state: tuple[int, tuple[int, ...], int, int]
-    ) -> Iterator[tuple[int, tuple[int, tuple[int, ...], int, int], _StepRecord]]:
+    ) -> Iterator[tuple[int, tuple[int, tuple[int, ...], int, int], tuple]]:
+        """Every (cost, next state, step record) one operator run away from ``state``."""
         done, addr, host, just_dropped = state
         busy = 0
         for t, a in enumerate(addr):
@@ -200,27 +191,34 @@ class _Search:
                 if not self.from_host[t] or self.consumers[t] & done:
                     load_cost += self.bytes[t]
             done2 = done | 1 << v
+            options = self._after(v, done2, host)
             placing = [*missing_in, *(t for t in outs if addr[t] == _NOT_RESIDENT)]
+            n_loads = len(missing_in)
             for placed in self.placements(placing, busy):
                 addr1 = list(addr)
                 for t, a in placed:
                     addr1[t] = a
-                yield from self._after(v, done2, addr1, host, load_cost, placed, len(missing_in))
+                for extra, host2, stores, drops, just in options:
+                    addr2 = list(addr1)
+                    for t in drops:
+                        addr2[t] = _NOT_RESIDENT
+                    yield (
+                        load_cost + extra,
+                        (done2, tuple(addr2), host2, just),
+                        (v, placed, n_loads, stores, drops),
+                    )
 
-    def _after(
-        self,
-        v: int,
-        done2: int,
-        addr1: list[int],
-        host: int,
-        cost: int,
-        placed: tuple[tuple[int, int], ...],
-        n_loads: int,
-    ) -> Iterator[tuple[int, tuple[int, tuple[int, ...], int, int], _StepRecord]]:
-        """Stores of the new outputs and drops of the operands, every allowed combination."""
+    def _after(self, v: int, done2: int, host: int) -> list[tuple]:
+        """Stores of the new outputs and drops of the operands after ``v`` runs, every allowed
+        combination: (cost, host set, stores, drops, needed tensors dropped). They do not
+        depend on addresses, so they are computed once per (operator, done, host)."""
+        key = (v, done2, host)
+        cached = self._after_cache.get(key)
+        if cached is not None:
+            return cached
         forced_stores: list[int] = []
         forced_drops: list[int] = []
-        choices: list[tuple[tuple[int, ...], ...]] = []  # per tensor: options (store?, drop?)
+        choices: list[tuple[tuple[int, int], ...]] = []  # per tensor: options (store?, drop?)
         choice_tensors: list[int] = []
         outs = self.outputs[v]
         for t in self.operands[v]:
@@ -240,35 +238,28 @@ class _Search:
                 choice_tensors.append(t)
                 choices.append(((0, 0), (1, 0), (1, 1)))  # keep / store+keep / store+drop
             # else: needed, no host copy: it stays
+        result = []
         for combo in itertools.product(*choices):
             stores = list(forced_stores)
             drops = list(forced_drops)
-            c = cost
-            for t, (st, dr) in zip(choice_tensors, combo):
+            c = 0
+            for t, (st, dr) in zip(choice_tensors, combo, strict=True):
                 if st:
                     stores.append(t)
                     c += self.bytes[t]
                 if dr:
                     drops.append(t)
-            addr2 = list(addr1)
             host2 = host
             for t in stores:
                 host2 |= 1 << t
-            for t in drops:
-                addr2[t] = _NOT_RESIDENT
             just = 0
             if not self.moves:
                 for t in drops:
                     if self.consumers[t] & ~done2:
                         just |= 1 << t
-            rec = _StepRecord(
-                v,
-                placed[:n_loads],
-                placed[n_loads:],
-                tuple(sorted(stores)),
-                tuple(sorted(drops)),
-            )
-            yield c, (done2, tuple(addr2), host2, just), rec
+            result.append((c, host2, tuple(stores), tuple(drops), just))
+        self._after_cache[key] = result
+        return result
 
     # --- search ------------------------------------------------------------------------
 
@@ -277,7 +268,7 @@ class _Search:
         host0 = sum(1 << t for t in range(n) if self.from_host[t])
         start = (0, (_NOT_RESIDENT,) * n, host0, 0)
         dist = {start: 0}
-        parent: dict[tuple, tuple[tuple, _StepRecord] | None] = {start: None}
+        parent: dict[tuple, tuple[tuple, tuple] | None] = {start: None}
         heap = [(0, 0, start)]
         counter = 0
         expanded = 0
@@ -320,7 +311,7 @@ class _Search:
         return None if self.order is None else tuple(self.ops[v] for v in self.order)
 
     def _result(self, cost, state, parent, expanded, states) -> OracleResult:
-        records: list[_StepRecord] = []
+        records: list[tuple] = []
         node = parent[state]
         while node is not None:
             prev, rec = node
@@ -329,13 +320,12 @@ class _Search:
         records.reverse()
         name, g = self.names, self.unit
         steps: list[Step] = []
-        for i, rec in enumerate(records):
-            before: list[Event] = [load(name[t], a * g) for t, a in rec.loads]
-            before += [create(name[t], a * g) for t, a in rec.creates]
-            after: list[Event] = [store(name[t]) for t in rec.stores]
-            after += [drop(name[t]) for t in rec.drops]
-            steps.append(Step(self.ops[rec.op], tuple(before), tuple(after)))
-            del i
+        for v, placed, n_loads, stores, drops in records:
+            before: list[Event] = [load(name[t], a * g) for t, a in placed[:n_loads]]
+            before += [create(name[t], a * g) for t, a in placed[n_loads:]]
+            after: list[Event] = [store(name[t]) for t in sorted(stores)]
+            after += [drop(name[t]) for t in sorted(drops)]
+            steps.append(Step(self.ops[v], tuple(before), tuple(after)))
         graph = self.graph
         plan = Plan(
             graph.name,
@@ -346,8 +336,10 @@ class _Search:
             "oracle" if self.moves else "oracle-no-moves",
             Status.OPTIMAL,
             steps=steps,
-            options={"moves": self.moves, **({"order": list(self._order_names())}
-                                             if self.order is not None else {})},
+            options={
+                "moves": self.moves,
+                **({"order": list(self._order_names())} if self.order is not None else {}),
+            },
             objective=cost,
             lower_bound=cost,
             stats={"states": states, "expanded": expanded, "unit": g},

@@ -161,7 +161,9 @@ def literal_search(graph, budget, setting=Setting.ACTIVATIONS):
         if cost > dist[st_]:
             continue
         done, addr, host, once = st_
-        if len(done) == len(ops) and all(i in host for i in range(n) if kind[i] is TensorKind.OUTPUT):
+        if len(done) == len(ops) and all(
+            i in host for i in range(n) if kind[i] is TensorKind.OUTPUT
+        ):
             return cost
         nxt = []
         for i in range(n):
@@ -193,7 +195,7 @@ def literal_search(graph, budget, setting=Setting.ACTIVATIONS):
             for choice in itertools.product(*ranges):
                 a2 = list(addr)
                 ok = True
-                for t, a in zip(new, choice):
+                for t, a in zip(new, choice, strict=True):
                     if not free(a2, a, size[t]):
                         ok = False
                         break
