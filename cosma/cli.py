@@ -302,18 +302,37 @@ def plan(
     occupancy and the time. A budget below M_R is refused, naming the operator that needs
     more.
     """
-    from cosma.solvers import METHODS, solve
+    from cosma.deadline import Deadline
+    from cosma.solvers import check_options, method_options, solve
 
-    if method not in METHODS:
-        raise UsageError(f"unknown method {method!r}; choose from: {', '.join(METHODS)}")
+    # Only the options given on the command line go to the method, so one it does not take
+    # (or an unknown solver or order) is an error, not silently ignored.
+    ctx = click.get_current_context()
+    given = {
+        name: value
+        for name, value in [
+            ("solver", solver),
+            ("order", order),
+            ("threads", threads),
+            ("seed", seed),
+            ("write_model", write_model),
+            ("log_path", solver_log),
+        ]
+        if ctx.get_parameter_source("solver_log" if name == "log_path" else name)
+        is not click.core.ParameterSource.DEFAULT
+    }
+    check_options(method, given)
     if output and output != "-" and Path(output).exists() and not force:
         raise UsageError(f"{output} already exists; pass --force to overwrite it")
     t0 = time.perf_counter()
-    graph = load_model(model, input_shapes, element_bytes)
+    deadline = Deadline(time_limit)  # the whole command shares one wall-clock limit
+    with deadline.phase("load"):
+        graph = load_model(model, input_shapes, element_bytes)
     chosen = Setting.parse(setting) if setting else (budget_setting(budget) or Setting.ACTIVATIONS)
-    nbytes = resolve_budget(
-        graph, budget, setting=chosen, alignment=alignment, time_limit=time_limit
-    )
+    with deadline.phase("budget"):
+        nbytes = resolve_budget(
+            graph, budget, setting=chosen, alignment=alignment, time_limit=deadline.left(0.3)
+        )
     problem = Problem(graph, nbytes, chosen, alignment)
     why = problem.shortfall()
     if why:
@@ -329,18 +348,11 @@ def plan(
                 err=True,
             )
 
-    result = solve(
-        problem,
-        method,
-        progress=progress,
-        time_limit=time_limit,
-        solver=solver,
-        order=order,
-        threads=threads,
-        seed=seed,
-        write_model=write_model,
-        log_path=solver_log,
-    )
+    if "progress" in (method_options(method) or ()):
+        given["progress"] = progress
+    result = solve(problem, method, time_limit=deadline, **given)
+    if result.stats.get("phases") is not None:
+        result.stats["phases"] = {**deadline.phases, **result.stats["phases"]}
     elapsed = time.perf_counter() - t0
     if output:
         where = _write_output(output, result.to_json(), force)

@@ -11,8 +11,9 @@ a replayed :class:`~cosma.plan.Plan`.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
+from cosma.deadline import Deadline
 from cosma.errors import UsageError
 from cosma.plan import Plan
 from cosma.problem import Problem
@@ -34,22 +35,25 @@ __all__ = [
     "PROTOCOL",
     "baseline",
     "best_baseline",
+    "check_options",
     "method_names",
+    "method_options",
     "milp",
     "solve",
 ]
 
 
 def _baseline_method(o: str, a: str, r: str) -> Callable[..., Plan]:
-    def run(problem: Problem, *, time_limit: float | None = 30.0, **_: object) -> Plan:
-        return baseline(problem, order=o, allocator=a, replacement=r, time_limit=time_limit)
+    def run(problem: Problem, *, time_limit: float | Deadline | None = 30.0) -> Plan:
+        limit = Deadline.of(time_limit).left()
+        return baseline(problem, order=o, allocator=a, replacement=r, time_limit=limit)
 
     run.__doc__ = f"Baseline: {o} order, {a} allocator, {r} replacement."
     return run
 
 
-def _best(problem: Problem, *, time_limit: float | None = 30.0, **_: object) -> Plan:
-    return best_baseline(problem, time_limit=time_limit)
+def _best(problem: Problem, *, time_limit: float | Deadline | None = 30.0) -> Plan:
+    return best_baseline(problem, time_limit=Deadline.of(time_limit).left())
 
 
 _best.__doc__ = (
@@ -67,20 +71,14 @@ for _o in ORDERS:
 def _exact_method(
     engine: Callable[..., Plan], accepts: tuple[str, ...], fixed: bool, doc: str
 ) -> Callable[..., Plan]:
-    """A registry entry for an exact engine: passes on the options it accepts, and the
-    order only for its fixed-order form."""
+    """A registry entry for an exact engine: the order only for its fixed-order form."""
 
-    def run(
-        problem: Problem,
-        *,
-        order: str = "minpeak",
-        time_limit: float | None = 60.0,
-        **options: object,
-    ) -> Plan:
-        kw = {k: v for k, v in options.items() if k in accepts}
-        return engine(problem, order=order if fixed else None, time_limit=time_limit or 60.0, **kw)
+    def run(problem: Problem, *, time_limit: float | Deadline | None = 60.0, **options) -> Plan:
+        order = options.pop("order", "minpeak") if fixed else None
+        return engine(problem, order=order, time_limit=time_limit, **options)
 
     run.__doc__ = doc
+    run.options = ("time_limit", *accepts, *(("order",) if fixed else ()))  # type: ignore[attr-defined]
     return run
 
 
@@ -99,16 +97,54 @@ METHODS["cpsat"] = _exact_method(
 METHODS["cpsat-fixed"] = _exact_method(
     cpsat, _CPSAT_OPTIONS, True, "Exact CP-SAT model for a fixed order (--order ...)."
 )
+for _name, _fn in METHODS.items():
+    if not hasattr(_fn, "options"):
+        _fn.options = ("time_limit",)  # type: ignore[attr-defined]
 
 
 def method_names() -> list[str]:
     return list(METHODS)
 
 
+def method_options(method: str) -> tuple[str, ...] | None:
+    """The options ``method`` accepts (None if it does not declare them)."""
+    return getattr(METHODS.get(method), "options", None)
+
+
+def check_options(method: str, options: Mapping[str, object]) -> None:
+    """Raise UsageError for an option ``method`` does not take, or a choice it does not
+    know (``solver``, ``order``), naming the valid ones.
+
+    >>> check_options("milp", {"threds": 4})  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    cosma.errors.UsageError: method 'milp' has no option 'threds'; it takes: time_limit, ...
+    """
+    if method not in METHODS:
+        raise UsageError(f"unknown method {method!r}; choose from: {', '.join(METHODS)}")
+    accepted = method_options(method)
+    if accepted is not None:
+        for name in options:
+            if name not in accepted:
+                raise UsageError(
+                    f"method {method!r} has no option {name!r}; it takes: {', '.join(accepted)}"
+                )
+    solver = options.get("solver")
+    if solver is not None and solver not in BACKENDS:
+        raise UsageError(f"unknown MILP solver {solver!r}; choose from: {', '.join(BACKENDS)}")
+    order = options.get("order")
+    if isinstance(order, str) and order not in ORDERS:
+        raise UsageError(f"unknown order {order!r}; choose from: {', '.join(ORDERS)}")
+
+
 def solve(problem: Problem, method: str = "baseline", **options: object) -> Plan:
-    """Run the method called ``method`` on ``problem``; options go to the method."""
-    try:
-        fn = METHODS[method]
-    except KeyError:
-        raise UsageError(f"unknown method {method!r}; choose from: {', '.join(METHODS)}") from None
-    return fn(problem, **options)
+    """Run the method called ``method`` on ``problem``; options go to the method. An option
+    the method does not take, or an unknown solver or order, is a UsageError.
+
+    >>> from cosma import GraphBuilder
+    >>> g = GraphBuilder().input("x", 4).op("f", ["x"], {"y": 8}).output("y").build()
+    >>> solve(Problem(g, 12), "milp", solver="highs", threads=1).status.value
+    'optimal'
+    """
+    check_options(method, options)
+    return METHODS[method](problem, **options)

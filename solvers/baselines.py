@@ -30,8 +30,8 @@ from dataclasses import dataclass
 from cosma.graph import TensorKind
 from cosma.memory import aligned, check_schedule, live_intervals
 from cosma.plan import Event, Plan, Status, create, drop, load, steps_from_events, store
-from cosma.problem import Problem
-from cosma.schedule import greedy_order, min_peak_order
+from cosma.problem import Problem, min_peak
+from cosma.schedule import greedy_order
 from cosma.simulator import verify
 
 ORDERS = ("file", "greedy", "minpeak")
@@ -337,7 +337,7 @@ def make_order(problem: Problem, name: str, *, time_limit: float | None = 30.0) 
         return greedy_order(g, setting=problem.setting, alignment=problem.alignment)
     if name == "minpeak":
         return list(
-            min_peak_order(
+            min_peak(
                 g, setting=problem.setting, alignment=problem.alignment, time_limit=time_limit
             ).order
         )

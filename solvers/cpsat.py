@@ -1,31 +1,35 @@
-"""CP-SAT engine: the whole problem of SPEC §3-§5 as one constraint program, addresses
-included (not a relaxation).
+"""CP-SAT engine: the whole problem of SPEC §3-§5 as one constraint program, addresses and
+moves included (not a relaxation).
 
 Time-indexed like the MILP (one operator per step; ``run[v,t]``, ``resident[a,t]``,
 ``load[a,t]``, ``stored[a]``), plus, for every step a tensor may be resident at, an
 address and an *optional* block ``[address, address + size)`` present exactly when the
 tensor is resident. Blocks of one step may not overlap (``NoOverlap2D`` over unit-width time
-boxes); a tensor that stays resident keeps its address; the same capacity row as the MILP
-helps propagation. So every solution is a plan, and the optimum is the true minimum.
+boxes). A tensor resident at two consecutive steps keeps its address unless it is loaded
+again at the second (``load[a,t]`` with ``resident[a,t-1]``): that is a *move* (SPEC §3:
+dropped and loaded elsewhere between two operators, paid as a load, possible only with a
+host copy, so an activation that moves must be stored). Any plan maps onto a solution of
+equal traffic (its blocks give ``resident``/``address``, its loads ``load``), and every
+solution decodes to a plan, so the optimum is the true minimum and ``infeasible`` is a
+proof.
 
-Hints come from the best baseline plan; a solution callback reports incumbent, bound and
-gap as they improve; one worker with a fixed seed gives repeatable results.
+Hints come from the warm start; a solution callback reports incumbent, bound and gap as
+they improve; one worker with a fixed seed gives repeatable results. The prologue and the
+choice of the answer are shared with the MILP (:mod:`cosma.solvers.exact`).
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import time
 from collections.abc import Callable
 
+from cosma.deadline import Deadline
 from cosma.graph import TensorKind
 from cosma.memory import aligned
-from cosma.plan import Plan, Status
+from cosma.plan import Plan
 from cosma.problem import Problem
-from cosma.simulator import verify
-from cosma.solvers import timeline
-from cosma.solvers.baselines import starting_point
+from cosma.solvers import exact, timeline
 
 log = logging.getLogger(__name__)
 
@@ -140,8 +144,9 @@ def _residency(M: _Model) -> None:
 
 
 def _addresses(M: _Model) -> None:
-    """Blocks resident at the same step do not overlap; a tensor keeps its address while it
-    stays resident; the resident bytes of a step fit the budget."""
+    """Blocks resident at the same step do not overlap; a tensor keeps its address from one
+    step to the next unless it is loaded again there (a move); the resident bytes of a
+    step fit the budget."""
     m, A = M.m, M.problem.alignment
     xs, ys = [], []
     per_step: dict[int, list] = {}
@@ -157,7 +162,9 @@ def _addresses(M: _Model) -> None:
         )
         per_step.setdefault(t, []).append(size * present)
         if (a, t + 1) in M.r:
-            m.add(M.slot[a, t] == M.slot[a, t + 1]).only_enforce_if(present, M.r[a, t + 1])
+            m.add(M.slot[a, t] == M.slot[a, t + 1]).only_enforce_if(
+                present, M.r[a, t + 1], ~M.ld[a, t + 1]
+            )
     if xs:
         m.add_no_overlap_2d(xs, ys)
     for terms in per_step.values():
@@ -196,7 +203,7 @@ def cpsat(
     problem: Problem,
     *,
     order: str | list[str] | None = None,
-    time_limit: float = 60.0,
+    time_limit: float | Deadline | None = 60.0,
     threads: int = 1,
     seed: int = 0,
     progress: Progress | None = None,
@@ -205,8 +212,9 @@ def cpsat(
     """Minimum non-compulsory traffic with CP-SAT, proven where it finishes.
 
     ``order=None`` leaves the schedule free; a name (``file``, ``greedy``, ``minpeak``) or a
-    list fixes it. ``progress`` receives ``{"seconds", "objective", "bound", "gap"}`` (bytes)
-    at each improving solution.
+    list fixes it. ``time_limit`` (seconds or a shared :class:`~cosma.deadline.Deadline`)
+    bounds the whole call. ``progress`` receives ``{"seconds", "objective", "bound",
+    "gap"}`` (bytes) at each improving solution.
 
     >>> from cosma.graph import GraphBuilder
     >>> g = (GraphBuilder().input("x", 1).op("a", ["x"], {"p": 10}).op("b", ["p"], {"q": 5})
@@ -215,61 +223,53 @@ def cpsat(
     >>> plan.status.value, plan.objective, plan.lower_bound
     ('optimal', 20, 20)
     """
-    from ortools.sat.python import cp_model
-
-    t0 = time.perf_counter()
-    g = problem.graph
     method = (
         "cpsat" if order is None else f"cpsat-fixed({order if isinstance(order, str) else 'given'})"
     )
-    options = {
-        "mode": "joint" if order is None else "fixed",
-        "time_limit": time_limit,
-        "threads": threads,
-        "seed": seed,
-    }
-    plan = problem.new_plan(method, solver="cp-sat", options=options)
-    why = problem.shortfall()
-    if why:
-        plan.status, plan.reason = Status.INFEASIBLE, why
-        plan.solve_time = time.perf_counter() - t0
-        return plan
-    seq, warm = starting_point(problem, order, time_limit=time_limit)
+    return exact.run(
+        problem,
+        lambda ctx: _engine(ctx, progress),
+        method=method,
+        solver="cp-sat",
+        order=order,
+        time_limit=time_limit,
+        threads=threads,
+        seed=seed,
+        shortcut=shortcut,
+    )
 
-    def adopt(p: Plan, lower: int, status: Status, stats: dict) -> Plan:
-        p.method, p.solver, p.options = method, "cp-sat", options
-        p.lower_bound, p.status, p.stats = lower, status, stats
-        p.solve_time = time.perf_counter() - t0
-        return p
 
-    if shortcut and warm.status.has_plan and warm.objective == 0:
-        return adopt(
-            warm, 0, Status.OPTIMAL, {"note": "the warm start already has no extra traffic"}
-        )
+def _engine(ctx: exact.Context, progress: Progress | None) -> exact.EngineResult:
+    from ortools.sat.python import cp_model
 
-    M = _Model(problem, seq)
-    _schedule(M)
-    _residency(M)
-    _addresses(M)
-    _objective(M)
-    M.stats |= {"rows": len(M.m.proto.constraints), "columns": len(M.m.proto.variables)}
-    if warm.status.has_plan:
-        _hint(M, warm)
+    problem, deadline = ctx.problem, ctx.deadline
+    g = problem.graph
+    with deadline.phase("model"):
+        M = _Model(problem, ctx.seq)
+        for add in (_schedule, _residency, _addresses, _objective):
+            if deadline.expired():
+                raise exact.OutOfTime("the time limit ran out while building the CP-SAT model")
+            add(M)
+        M.stats |= {"rows": len(M.m.proto.constraints), "columns": len(M.m.proto.variables)}
+        if ctx.warm is not None:
+            _hint(M, ctx.warm)
 
     def to_bytes(units: float) -> int:
         return max(0, math.ceil(units - 1e-6) * M.unit - M.load_offset)
 
     solver = cp_model.CpSolver()
-    solver.parameters.max_time_in_seconds = max(0.1, time_limit - (time.perf_counter() - t0))
-    solver.parameters.num_workers = threads
-    solver.parameters.random_seed = seed
+    left = deadline.left()
+    # A little of what is left stays for decoding and replaying the plan.
+    solver.parameters.max_time_in_seconds = 1e9 if left is None else max(0.05, 0.95 * left)
+    solver.parameters.num_workers = ctx.threads
+    solver.parameters.random_seed = ctx.seed
 
     class _Callback(cp_model.CpSolverSolutionCallback):
         def on_solution_callback(self) -> None:
             obj = to_bytes(self.objective_value)
             bound = to_bytes(self.best_objective_bound)
             info = {
-                "seconds": round(time.perf_counter() - t0, 3),
+                "seconds": round(deadline.elapsed(), 3),
                 "objective": obj,
                 "bound": bound,
                 "gap": 0.0 if obj == 0 else (obj - bound) / obj,
@@ -278,25 +278,18 @@ def cpsat(
             if progress:
                 progress(info)
 
-    status = solver.solve(M.m, _Callback())
-    stats = {
-        **M.stats,
-        "cp_sat_status": solver.status_name(status),
-        "warm_start": warm.objective if warm.status.has_plan else None,
-    }
+    with deadline.phase("solve"):
+        status = solver.solve(M.m, _Callback())
+    out = exact.EngineResult(stats={**M.stats, "cp_sat_status": solver.status_name(status)})
     if status == cp_model.INFEASIBLE:
-        plan.status = Status.INFEASIBLE
-        plan.reason = "no schedule and placement fits the budget (proven by CP-SAT)"
-        plan.stats = stats
-        plan.solve_time = time.perf_counter() - t0
-        return plan
-    bound = (
-        to_bytes(solver.best_objective_bound)
-        if status in (cp_model.OPTIMAL, cp_model.FEASIBLE, cp_model.UNKNOWN)
-        else 0
-    )
-    found = None
-    if status in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+        out.infeasible = "no schedule and placement fits the budget (proven by CP-SAT)"
+        return out
+    if status in (cp_model.OPTIMAL, cp_model.FEASIBLE, cp_model.UNKNOWN):
+        out.bound = to_bytes(solver.best_objective_bound)
+    if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+        out.note = f"CP-SAT stopped with {solver.status_name(status)} before a plan"
+        return out
+    with deadline.phase("decode"):
         at = {
             t: v
             for (v, t), var in M.x.items()
@@ -307,25 +300,20 @@ def cpsat(
             a: [t for t in range(M.life[a][0], M.life[a][1] + 1) if solver.value(M.r[a, t])]
             for a in M.tensors
         }
+        moves = {
+            (a, t)
+            for (a, t), var in M.ld.items()
+            if (a, t - 1) in M.r and solver.value(var) and solver.value(M.r[a, t - 1])
+        }
         res = timeline.residencies(
             problem,
             seq_out,
             steps,
             address=lambda a, t: solver.value(M.slot[a, t]) * problem.alignment,
+            breaks=moves,
         )
-        found = problem.new_plan(method, solver="cp-sat", options=options)
-        found.status = Status.FEASIBLE
-        found.steps = timeline.plan_steps(problem, seq_out, res)
-        verify(g, found)
-        if status == cp_model.OPTIMAL:
-            bound = found.objective
-    best = found
-    if warm.status.has_plan and (best is None or warm.objective < best.objective):
-        best = warm
-    if best is None:
-        plan.lower_bound, plan.stats = bound, stats
-        plan.reason = "time limit reached before any plan"
-        plan.solve_time = time.perf_counter() - t0
-        return plan
-    lower = min(bound, best.objective)
-    return adopt(best, lower, Status.OPTIMAL if best.objective <= lower else Status.FEASIBLE, stats)
+        out.plans.append(ctx.make_plan(seq_out, res))
+    out.stats["moves"] = len(moves)
+    if status == cp_model.OPTIMAL:
+        out.bound = max(out.bound, out.plans[0].objective)
+    return out

@@ -7,19 +7,46 @@ time-indexed, one operator per step ``t = 0..n-1``:
   fixed-order mode fixes the window to one step);
 - ``r[a,t]`` = 1 if tensor ``a`` is resident while step ``t`` runs (only inside the window
   where it can be alive);
-- ``l[a,t]`` = 1 if ``a`` is loaded at step ``t``; ``s[a]`` = 1 if ``a`` is ever stored.
+- ``l[a,t]`` = 1 if ``a`` becomes resident at step ``t`` other than by being made;
+  ``s[a]`` = 1 if ``a`` is ever stored;
+- ``mv`` >= 0: bytes loaded by *moves* (see the cuts below).
 
-Without addresses this is a *relaxation* of SPEC §3: every real plan maps onto a solution
-with no more traffic, so its optimum is a lower bound. The residencies it chooses are then
-placed exactly (:mod:`cosma.solvers.placement`: allocators, then CP-SAT ``NoOverlap2D``).
-If they fit, the plan's traffic equals the bound and is optimal. If placement is proven
-impossible, a cut forbids that set of residencies (and every superset, which cannot fit
-either) and the model is solved again; the bound stays valid after each cut. Loads happen
-at uses and blocks leave right after their last use in a residency (both without loss of
-generality), so the plan never needs more than the model counts.
+**Why the optimum is a lower bound (moves included).** Map any valid plan of SPEC §3 onto
+the model: ``x`` its order, ``r[a,t]`` = 1 while ``a`` occupies some block during step
+``t`` (through a move the tensor is resident on both sides, so ``r`` stays 1), ``l[a,t]``
+= 1 where ``r`` goes from 0 to 1 other than at creation (each such step is a load in the
+plan), ``s[a]`` its stores, ``mv`` the bytes its moves load. Every constraint holds:
+operands are resident when their operator runs; a tensor is resident only once made; a
+reloaded activation was stored; at every step the resident blocks are disjoint inside
+``[0, S)``, so their (aligned) sizes sum to at most ``S``; nothing in the model asks a
+tensor to keep its address. The objective counts each non-move load once (at its 0 -> 1
+step), each store once and ``mv`` once, so it is at most the plan's traffic. Hence the
+model's optimum, and any bound a solver proves on it, is a lower bound on every plan.
 
-A time-limited run returns the best plan found — never worse than the best baseline, which
-also warm-starts the solver — as ``feasible`` with the solver's bound.
+**Placement.** The residencies of a solution are given addresses exactly
+(:func:`cosma.solvers.placement.place_with_moves`: the allocators, then CP-SAT with
+``NoOverlap2D``), where a block may move at a price (a load, and a store if the tensor had
+no host copy). The plan is replayed; if it needs no moves its traffic is at most the
+solution's objective, so when the solver proved that objective optimal, the plan is.
+
+**Cuts, and why each is valid.** If placing a set ``P`` of residencies (tensor, steps)
+needs moves, with at least ``c`` bytes loaded by moves (``c``: the placement's proven
+bound on move loads, or at least the smallest tensor of ``P`` with a block over two or
+more steps), the cut is ``mv >= c * (1 - sum_{(a,t) in P} (1 - r[a,t]))``. It binds only
+for solutions resident at every (a,t) of ``P``. Take a plan whose ``r`` covers ``P``:
+inside each block of ``P`` its tensor stays resident, so the plan's blocks restricted to
+``P``'s steps are a placement of ``P`` split only where the plan moves a tensor of ``P``.
+So the plan loads at least ``c`` bytes by moves, and its ``mv`` satisfies the cut. (The
+cut of the first version, "not all of ``P``, nor any superset", was valid only without
+moves, and is gone.) The bound after cuts is therefore still a lower bound.
+
+Loads happen at uses and blocks leave right after their last use in a residency (both
+without loss of generality), so the plan never needs more than the model counts.
+
+The prologue (precheck, warm start, the shortcut when the warm start has no extra
+traffic) and the choice of the answer are shared with CP-SAT (:mod:`cosma.solvers.exact`).
+A run that stops early returns the best plan found — never worse than the best baseline,
+which also warm-starts the solver — as ``feasible`` with the best valid bound.
 """
 
 from __future__ import annotations
@@ -27,19 +54,18 @@ from __future__ import annotations
 import logging
 import math
 import re
-import time
 from dataclasses import dataclass, field
 
 import pulp
 
+from cosma.deadline import Deadline
 from cosma.graph import TensorKind
 from cosma.memory import aligned
-from cosma.plan import Plan, Status
+from cosma.plan import Plan
 from cosma.problem import Problem
-from cosma.simulator import verify
-from cosma.solvers import backends, timeline
-from cosma.solvers.baselines import Residency, starting_point
-from cosma.solvers.placement import place
+from cosma.solvers import backends, exact, timeline
+from cosma.solvers.baselines import Residency
+from cosma.solvers.placement import place_with_moves
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +97,7 @@ class Model:
     scale: int
     load_offset: int  # bytes of compulsory first loads, which the objective includes
     cuts: int = 0
+    mv: pulp.LpVariable | None = None
     stats: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -84,7 +111,9 @@ class Model:
 # --- the model ----------------------------------------------------------------------------
 
 
-def build_model(problem: Problem, *, order: list[str] | None = None) -> Model:
+def build_model(
+    problem: Problem, *, order: list[str] | None = None, deadline: Deadline | None = None
+) -> Model:
     """Variables, then one function per constraint family, then the objective."""
     g = problem.graph
     window = timeline.windows(problem, order)
@@ -138,16 +167,24 @@ def build_model(problem: Problem, *, order: list[str] | None = None) -> Model:
         # objective (it counts every load) but are compulsory, so they come off the bound.
         load_offset=sum(g.tensors[a].size for a in tensors if g.tensors[a].producer is None),
     )
+    families = [
+        lambda: _operands_resident(m, problem),
+        lambda: _created_before_resident(m, problem),
+        lambda: _loads(m, problem),
+        lambda: _stores(m),
+        lambda: _capacity(m, problem, sizes),
+        lambda: _objective(m, problem, sizes),
+    ]
     if order is None:
-        _one_step_per_operator(m)
-        _one_operator_per_step(m, g.num_operators)
-        _precedence(m, problem)
-    _operands_resident(m, problem)
-    _created_before_resident(m, problem)
-    _loads(m, problem)
-    _stores(m)
-    _capacity(m, problem, sizes)
-    _objective(m, problem, sizes)
+        families[:0] = [
+            lambda: _one_step_per_operator(m),
+            lambda: _one_operator_per_step(m, g.num_operators),
+            lambda: _precedence(m, problem),
+        ]
+    for add in families:
+        if deadline is not None and deadline.expired():
+            raise exact.OutOfTime("the time limit ran out while building the MILP")
+        add()
     m.stats |= {
         "rows": prob.numConstraints(),
         "columns": nx_vars + len(r) + len(ld) + len(s),
@@ -322,14 +359,28 @@ def _warm_start(m: Model, problem: Problem, plan: Plan) -> bool:
     return True
 
 
-def _forbid(m: Model, res: list[Residency]) -> None:
-    """Cut: not all of these residencies at once (they cannot be placed together, nor can
-    any superset of them)."""
+def _move_cut(m: Model, res: list[Residency], cost: int) -> None:
+    """Cut: ``mv >= cost * (1 - sum_{(a,t) in P} (1 - r[a,t]))`` for the residencies ``P``
+    that cannot be placed without moves loading at least ``cost`` bytes (validity: module
+    docstring)."""
+    units = cost // m.stats["objective_unit"]
+    if units <= 0:
+        return
     terms = [
         m.r[r.tensor, t] for r in res for t in range(r.start, r.end + 1) if (r.tensor, t) in m.r
     ]
+    if m.mv is None:
+        m.mv = _var(m.prob, "moved_bytes", lowBound=0)
+        m.prob.setObjective(m.prob.objective + m.mv)
     m.cuts += 1
-    m.prob += pulp.lpSum(1 - v for v in terms) >= 1, f"unplaceable_{m.cuts}"
+    m.prob += m.mv >= units * (1 - pulp.lpSum(1 - v for v in terms)), f"moves_{m.cuts}"
+
+
+def _cut_cost(res: list[Residency], loads: dict[str, int], proven_loads: int) -> int:
+    """Bytes of move loads any plan resident at all of ``res`` pays: the placement's proven
+    bound, and at least one load of the smallest tensor that has a block to split."""
+    splittable = [loads[r.tensor] for r in res if r.end > r.start and loads[r.tensor] > 0]
+    return max(proven_loads, min(splittable, default=0))
 
 
 # --- the method -----------------------------------------------------------------------------
@@ -340,7 +391,7 @@ def milp(
     *,
     solver: str = "cbc",
     order: str | list[str] | None = None,
-    time_limit: float = 60.0,
+    time_limit: float | Deadline | None = 60.0,
     threads: int = 1,
     seed: int = 0,
     write_model: str | None = None,
@@ -351,9 +402,11 @@ def milp(
     """Minimum non-compulsory traffic for ``problem``, proven where the solver finishes.
 
     ``order=None`` leaves the schedule free (joint mode); a name (``file``, ``minpeak``,
-    ``greedy``) or a list of operators fixes it. ``write_model`` saves the model as ``.lp``
-    or ``.mps`` for users who want to run their own solver. With ``shortcut`` (the default)
-    a warm start with no extra traffic is returned at once as optimal, without a model.
+    ``greedy``) or a list of operators fixes it. ``time_limit`` (seconds, or a shared
+    :class:`~cosma.deadline.Deadline`) bounds the whole call. ``write_model`` saves the
+    model as ``.lp`` or ``.mps`` for users who want to run their own solver. With
+    ``shortcut`` (the default) a warm start with no extra traffic is returned at once as
+    optimal, without a model.
 
     >>> from cosma.graph import GraphBuilder
     >>> g = (GraphBuilder().input("x", 1).op("a", ["x"], {"p": 10}).op("b", ["p"], {"q": 5})
@@ -362,139 +415,134 @@ def milp(
     >>> plan.status.value, plan.objective, plan.lower_bound
     ('optimal', 20, 20)
     """
-    t0 = time.perf_counter()
-    g = problem.graph
     back = backends.backend(solver)
-    mode = "joint" if order is None else "fixed"
     method = (
         "milp" if order is None else f"milp-fixed({order if isinstance(order, str) else 'given'})"
     )
-    plan = problem.new_plan(
-        method,
-        solver=solver,
-        options={"mode": mode, "time_limit": time_limit, "threads": threads, "seed": seed},
-    )
-    why = problem.shortfall()
-    if why:
-        plan.status, plan.reason = Status.INFEASIBLE, why
-        plan.lower_bound = None
-        plan.solve_time = time.perf_counter() - t0
-        return plan
 
-    seq, warm = starting_point(problem, order, time_limit=time_limit)
-    if (
-        seq is None
-        and warm.status.has_plan
-        and warm.objective > 0
-        and time.perf_counter() - t0 < time_limit / 2
-    ):
+    def engine(ctx: exact.Context) -> exact.EngineResult:
+        return _engine(ctx, back, write_model, log_path, max_cuts)
+
+    return exact.run(
+        problem,
+        engine,
+        method=method,
+        solver=solver,
+        order=order,
+        time_limit=time_limit,
+        threads=threads,
+        seed=seed,
+        shortcut=shortcut and not write_model,
+    )
+
+
+def _engine(
+    ctx: exact.Context,
+    back: backends.Backend,
+    write_model: str | None,
+    log_path: str | None,
+    max_cuts: int,
+) -> exact.EngineResult:
+    problem, deadline = ctx.problem, ctx.deadline
+    g = problem.graph
+    out = exact.EngineResult()
+    warm = ctx.warm
+    if ctx.seq is None and warm is not None and warm.objective > 0 and deadline.remaining() > 2:
         # Any fixed-order plan is a joint solution: the minimum-peak order's optimum, fast
-        # to prove, is a better start than a baseline and an upper bound for the joint run.
-        fixed = milp(
-            problem,
-            solver=solver,
-            order="minpeak",
-            threads=threads,
-            seed=seed,
-            time_limit=max(1.0, time_limit / 4),
-            max_cuts=max_cuts,
-        )
+        # to prove, is a better start than a baseline (its bound is not a joint bound).
+        with deadline.phase("fixed_order_start"):
+            fixed = milp(
+                problem,
+                solver=back.name,
+                order="minpeak",
+                threads=ctx.threads,
+                seed=ctx.seed,
+                time_limit=deadline.sub(0.25),
+                max_cuts=max_cuts,
+            )
         if fixed.status.has_plan and fixed.objective < warm.objective:
             warm = fixed
-    if shortcut and not write_model and warm.status.has_plan and warm.objective == 0:
-        # Nothing beyond the compulsory traffic: optimal without a model.
-        warm.method, warm.solver, warm.options = method, solver, plan.options
-        warm.status, warm.lower_bound = Status.OPTIMAL, 0
-        warm.stats = {"placement": "the warm start already has no extra traffic"}
-        warm.solve_time = time.perf_counter() - t0
-        return warm
-    m = build_model(problem, order=seq)
-    plan.stats = dict(m.stats)
-    if write_model:
-        (m.prob.writeMPS if write_model.endswith(".mps") else m.prob.writeLP)(write_model)
-    warm_ok = _warm_start(m, problem, warm) if warm.status.has_plan else False
-
-    best_plan: Plan | None = None
-    bound_bytes = 0
-    proven = False
-    placement_note = ""
+            out.plans.append(fixed)
+    with deadline.phase("model"):
+        try:
+            m = build_model(problem, order=ctx.seq, deadline=deadline)
+        except exact.OutOfTime as e:
+            out.note = str(e)
+            return out
+        if write_model:
+            (m.prob.writeMPS if write_model.endswith(".mps") else m.prob.writeLP)(write_model)
+        warm_ok = _warm_start(m, problem, warm) if warm is not None else False
+    out.stats = dict(m.stats)
+    loads, stores = exact.tensor_costs(problem)
+    best = min((p.objective for p in out.plans), default=None)
+    if warm is not None:
+        best = warm.objective if best is None else min(best, warm.objective)
+    notes: list[str] = []
     while True:
-        remaining = time_limit - (time.perf_counter() - t0)
+        remaining = deadline.remaining()
         if remaining <= 0.05:
+            notes.append("time limit reached")
             break
-        out = back.solve(
-            m.prob,
-            time_limit=remaining,
-            threads=threads,
-            seed=seed,
-            log_path=log_path,
-            integral_gap=0.999,
-            warm_start=warm_ok,
-        )
+        with deadline.phase("solve"):
+            res_ = back.solve(
+                m.prob,
+                # A tenth of what is left stays for placement and the answer.
+                time_limit=min(0.9 * remaining, 1e9),
+                threads=ctx.threads,
+                seed=ctx.seed,
+                log_path=log_path,
+                integral_gap=0.999,
+                warm_start=warm_ok,
+            )
         log.info(
             "%s %s: %s obj=%s bound=%s (%.2fs, %d cuts)",
             g.name,
-            solver,
-            out.status,
-            out.objective,
-            out.bound,
-            out.seconds,
+            back.name,
+            res_.status,
+            res_.objective,
+            res_.bound,
+            res_.seconds,
             m.cuts,
         )
-        if out.bound is not None:
-            bound_bytes = max(bound_bytes, bound_in_bytes(m, out.bound))
-        if out.status == backends.INFEASIBLE:
-            placement_note = "every residency set that fits the capacity was unplaceable"
-            proven = True
+        if res_.bound is not None:
+            out.bound = max(out.bound, bound_in_bytes(m, res_.bound))
+        if res_.status == backends.INFEASIBLE:
+            # The model relaxes SPEC's problem and every cut is valid: no plan exists.
+            out.infeasible = "the MILP relaxation (capacity at every step) is infeasible"
             break
-        if not out.values:
-            placement_note = out.note.splitlines()[0] if out.note else "no incumbent"
+        if not res_.values:
+            notes.append(res_.note.splitlines()[0] if res_.note else "no incumbent")
             break
-        seq_out, res = _decode(m, problem, out.values)
-        left = max(1.0, time_limit - (time.perf_counter() - t0))
-        pl = place(
-            res, problem.budget, alignment=problem.alignment, time_limit=min(left, 30.0), seed=seed
-        )
-        if pl.placed:
-            cand = problem.new_plan(method, solver=solver, options=plan.options)
-            cand.status = Status.FEASIBLE
-            cand.steps = timeline.plan_steps(problem, seq_out, res)
-            verify(g, cand)
-            best_plan = cand
-            proven = out.status == backends.OPTIMAL
-            placement_note = f"placed by {pl.method}"
-            break
-        if not pl.proven_impossible or m.cuts >= max_cuts:
-            placement_note = (
-                "placement timed out"
-                if not pl.proven_impossible
-                else f"{m.cuts} placement cuts, limit reached"
+        with deadline.phase("placement"):
+            seq_out, res = _decode(m, problem, res_.values)
+            stored = {a for a, var in m.s.items() if res_.values.get(var.name, 0) > 0.5}
+            pl = place_with_moves(
+                res,
+                problem.budget,
+                alignment=problem.alignment,
+                load_cost=loads,
+                store_cost={a: c for a, c in stores.items() if a not in stored},
+                time_limit=max(0.1, min(deadline.left() or 30.0, 30.0)),
+                seed=ctx.seed,
             )
+            if pl.blocks is not None:
+                cand = ctx.make_plan(seq_out, timeline.retrim(problem, seq_out, pl.blocks))
+                out.plans.append(cand)
+                best = cand.objective if best is None else min(best, cand.objective)
+        notes.append(f"placed by {pl.method}" if pl.blocks is not None else pl.method)
+        if best is not None and best <= out.bound:
+            break  # proven
+        if res_.status == backends.OPTIMAL and pl.blocks is not None and pl.cost == 0:
+            # The solver's optimum is placed without moves: it meets the bound.
             break
-        _forbid(m, res)
+        if not pl.needs_moves:
+            notes.append("placement stopped unproven: no cut")
+            break
+        if m.cuts >= max_cuts:
+            notes.append(f"{m.cuts} move cuts, limit reached")
+            break
+        _move_cut(m, res, _cut_cost(res, loads, pl.move_bound))
         warm_ok = False
-
-    # The answer: the better of the MILP's plan and the warm start.
-    chosen = best_plan
-    if warm.status.has_plan and (chosen is None or warm.objective < chosen.objective):
-        chosen = warm
-        chosen.method = method
-        chosen.solver = solver
-        chosen.options = plan.options
-    if chosen is None:
-        plan.reason = placement_note
-        plan.lower_bound = bound_bytes
-        plan.solve_time = time.perf_counter() - t0
-        return plan
-    if proven and best_plan is not None and chosen is best_plan:
-        bound_bytes = max(bound_bytes, chosen.objective)
-    chosen.lower_bound = min(bound_bytes, chosen.objective)
-    chosen.status = Status.OPTIMAL if chosen.objective <= chosen.lower_bound else Status.FEASIBLE
-    chosen.stats = {
-        **m.stats,
-        "cuts": m.cuts,
-        "placement": placement_note,
-        "warm_start": warm.objective if warm.status.has_plan else None,
-    }
-    chosen.solve_time = time.perf_counter() - t0
-    return chosen
+    out.note = "; ".join(dict.fromkeys(notes))
+    out.stats |= {"cuts": m.cuts, "placement": out.note}
+    return out

@@ -8,7 +8,7 @@ can be resident at.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 
 import networkx as nx
 
@@ -56,14 +56,18 @@ def residencies(
     order: Sequence[str],
     resident_steps: Mapping[str, Sequence[int]],
     address: Callable[[str, int], int] | None = None,
+    breaks: Collection[tuple[str, int]] = (),
 ) -> list[Residency]:
     """Blocks from the steps each tensor is resident at, trimmed without loss: a block that
     starts with a load starts at its first use instead, and every block ends at its last use
-    (or at its creation). Blocks with neither a use nor a creation are dropped. ``address``
-    (tensor, first step of the untrimmed block) gives addresses when the engine chose them;
-    trimming only shortens blocks, so those addresses stay valid."""
+    (or at its creation). Blocks with neither a use nor a creation are dropped. ``breaks``
+    holds ``(tensor, step)`` pairs where a new block starts with a load although the tensor
+    was resident the step before (a *move*, SPEC §3). ``address`` (tensor, first step of
+    the untrimmed block) gives addresses when the engine chose them; trimming only shortens
+    blocks, so those addresses stay valid."""
     g = problem.graph
     pos = {v: i for i, v in enumerate(order)}
+    cut = set(breaks)
     out: list[Residency] = []
     for a, steps in resident_steps.items():
         t_ = g.tensors[a]
@@ -72,7 +76,7 @@ def residencies(
         steps = sorted(set(steps) | ({made} if made is not None else set()))
         segments: list[list[int]] = []
         for t in steps:
-            if segments and segments[-1][-1] == t - 1:
+            if segments and segments[-1][-1] == t - 1 and (a, t) not in cut:
                 segments[-1].append(t)
             else:
                 segments.append([t])
@@ -89,6 +93,21 @@ def residencies(
                 r.address = address(a, seg[0])
             out.append(r)
     return out
+
+
+def retrim(problem: Problem, order: Sequence[str], blocks: Sequence[Residency]) -> list[Residency]:
+    """Placed blocks (a tensor's residency possibly split by moves) trimmed as
+    :func:`residencies` does, keeping their addresses."""
+    steps: dict[str, list[int]] = {}
+    breaks: set[tuple[str, int]] = set()
+    where: dict[tuple[str, int], int] = {}
+    for b in sorted(blocks, key=lambda b: (b.tensor, b.start)):
+        span = steps.setdefault(b.tensor, [])
+        if span and span[-1] == b.start - 1:
+            breaks.add((b.tensor, b.start))
+        span.extend(range(b.start, b.end + 1))
+        where[b.tensor, b.start] = b.address
+    return residencies(problem, order, steps, lambda a, t: where[a, t], breaks)
 
 
 def plan_steps(problem: Problem, order: Sequence[str], res: Sequence[Residency]) -> list[Step]:

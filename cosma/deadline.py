@@ -1,0 +1,70 @@
+"""One wall-clock limit shared by every phase of a call (SPEC: ``--time-limit`` bounds the
+whole command, not only the solver).
+
+A :class:`Deadline` is created once, at the top (the CLI command or the library call), and
+passed down; each phase asks it how much time is left (or a share of it) and records how
+long it took, so a plan can report ``stats["phases"]``.
+
+>>> d = Deadline(10.0)
+>>> with d.phase("model"):
+...     pass
+>>> 0 < d.remaining() <= 10.0, "model" in d.phases
+(True, True)
+>>> Deadline(None).left() is None   # no limit
+True
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+
+class Deadline:
+    """A point in time after which work should stop; ``None`` seconds means no limit."""
+
+    def __init__(self, seconds: float | None = None) -> None:
+        self.seconds = None if seconds is None else max(0.0, float(seconds))
+        self.started = time.perf_counter()
+        self.phases: dict[str, float] = {}
+
+    @classmethod
+    def of(cls, limit: float | Deadline | None) -> Deadline:
+        """``limit`` itself if it is a Deadline (shared), else a new one starting now."""
+        return limit if isinstance(limit, Deadline) else cls(limit)
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.started
+
+    def remaining(self) -> float:
+        """Seconds left (``inf`` without a limit, never negative)."""
+        if self.seconds is None:
+            return math.inf
+        return max(0.0, self.seconds - self.elapsed())
+
+    def expired(self, margin: float = 0.0) -> bool:
+        return self.remaining() <= margin
+
+    def left(self, share: float = 1.0, *, at_most: float | None = None) -> float | None:
+        """Seconds a phase may use: ``share`` of what is left, capped by ``at_most``; None
+        when there is no limit and no cap (for functions whose ``time_limit`` takes None)."""
+        rem = self.remaining()
+        if math.isinf(rem):
+            return at_most
+        out = rem * share
+        return out if at_most is None else min(out, at_most)
+
+    def sub(self, share: float = 1.0, *, at_most: float | None = None) -> Deadline:
+        """A nested deadline for a sub-call, ending no later than this one."""
+        return Deadline(self.left(share, at_most=at_most))
+
+    @contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        """Time the block and add it to ``phases[name]``."""
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.phases[name] = round(self.phases.get(name, 0.0) + time.perf_counter() - t0, 4)
