@@ -7,8 +7,8 @@ lists its false claims: ``optimal`` above or below the true optimum, a lower bou
 it, ``infeasible`` when a plan exists, a plan the simulator rejects. The default run is a
 few dozen cases; ``-m slow`` runs hundreds (benchmarks/conformance.py writes the table).
 
-The engines did not model moves when these tests were written, so the puzzle comparisons
-are expected to fail until issue 10's first deliverable lands (xfail, not strict).
+The engines did not model moves when these tests were written (every exact method claimed
+4 B optimal on issue 10's example); they do since issue 10's first deliverable landed.
 """
 
 from __future__ import annotations
@@ -136,7 +136,6 @@ def test_no_false_claims_on_random_cases(engine, random_cases):
     assert _false_claims(random_cases, engine) == []
 
 
-@MOVES_XFAIL
 @pytest.mark.parametrize("engine", EXACT_PARAMS)
 def test_no_false_claims_on_puzzles(engine, puzzles):
     assert _false_claims(puzzles, engine) == []
