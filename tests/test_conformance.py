@@ -41,8 +41,6 @@ ENGINE_PARAMS = [pytest.param(e, id=e.label) for e in ENGINES] + [
 ]
 EXACT_PARAMS = [p for p in ENGINE_PARAMS if p.values[0] is None or p.values[0].exact]
 
-MOVES_XFAIL = pytest.mark.xfail(strict=False, reason="issue 10: engines do not model moves yet")
-
 # Puzzle seeds whose search is quick (< 1 s each when measured); the slow run uses many more.
 FAST_PUZZLES = (0, 3, 4, 7, 13, 17)
 N_RANDOM = 15
@@ -170,7 +168,6 @@ def test_no_false_claims_on_hundreds_of_random_cases(engine, big_suite):
 
 
 @pytest.mark.slow
-@MOVES_XFAIL
 @pytest.mark.parametrize("engine", EXACT_PARAMS)
 def test_no_false_claims_on_many_puzzles(engine, big_suite):
     assert _false_claims([c for c in big_suite if c.kind == "puzzle"], engine) == []
