@@ -51,8 +51,10 @@ def test_memory_map_files(tmp_path):
     _, p = _skip_plan()
     m = memory_map(p)
     png, svg = m.save(tmp_path / "m.png"), m.save(tmp_path / "m.svg")
-    assert open(png, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
-    text = open(svg).read()
+    from pathlib import Path
+
+    assert Path(png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    text = Path(svg).read_text()
     assert "<svg" in text
     with pytest.raises(Exception, match=r"\.png or \.svg"):
         m.save(tmp_path / "m.jpg")
