@@ -571,11 +571,19 @@ def judge(case: Case, engine: Engine, *, time_limit: float = 10.0) -> Verdict:
 
 
 def suite(n_puzzles: int, n_random: int, *, first_seed: int = 0) -> list[Case]:
-    """The conformance cases: issue 10's example, ``n_puzzles`` interval puzzles and
+    """The conformance cases: issue 10's example, ``n_puzzles`` distinct interval puzzles
+    (two seeds can draw the same transformations of one gadget: repeats are skipped) and
     ``n_random`` random cases (every third with parameters tracked; budgets cycling through
     ``M_R``, random and the peak)."""
     cases = [issue_puzzle()]
-    cases += [interval_puzzle(first_seed + i) for i in range(n_puzzles)]
+    seen = {(cases[0].graph.identity(), cases[0].budget)}
+    seed = first_seed
+    while len(cases) < 1 + n_puzzles:
+        case = interval_puzzle(seed)
+        seed += 1
+        if (case.graph.identity(), case.budget) not in seen:
+            seen.add((case.graph.identity(), case.budget))
+            cases.append(case)
     picks = ("low", "random", "high")
     cases += [
         random_case(first_seed + i, parameters=i % 3 == 2, budget_pick=picks[i % len(picks)])
