@@ -196,17 +196,27 @@ def peak_state(
     return peak, seq, state[0], state[1]
 
 
+def excess(inst: RematInstance, computations: Iterable[tuple[int, int]]) -> tuple[int, int]:
+    """(peak, bytes over the budget summed over every run) of ``computations``."""
+    levels: list[int] = []
+    peak = _memory_profile(inst, _sequence(inst.n, computations), None, levels)[0]
+    return peak, sum(max(0, x - inst.budget) for x in levels)
+
+
 def no_remat_peak(inst: RematInstance) -> int:
     """Peak bytes of running the order once with nothing recomputed (checkpoint-all)."""
     return peak_of(inst)
 
 
 def _memory_profile(
-    inst: RematInstance, seq: list[tuple[int, int]], at_peak: list | None = None
+    inst: RematInstance,
+    seq: list[tuple[int, int]],
+    at_peak: list | None = None,
+    levels: list | None = None,
 ) -> tuple[int, dict[int, list[int]], dict[int, list[int]]]:
     """(peak, drops of values after each run, drops of inputs after each run). With
     ``at_peak`` (a list), it receives the index in ``seq`` of the first run at the peak and
-    the values resident then."""
+    the values resident then; with ``levels`` (a list), the bytes resident at each run."""
     n = inst.n
     prods: dict[int, list[int]] = {i: [] for i in range(n)}
     uses: dict[int, list[int]] = {i: [] for i in range(n)}
@@ -250,6 +260,8 @@ def _memory_profile(
             occupancy += inst.input_size[x]
         resident.add(k)
         occupancy += inst.keep[k] + inst.transient[k]
+        if levels is not None:
+            levels.append(occupancy)
         if occupancy > peak:
             peak = occupancy
             if at_peak is not None:

@@ -32,6 +32,7 @@ from cosma.problem import Problem
 from cosma.remat import (
     REMAT_OPTIONS,
     RematInstance,
+    excess,
     no_remat_peak,
     peak_of,
     peak_state,
@@ -656,21 +657,48 @@ def _choose_greedy(inst: RematInstance) -> tuple[list | None, dict]:
 
 def _choose_evict(inst: RematInstance) -> tuple[list | None, dict]:
     """A greedy for any graph: while the peak is over the budget, take the values resident
-    at the peak that are kept for a later run, and recompute the one that lowers the peak
-    most per unit of compute right before that later run."""
+    at the peak that are kept for a later run, and recompute the one that lowers (the peak,
+    then the bytes over the budget summed over all runs) most per unit of compute right
+    before that later run — together with the inputs of that recomputation that would
+    otherwise have to be kept for it (a chain back to values alive anyway, at most 8 deep)."""
     comps: list[tuple[int, int]] = []
     runs = [1] * inst.n
     for _ in range(4 * inst.n):
         peak, seq, at, resident = peak_state(inst, comps)
         if peak <= inst.budget:
             return comps, {"steps": len(comps)}
+        over = excess(inst, comps)[1]
         t_p, k_p = seq[at]
         here = position(t_p, k_p)
-        best = None
+        pos = [position(t, k) for t, k in seq]
+        uses: dict[int, list[int]] = {}
+        prods: dict[int, list[int]] = {}
+        for q, (_, k) in enumerate(seq):
+            prods.setdefault(k, []).append(pos[q])
+            for d in inst.deps[k]:
+                uses.setdefault(d, []).append(pos[q])
+
+        def alive_after(d: int, p: int, uses=uses, prods=prods) -> bool:
+            nu = next((u for u in uses.get(d, ()) if u > p), None)
+            np_ = next((x for x in prods.get(d, ()) if x > p), None)
+            return nu is not None and (np_ is None or nu < np_)
+
+        def chain(t: int, i: int, depth: int, taken: set) -> list[tuple[int, int]]:
+            adds = [(t, i)]
+            taken.add(i)
+            for d in inst.deps[i]:
+                if d in taken or alive_after(d, position(t, i)) or depth == 0:
+                    continue
+                if runs[d] >= inst.max_computes[d] or (t, d) in comps:
+                    continue
+                adds += chain(t, d, depth - 1, taken)
+            return adds
+
         next_use: dict[int, int] = {}
         for q in range(len(seq) - 1, at, -1):
             for d in inst.deps[seq[q][1]]:
                 next_use[d] = q
+        best = None
         for i in sorted(resident):
             if i == k_p or i in inst.deps[k_p] or runs[i] >= inst.max_computes[i]:
                 continue
@@ -679,19 +707,23 @@ def _choose_evict(inst: RematInstance) -> tuple[list | None, dict]:
             t_q = seq[next_use[i]][0]
             if position(t_q, i) <= here or (t_q, i) in comps:
                 continue
-            trial = [*comps, (t_q, i)]
-            try:
-                new_peak = peak_of(inst, trial)
-            except UsageError:
-                continue
-            if new_peak < peak:
-                score = (peak - new_peak) / max(1, inst.cost[i])
-                if best is None or score > best[0]:
-                    best = (score, (t_q, i))
+            for adds in ([(t_q, i)], chain(t_q, i, 8, set())):
+                if any(position(t, k) <= here for t, k in adds):
+                    continue
+                try:
+                    new_peak, new_over = excess(inst, [*comps, *adds])
+                except UsageError:
+                    continue
+                if (new_peak, new_over) < (peak, over):
+                    cost = max(1, sum(inst.cost[k] for _, k in adds))
+                    score = ((peak - new_peak) / cost, (over - new_over) / cost)
+                    if best is None or score > best[0]:
+                        best = (score, adds)
         if best is None:
             return None, {"reason": f"the eviction greedy is stuck at a peak of {peak:,} bytes"}
-        comps.append(best[1])
-        runs[best[1][1]] += 1
+        for t, k in best[1]:
+            comps.append((t, k))
+            runs[k] += 1
     return None, {"reason": "the eviction greedy did not converge"}
 
 
