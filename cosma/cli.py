@@ -231,7 +231,7 @@ def _remat_method(method: str) -> str:
     if method.startswith("remat-"):
         return method
     names = {"milp": "remat-milp", "cpsat": "remat-cpsat", "baseline": "remat-chen-greedy"}
-    known = ("checkpoint-all", "sqrtn", "chen-greedy")
+    known = ("checkpoint-all", "sqrtn", "chen-greedy", "evict")
     if method in names:
         return names[method]
     if method in known:
@@ -344,7 +344,7 @@ def _remat_summary(graph: Graph, plan: Plan, elapsed: float) -> list[str]:
     show_default=True,
     help="traffic: least off-chip traffic (the accelerator model). compute: "
     "rematerialization, GPU style (pooled memory budget, no spills, least total compute); "
-    "-m milp|cpsat|checkpoint-all|sqrtn|chen-greedy, BUDGET may be 0.9xpeak.",
+    "-m milp|cpsat|checkpoint-all|sqrtn|chen-greedy|evict, BUDGET may be 0.9xpeak.",
 )
 @click.option(
     "--max-computes",

@@ -762,6 +762,14 @@ def _seconds(limit: object, default: float = 60.0) -> float:
     return default if limit is None else float(limit)  # type: ignore[arg-type]
 
 
+def evict_greedy(problem: Problem, *, order: list[str] | None = None, **_: object) -> Plan:
+    """Rematerialization heuristic: evict at the peak, recompute before the next use.
+
+    While the peak is over the budget, recompute (with the chain of inputs it needs) the
+    value kept across the peak that lowers it most per unit of compute."""
+    return _baseline(problem, "remat-evict", _choose_evict, order)
+
+
 def remat_methods() -> dict[str, Callable[..., Plan]]:
     """Registry entries for :data:`cosma.solvers.REMAT_METHODS`; each declares the options
     it takes (``.options``)."""
@@ -809,4 +817,5 @@ def remat_methods() -> dict[str, Callable[..., Plan]]:
         "remat-checkpoint-all": base(checkpoint_all),
         "remat-sqrtn": base(chen_sqrtn),
         "remat-chen-greedy": base(chen_greedy),
+        "remat-evict": base(evict_greedy),
     }

@@ -21,6 +21,7 @@ from cosma.solvers.remat import (
     checkpoint_all,
     chen_greedy,
     chen_sqrtn,
+    evict_greedy,
     remat_cpsat,
     remat_milp,
 )
@@ -140,7 +141,7 @@ def test_baselines_replay_and_never_beat_the_optimum():
     for frac in (1.0, 0.8, 0.7):
         problem = Problem(g, math.ceil(frac * peak))
         best = remat_cpsat(problem, time_limit=30, max_computes=None)
-        for fn in (checkpoint_all, chen_sqrtn, chen_greedy):
+        for fn in (checkpoint_all, chen_sqrtn, chen_greedy, evict_greedy):
             plan = fn(problem)
             if plan.status.has_plan:
                 r = replay(g, plan)
