@@ -388,6 +388,11 @@ def plan(
 
     if objective == "compute" or method.startswith("remat-"):
         objective, method = "compute", _remat_method(method)
+    elif "peak" in budget.lower():
+        raise UsageError(
+            f"budget {budget!r}: fractions of the peak are for --objective compute "
+            "(rematerialization); for traffic use bytes or M_R, M_H, M_P"
+        )
     # Only the options given on the command line go to the method, so one it does not take
     # (or an unknown solver or order) is an error, not silently ignored.
     ctx = click.get_current_context()

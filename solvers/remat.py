@@ -774,20 +774,24 @@ def remat_methods() -> dict[str, Callable[..., Plan]]:
     """Registry entries for :data:`cosma.solvers.REMAT_METHODS`; each declares the options
     it takes (``.options``)."""
 
-    def keep(kw: dict) -> dict:
-        # the traffic methods' --order names (file, minpeak...) do not apply: the
-        # rematerialization order is the graph's (topological, closest to file order)
-        return {k: v for k, v in kw.items() if k != "order" or isinstance(v, list)}
+    def keep(problem: Problem, kw: dict) -> dict:
+        # an order may be named as for the traffic methods (file, greedy, minpeak)
+        order = kw.get("order")
+        if isinstance(order, str):
+            from cosma.solvers.baselines import make_order
+
+            kw = {**kw, "order": make_order(problem, order)}
+        return kw
 
     def milp_entry(problem: Problem, *, time_limit: object = 60.0, **kw) -> Plan:
-        return remat_milp(problem, time_limit=_seconds(time_limit), **keep(kw))
+        return remat_milp(problem, time_limit=_seconds(time_limit), **keep(problem, kw))
 
     def cpsat_entry(problem: Problem, *, time_limit: object = 60.0, **kw) -> Plan:
-        return remat_cpsat(problem, time_limit=_seconds(time_limit), **keep(kw))
+        return remat_cpsat(problem, time_limit=_seconds(time_limit), **keep(problem, kw))
 
     def base(fn):
         def run(problem: Problem, *, time_limit: object = None, **kw) -> Plan:
-            return fn(problem, **keep(kw))
+            return fn(problem, **keep(problem, kw))
 
         run.__doc__ = fn.__doc__
         run.options = ("time_limit", "order")  # type: ignore[attr-defined]

@@ -212,6 +212,24 @@ def test_cli_objective_compute(tmp_path):
     )
     assert bad.exit_code != 0 and "does not minimise compute" in bad.output
     assert "Traceback" not in bad.output
+    traffic = runner.invoke(cli, ["plan", "zoo:resnet50:training", "-s", "0.9xpeak"])
+    assert traffic.exit_code != 0 and "--objective compute" in traffic.output
+    named = runner.invoke(
+        cli,
+        [
+            "plan",
+            "zoo:resnet50:training",
+            "-s",
+            "0.9xpeak",
+            "--objective",
+            "compute",
+            "-m",
+            "evict",
+            "--order",
+            "greedy",
+        ],
+    )
+    assert named.exit_code == 0, named.output
 
 
 @pytest.mark.parametrize("seed", range(4))
