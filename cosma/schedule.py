@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from cosma.deadline import Deadline
 from cosma.graph import Graph, Setting
 from cosma.liveness import Liveness, liveness
+from cosma.progress import report
 
 
 @dataclass(frozen=True)
@@ -172,6 +173,15 @@ def _downset_search(
                 m = prev
             return _SearchResult(order[::-1], peak, peak, True, states)
         states += 1
+        if states % 65536 == 0:
+            report(
+                "minpeak",
+                seconds=deadline.elapsed(),
+                objective=incumbent,
+                bound=bound,
+                phase="downset search",
+                states=states,
+            )
         if states > max_states or (states % 256 == 0 and deadline.expired()):
             return _SearchResult(None, incumbent, bound, False, states)
         resident, ready = info[done]
@@ -420,7 +430,18 @@ def min_peak_order(
             best_order, best_peak = o, p
     total_states = 0
 
+    def note(phase: str, lower: int) -> None:
+        report(
+            "minpeak",
+            seconds=deadline.elapsed(),
+            objective=best_peak,
+            bound=min(lower, best_peak),
+            phase=phase,
+            states=total_states,
+        )
+
     def result(lower: int, method: str) -> PeakResult:
+        note(method, lower)
         return PeakResult(
             tuple(lv.names(best_order)),
             best_peak,
@@ -449,6 +470,7 @@ def min_peak_order(
     if r.complete:
         return result(best_peak, "downset search (complete)")
     lb = max(lb, r.bound)
+    note("downset search stopped", lb)
 
     # Large graphs: a heuristic order, then a lower bound, then the exact search again.
     share = deadline.sub(0.25)
@@ -462,6 +484,7 @@ def min_peak_order(
     o, p = _improve(lv, best_order, floor=lb, deadline=deadline.sub(0.45))
     if p < best_peak:
         best_order, best_peak = o, p
+    note("heuristic order", lb)
     if best_peak <= lb:
         return result(best_peak, "heuristic, certified by must-live bound")
     lb = _window_bound(
