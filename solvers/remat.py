@@ -274,7 +274,7 @@ def remat_milp(
         return _finish(inst, plan, None, Status.INFEASIBLE, None, t0)
     backend = backends.backend(solver)
     prob, R, S, cg = _milp_model(inst, problem.budget)
-    warm = _warm_start(inst)
+    warm = _warm_start(inst, time_limit / 4)
     if warm is not None:
         _milp_warm(inst, warm, R, S)
     out = backend.solve(
@@ -451,7 +451,7 @@ def remat_cpsat(
             m.add_bool_or(served_by.get((i, c), [])).only_enforce_if(present[i][c])
     m.add_cumulative(intervals, demands, problem.budget // mg)
     m.minimize(sum(objective))
-    warm = _warm_start(inst) if hint else None
+    warm = _warm_start(inst, time_limit / 4) if hint else None
     if warm is not None:
         # A complete hint (every variable) from the best baseline, so the search starts
         # from a feasible plan instead of repairing a partial one.
@@ -518,12 +518,14 @@ def remat_cpsat(
 # --- baselines --------------------------------------------------------------------------------
 
 
-def _warm_start(inst: RematInstance) -> list[tuple[int, int]] | None:
-    """The cheapest baseline's computations that fit (checkpoint-all, greedy, √n), or None."""
+def _warm_start(inst: RematInstance, seconds: float | None = None) -> list[tuple[int, int]] | None:
+    """The cheapest baseline's computations that fit (checkpoint-all, Chen's two, the
+    eviction greedy — given at most ``seconds``), or None."""
     best = None
+    stop = None if seconds is None else time.perf_counter() + seconds
     for choose in (_choose_all, _choose_greedy, _choose_sqrtn, _choose_evict):
         try:
-            comps, _ = choose(inst)
+            comps, _ = choose(inst, stop) if choose is _choose_evict else choose(inst)
         except UsageError:
             continue
         if comps is None:
@@ -656,7 +658,7 @@ def _choose_greedy(inst: RematInstance) -> tuple[list | None, dict]:
     return best[1], {"checkpoints": best[2], "threshold": round(best[3]), "tried": tried}
 
 
-def _choose_evict(inst: RematInstance) -> tuple[list | None, dict]:
+def _choose_evict(inst: RematInstance, stop: float | None = None) -> tuple[list | None, dict]:
     """A greedy for any graph: while the peak is over the budget, take the values resident
     at the peak that are kept for a later run, and recompute the one that lowers (the peak,
     then the bytes over the budget summed over all runs) most per unit of compute right
@@ -665,6 +667,8 @@ def _choose_evict(inst: RematInstance) -> tuple[list | None, dict]:
     comps: list[tuple[int, int]] = []
     runs = [1] * inst.n
     for _ in range(4 * inst.n):
+        if stop is not None and time.perf_counter() > stop:
+            return None, {"reason": "the eviction greedy ran out of time"}
         peak, seq, at, resident = peak_state(inst, comps)
         if peak <= inst.budget:
             return comps, {"steps": len(comps)}
@@ -701,6 +705,8 @@ def _choose_evict(inst: RematInstance) -> tuple[list | None, dict]:
                 next_use[d] = q
         best = None
         for i in sorted(resident):
+            if stop is not None and time.perf_counter() > stop:
+                return None, {"reason": "the eviction greedy ran out of time"}
             if i == k_p or i in inst.deps[k_p] or runs[i] >= inst.max_computes[i]:
                 continue
             if i not in next_use:
