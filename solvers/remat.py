@@ -274,7 +274,7 @@ def remat_milp(
         return _finish(inst, plan, None, Status.INFEASIBLE, None, t0)
     backend = backends.backend(solver)
     prob, R, S, cg = _milp_model(inst, problem.budget)
-    warm = _warm_start(inst, time_limit / 4)
+    warm = _warm_start(inst, time_limit / 2)
     if warm is not None:
         _milp_warm(inst, warm, R, S)
     out = backend.solve(
@@ -451,7 +451,7 @@ def remat_cpsat(
             m.add_bool_or(served_by.get((i, c), [])).only_enforce_if(present[i][c])
     m.add_cumulative(intervals, demands, problem.budget // mg)
     m.minimize(sum(objective))
-    warm = _warm_start(inst, time_limit / 4) if hint else None
+    warm = _warm_start(inst, time_limit / 2) if hint else None
     if warm is not None:
         # A complete hint (every variable) from the best baseline, so the search starts
         # from a feasible plan instead of repairing a partial one.
