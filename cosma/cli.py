@@ -4,6 +4,7 @@ a traceback: :func:`_fail` at the edge maps every exception to :class:`~cosma.er
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
@@ -22,7 +23,7 @@ from cosma.graph import Graph, Setting, TensorKind
 from cosma.memory import MemoryFigures, memory_figures
 from cosma.plan import Plan, plan_document
 from cosma.problem import Problem, budget_setting, resolve_budget
-from cosma.progress import format_report
+from cosma.progress import format_report, reporting
 from cosma.units import format_bytes
 
 log = logging.getLogger(__name__)
@@ -556,6 +557,16 @@ def plan(
         files.check_writable(solver_log, force=True, option="--solver-log")
     t0 = time.perf_counter()
     deadline = Deadline(time_limit)  # the whole command shares one wall-clock limit
+
+    def progress(info: dict) -> None:
+        shown_by_log = logging.getLogger("cosma.progress").isEnabledFor(logging.INFO)
+        if not as_json and output != "-" and not _quiet() and not shown_by_log:
+            click.echo("  " + format_report(info), err=True)
+
+    # The min-peak search behind M_P/M_H and the minpeak order reports through it too.
+    stack = contextlib.ExitStack()
+    stack.enter_context(reporting(progress))
+    click.get_current_context().call_on_close(stack.close)
     with deadline.phase("load"):
         graph = load_model(model, input_shapes, element_bytes, training)
     chosen = Setting.parse(setting) if setting else (budget_setting(budget) or Setting.ACTIVATIONS)
@@ -584,10 +595,6 @@ def plan(
         log.info("method auto: %s", why)
         check_options(method, given)
 
-    def progress(info: dict) -> None:
-        if not as_json and output != "-":
-            click.echo("  " + format_report(info), err=True)
-
     result = solve(problem, method, time_limit=deadline, progress=progress, **given)
     if result.stats.get("phases") is not None:
         result.stats["phases"] = {**deadline.phases, **result.stats["phases"]}
@@ -597,10 +604,17 @@ def plan(
     if auto is not None:
         result.stats = {**result.stats, "auto": auto}
     result.describe(graph)
-    if output:
+    if output and output != "-":
         where = _write_output(output, result.to_json())
         log.info("plan written to %s", where)
-    if as_json:
+    if output == "-" and as_json:
+        # One document on standard output: the whole plan, with the elapsed time.
+        doc = result.to_dict()
+        doc["timing"]["elapsed_seconds"] = elapsed
+        click.echo(json.dumps(doc, indent=1))
+    elif output == "-":
+        _write_output("-", result.to_json())
+    elif as_json:
         doc = result.to_dict()
         doc.pop("steps")
         doc["timing"]["elapsed_seconds"] = elapsed
@@ -648,6 +662,7 @@ def _read_plan_doc(plan_file: str, model: str | None = None) -> dict:
     "-o", "--output", default=None, metavar="FILE", help="Write the replayed plan (schema 2)."
 )
 @click.option("--force", is_flag=True, help="Overwrite the -o file if it exists.")
+@click.option("--json", "as_json", is_flag=True, help="Print the verdict as JSON.")
 def replay(
     model: str,
     training: bool,
@@ -656,6 +671,7 @@ def replay(
     plan_file: str,
     output: str | None,
     force: bool,
+    as_json: bool,
 ) -> None:
     """Replay PLAN (a plan JSON file) on MODEL and report its traffic or every violation.
 
@@ -684,6 +700,19 @@ def replay(
     graph = load_model(model, input_shapes, element_bytes, training)
     p = Plan.from_dict(doc, graph)
     r = run_replay(graph, p)
+    verdict = {
+        "plan": plan_file,
+        "graph": graph.name,
+        "valid": r.valid,
+        "violations": [str(v) for v in r.violations],
+        "traffic": r.traffic(),
+        "peak": r.peak,
+        "budget": p.budget,
+    }
+    if as_json and not (output == "-" and r.valid):
+        click.echo(json.dumps(verdict, indent=1))
+        if not r.valid:
+            sys.exit(int(ExitCode.NO_PLAN))
     if not r.valid:
         click.echo(f"{plan_file}: INVALID, {len(r.violations)} violation(s):")
         for v in r.violations[:50]:
@@ -692,7 +721,12 @@ def replay(
     t = r.traffic()
     if output:
         p.traffic, p.peak, p.objective = t, r.peak, r.non_compulsory
+        if output == "-" and as_json:  # one document: the plan with the verdict
+            click.echo(json.dumps({**p.to_dict(), "replay": verdict}, indent=1))
+            return
         _write_output(output, p.to_json())
+    if as_json:
+        return
     click.echo(
         f"{plan_file}: valid on {graph.name}; non-compulsory {t['non_compulsory']:,} B, "
         f"compulsory {t['compulsory']:,} B, peak {r.peak:,} B of {p.budget:,} B",
@@ -713,7 +747,14 @@ def replay(
 )
 @click.option("-o", "--output", default="-", show_default=True, metavar="FILE", help="Where.")
 @click.option("--force", is_flag=True, help="Overwrite the -o file if it exists.")
-def export_cmd(plan_file: str, fmt: str, output: str, force: bool) -> None:
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="JSON on standard output: the DMA document, or the C header as a JSON string, or "
+    "(with -o FILE) what was written.",
+)
+def export_cmd(plan_file: str, fmt: str, output: str, force: bool, as_json: bool) -> None:
     """Export PLAN (a schema-2 plan file) for a compiler: a DMA command list or a C header.
 
     Needs no model: the plan records every size, address and host offset.
@@ -724,9 +765,14 @@ def export_cmd(plan_file: str, fmt: str, output: str, force: bool) -> None:
         files.check_writable(output, force=force, option="-o")
     p = Plan.from_dict(_read_plan_doc(plan_file))
     text = export(p, fmt)
+    if output == "-" and as_json and fmt == "c-header":
+        text = json.dumps({"format": fmt, "text": text}, indent=1)
     where = _write_output(output, text)
     if output != "-":
-        click.echo(f"wrote {where} ({fmt})")
+        if as_json:
+            click.echo(json.dumps({"format": fmt, "written": where}))
+        else:
+            click.echo(f"wrote {where} ({fmt})")
 
 
 @cli.command()
@@ -775,11 +821,28 @@ def zoo(family: str | None, as_json: bool) -> None:
 
 
 @cli.command()
-def methods() -> None:
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def methods(as_json: bool) -> None:
     """List the plan finders."""
     from cosma.solvers import METHODS, REMAT_METHODS
 
-    for name, fn in {**METHODS, **REMAT_METHODS}.items():
+    found = {**METHODS, **REMAT_METHODS}
+    if as_json:
+        doc = [
+            {
+                "name": name,
+                "about": (fn.__doc__ or "").strip().splitlines()[0],
+                "options": list(getattr(fn, "options", ()) or ()),
+            }
+            for name, fn in found.items()
+        ]
+        click.echo(
+            json.dumps(
+                [{"name": "auto", "about": "picked by graph size", "options": []}, *doc], indent=1
+            )
+        )
+        return
+    for name, fn in found.items():
         click.echo(f"{name:28s} {(fn.__doc__ or '').strip().splitlines()[0]}")
 
 
@@ -934,7 +997,7 @@ def sweep(
         stream.unlink(missing_ok=True)
     if plot:
         files.check_writable(plot, force=force, option="--plot")
-    quiet = as_json or output == "-"
+    quiet = as_json or output == "-" or _quiet()
 
     def show(row: dict) -> None:
         if not quiet:
@@ -1110,11 +1173,11 @@ def bench(
     targets[2].unlink(missing_ok=True)
     done = [0]
     t0 = time.perf_counter()
-    bar = sys.stderr.isatty() and not as_json
+    bar = sys.stderr.isatty() and not as_json and not _quiet()
 
     def progress(row: dict) -> None:
         done[0] += 1
-        if bar or as_json:
+        if bar or as_json or _quiet():
             return  # the bar shows progress on a terminal
         nc = row["non_compulsory"]
         nc_text = "-" if nc is None else f"{nc:,}"
@@ -1141,6 +1204,47 @@ def bench(
         click.echo(json.dumps(rows, indent=1))
     else:
         click.echo(f"wrote {targets[0]} and {targets[1]} ({len(rows)} rows, {elapsed:.0f} s)")
+
+
+def _quiet() -> bool:
+    ctx = click.get_current_context(silent=True)
+    return bool(ctx and ctx.find_root().meta.get("cosma.quiet"))
+
+
+def _set_verbosity(ctx: click.Context, param: click.Parameter, value: int | bool) -> None:
+    """-v/-q anywhere on the line: before or after the subcommand."""
+    if not value:
+        return
+    if param.name == "quiet":
+        ctx.find_root().meta["cosma.quiet"] = True
+        level = logging.ERROR
+    else:
+        level = logging.WARNING - 10 * min(int(value), 2)
+    logging.getLogger().setLevel(level)
+
+
+def _verbosity_params() -> list[click.Option]:
+    return [
+        click.Option(
+            ["-v", "--verbose", "sub_verbose"],
+            count=True,
+            expose_value=False,
+            callback=_set_verbosity,
+            help="More log output (-v info, -vv debug).",
+        ),
+        click.Option(
+            ["-q", "--quiet"],
+            is_flag=True,
+            expose_value=False,
+            callback=_set_verbosity,
+            help="Only errors: no progress lines or bars.",
+        ),
+    ]
+
+
+for _command in cli.commands.values():
+    _command.params.extend(_verbosity_params())
+cli.params.append(_verbosity_params()[1])
 
 
 def main(argv: Sequence[str] | None = None) -> None:
