@@ -7,8 +7,8 @@ import json
 
 from click.testing import CliRunner
 
-from cosma import bench
-from cosma.cli import cli
+from cosma.app import bench
+from cosma.app.cli import cli
 
 SMALL = dict(budgets=["M_R", "M_Pp"], methods=["file-arena-greedy", "milp:cbc"], time_limit=30)
 

@@ -8,7 +8,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from cosma.cli import cli
+from cosma.app.cli import cli
 
 
 @pytest.fixture(scope="module")

@@ -1153,7 +1153,7 @@ def bench(
     as_json,
 ) -> None:
     """Run the reference evaluation's protocol (or a subset) and write its results."""
-    from cosma import bench as bench_module
+    from cosma.app import bench as bench_module
     from cosma.graphs import zoo as zoo_module
 
     targets = [Path(out + ".json"), Path(out + ".md"), Path(out + ".jsonl")]
