@@ -64,14 +64,27 @@ def model_options(f):
         metavar="NAME=DIMS",
         help="Static shape for a graph input with dynamic dims, e.g. data=1x3x224x224. Repeatable.",
     )(f)
+    f = click.option(
+        "--training",
+        is_flag=True,
+        help="Use the training graph of MODEL (forward, loss, one backward operator per "
+        "forward operator); zoo:NAME:training does the same.",
+    )(f)
     f = click.argument("model", metavar="MODEL")(f)
     return f
 
 
-def load_model(model: str, input_shapes: Sequence[str], element_bytes: float | None) -> Graph:
+def load_model(
+    model: str,
+    input_shapes: Sequence[str],
+    element_bytes: float | None,
+    training: bool = False,
+) -> Graph:
     from cosma.graphs import load_graph
 
-    return load_graph(model, input_shapes=list(input_shapes), element_bytes=element_bytes)
+    return load_graph(
+        model, input_shapes=list(input_shapes), element_bytes=element_bytes, training=training
+    )
 
 
 def _n(count: int, noun: str) -> str:
@@ -118,6 +131,7 @@ def _figures_text(graph: Graph, f: MemoryFigures, exact: bool) -> list[str]:
 @click.option("--bytes", "exact", is_flag=True, help="Exact byte counts only, no units.")
 def inspect(
     model: str,
+    training: bool,
     input_shapes: tuple[str, ...],
     element_bytes: float | None,
     setting: str,
@@ -131,7 +145,7 @@ def inspect(
     a lower bound on the peak of every schedule; the file-order peak is the peak of live
     bytes when operators run in file order with no spills.
     """
-    graph = load_model(model, input_shapes, element_bytes)
+    graph = load_model(model, input_shapes, element_bytes, training)
     figures = [memory_figures(graph, setting=s, alignment=alignment) for s in SETTINGS[setting]]
     counts = {k.value: len(graph.tensors_of_kind(k)) for k in TensorKind}
     if as_json:
@@ -212,6 +226,53 @@ def _plan_summary(graph: Graph, plan: Plan, elapsed: float) -> list[str]:
     return lines
 
 
+def _remat_method(method: str) -> str:
+    """The rematerialization method for a -m name under --objective compute."""
+    if method.startswith("remat-"):
+        return method
+    names = {"milp": "remat-milp", "cpsat": "remat-cpsat", "baseline": "remat-chen-greedy"}
+    known = ("checkpoint-all", "sqrtn", "chen-greedy")
+    if method in names:
+        return names[method]
+    if method in known:
+        return f"remat-{method}"
+    raise UsageError(
+        f"method {method!r} does not minimise compute; with --objective compute use one of "
+        f"milp, cpsat, {', '.join(known)}"
+    )
+
+
+def _remat_summary(graph: Graph, plan: Plan, elapsed: float) -> list[str]:
+    lines = [
+        f"{graph.name}: {plan.method}"
+        + (f" [{plan.solver}]" if plan.solver else "")
+        + f"  ->  {plan.status.value}",
+        f"  memory budget       {format_bytes(plan.budget)} ({plan.budget:,} B), pooled, "
+        f"setting {plan.setting.value}",
+    ]
+    if plan.reason:
+        lines.append(f"  reason              {plan.reason}")
+    if plan.status.has_plan:
+        base = plan.stats.get("base_compute", 0)
+        total = plan.objective or 0
+        over = f"   (+{100 * (total - base) / base:.2f} % over one run each)" if base else ""
+        lines += [
+            f"  total compute       {total:,}{over}",
+            f"  recomputations      {plan.stats.get('recomputations', 0):,}",
+            f"  peak memory         {_b(plan.peak or 0, False)}",
+        ]
+        if plan.lower_bound is not None:
+            gap = plan.gap
+            lines.append(
+                f"  lower bound         {plan.lower_bound:,}"
+                + (f"   (gap {100 * gap:.2f} %)" if gap is not None else "")
+            )
+    elif plan.lower_bound is not None:
+        lines.append(f"  lower bound         {plan.lower_bound:,}")
+    lines.append(f"  time                {elapsed:.2f} s (solve {plan.solve_time:.2f} s)")
+    return lines
+
+
 @cli.command()
 @model_options
 @click.option(
@@ -276,8 +337,26 @@ def _plan_summary(graph: Graph, plan: Plan, elapsed: float) -> list[str]:
 )
 @click.option("--force", is_flag=True, help="Overwrite the -o file if it exists.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@click.option(
+    "--objective",
+    type=click.Choice(["traffic", "compute"]),
+    default="traffic",
+    show_default=True,
+    help="traffic: least off-chip traffic (the accelerator model). compute: "
+    "rematerialization, GPU style (pooled memory budget, no spills, least total compute); "
+    "-m milp|cpsat|checkpoint-all|sqrtn|chen-greedy, BUDGET may be 0.9xpeak.",
+)
+@click.option(
+    "--max-computes",
+    type=int,
+    default=2,
+    show_default=True,
+    help="With --objective compute: most runs of one operator (2 = one recomputation, as "
+    "MOCCASIN); 0 for no bound.",
+)
 def plan(
     model: str,
+    training: bool,
     input_shapes: tuple[str, ...],
     element_bytes: float | None,
     budget: str,
@@ -294,6 +373,8 @@ def plan(
     output: str | None,
     force: bool,
     as_json: bool,
+    objective: str,
+    max_computes: int,
 ) -> None:
     """Find a plan for MODEL (an ONNX file or zoo:NAME) in a scratchpad of BUDGET bytes and
     replay it.
@@ -305,6 +386,8 @@ def plan(
     from cosma.deadline import Deadline
     from cosma.solvers import check_options, method_options, solve
 
+    if objective == "compute" or method.startswith("remat-"):
+        objective, method = "compute", _remat_method(method)
     # Only the options given on the command line go to the method, so one it does not take
     # (or an unknown solver or order) is an error, not silently ignored.
     ctx = click.get_current_context()
@@ -321,18 +404,25 @@ def plan(
         if ctx.get_parameter_source("solver_log" if name == "log_path" else name)
         is not click.core.ParameterSource.DEFAULT
     }
+    if "max_computes" in (method_options(method) or ()):
+        given["max_computes"] = max_computes or None
     check_options(method, given)
     if output and output != "-" and Path(output).exists() and not force:
         raise UsageError(f"{output} already exists; pass --force to overwrite it")
     t0 = time.perf_counter()
     deadline = Deadline(time_limit)  # the whole command shares one wall-clock limit
     with deadline.phase("load"):
-        graph = load_model(model, input_shapes, element_bytes)
+        graph = load_model(model, input_shapes, element_bytes, training)
     chosen = Setting.parse(setting) if setting else (budget_setting(budget) or Setting.ACTIVATIONS)
     with deadline.phase("budget"):
-        nbytes = resolve_budget(
-            graph, budget, setting=chosen, alignment=alignment, time_limit=deadline.left(0.3)
-        )
+        if objective == "compute":
+            from cosma.remat import resolve_remat_budget
+
+            nbytes = resolve_remat_budget(graph, budget, setting=chosen)
+        else:
+            nbytes = resolve_budget(
+                graph, budget, setting=chosen, alignment=alignment, time_limit=deadline.left(0.3)
+            )
     problem = Problem(graph, nbytes, chosen, alignment)
     why = problem.shortfall()
     if why:
@@ -363,7 +453,11 @@ def plan(
         doc["elapsed"] = elapsed
         click.echo(json.dumps(doc, indent=2))
     elif output != "-":
-        lines = _plan_summary(graph, result, elapsed)
+        lines = (
+            _remat_summary(graph, result, elapsed)
+            if objective == "compute"
+            else _plan_summary(graph, result, elapsed)
+        )
         if output:
             lines.append(f"  plan written to     {output}")
         click.echo("\n".join(lines))
@@ -375,12 +469,16 @@ def plan(
 @model_options
 @click.argument("plan_file", metavar="PLAN")
 def replay(
-    model: str, input_shapes: tuple[str, ...], element_bytes: float | None, plan_file: str
+    model: str,
+    training: bool,
+    input_shapes: tuple[str, ...],
+    element_bytes: float | None,
+    plan_file: str,
 ) -> None:
     """Replay PLAN (a plan JSON file) on MODEL and report its traffic or every violation."""
     from cosma.simulator import replay as run_replay
 
-    graph = load_model(model, input_shapes, element_bytes)
+    graph = load_model(model, input_shapes, element_bytes, training)
     path = Path(plan_file)
     if not path.is_file():
         raise UsageError(f"{plan_file}: no such plan file")
@@ -522,9 +620,9 @@ def bench(graph_list, budget_list, method_list, time_limit, out, force) -> None:
 @cli.command()
 def methods() -> None:
     """List the plan finders."""
-    from cosma.solvers import METHODS
+    from cosma.solvers import METHODS, REMAT_METHODS
 
-    for name, fn in METHODS.items():
+    for name, fn in {**METHODS, **REMAT_METHODS}.items():
         click.echo(f"{name:28s} {(fn.__doc__ or '').strip().splitlines()[0]}")
 
 

@@ -103,8 +103,13 @@ def names(family: str | None = None) -> list[str]:
 
 def load(name: str, **options: object) -> Graph:
     """Build or read the zoo network ``name``; options go to its builder (``resolution``,
-    ``batch``, ``element_bytes``...). Zoo graphs default to 1 byte per element."""
+    ``batch``, ``element_bytes``...). Zoo graphs default to 1 byte per element.
+    ``NAME_training`` is the training graph of ``NAME`` (forward, loss, backward)."""
     table = entries()
+    if name not in table and name.endswith("_training") and name[: -len("_training")] in table:
+        from cosma.graphs.training import training_graph
+
+        return training_graph(load(name[: -len("_training")], **options))
     if name not in table:
         close = [n for n in table if name.lower() in n or n in name.lower()]
         hint = f" (did you mean {', '.join(close)}?)" if close else ""

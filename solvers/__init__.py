@@ -33,6 +33,7 @@ __all__ = [
     "BACKENDS",
     "METHODS",
     "PROTOCOL",
+    "REMAT_METHODS",
     "baseline",
     "best_baseline",
     "check_options",
@@ -101,6 +102,12 @@ for _name, _fn in METHODS.items():
     if not hasattr(_fn, "options"):
         _fn.options = ("time_limit",)  # type: ignore[attr-defined]
 
+# Rematerialization (GPU style: memory budget, least total compute; see cosma.remat): a
+# registry of its own, since these plans minimise compute, not traffic.
+from cosma.solvers.remat import remat_methods  # noqa: E402
+
+REMAT_METHODS: dict[str, Callable[..., Plan]] = remat_methods()
+
 
 def method_names() -> list[str]:
     return list(METHODS)
@@ -108,7 +115,7 @@ def method_names() -> list[str]:
 
 def method_options(method: str) -> tuple[str, ...] | None:
     """The options ``method`` accepts (None if it does not declare them)."""
-    return getattr(METHODS.get(method), "options", None)
+    return getattr(METHODS.get(method) or REMAT_METHODS.get(method), "options", None)
 
 
 def check_options(method: str, options: Mapping[str, object]) -> None:
@@ -120,8 +127,9 @@ def check_options(method: str, options: Mapping[str, object]) -> None:
     ...
     cosma.errors.UsageError: method 'milp' has no option 'threds'; it takes: time_limit, ...
     """
-    if method not in METHODS:
-        raise UsageError(f"unknown method {method!r}; choose from: {', '.join(METHODS)}")
+    if method not in METHODS and method not in REMAT_METHODS:
+        known = ", ".join([*METHODS, *REMAT_METHODS])
+        raise UsageError(f"unknown method {method!r}; choose from: {known}")
     accepted = method_options(method)
     if accepted is not None:
         for name in options:
@@ -140,6 +148,7 @@ def check_options(method: str, options: Mapping[str, object]) -> None:
 def solve(problem: Problem, method: str = "baseline", **options: object) -> Plan:
     """Run the method called ``method`` on ``problem``; options go to the method. An option
     the method does not take, or an unknown solver or order, is a UsageError.
+    Rematerialization methods (:data:`REMAT_METHODS`) are found here too.
 
     >>> from cosma import GraphBuilder
     >>> g = GraphBuilder().input("x", 4).op("f", ["x"], {"y": 8}).output("y").build()
@@ -147,4 +156,5 @@ def solve(problem: Problem, method: str = "baseline", **options: object) -> Plan
     'optimal'
     """
     check_options(method, options)
-    return METHODS[method](problem, **options)
+    fn = METHODS.get(method) or REMAT_METHODS[method]
+    return fn(problem, **options)
