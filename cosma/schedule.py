@@ -473,7 +473,8 @@ def min_peak_order(
     reverse post-order are always tried). ``time_limit`` (seconds, or a shared
     :class:`~cosma.deadline.Deadline`) is a wall-clock deadline for the whole call.
     ``optimal`` is True only when the peak is proven minimal; otherwise ``lower_bound`` is
-    a proven bound below it.
+    a proven bound below it. ``max_states`` caps the exact search (further capped so its
+    memory stays within a few hundred megabytes).
 
     >>> from cosma.graph import GraphBuilder
     >>> g = (GraphBuilder().input("x", 1).op("a", ["x"], {"p": 10}).op("b", ["x"], {"q": 20})
@@ -519,6 +520,9 @@ def min_peak_order(
 
     if best_peak <= lb:
         return result(best_peak, "certified by must-live bound")
+    # Each state of the exact search keeps a set of n bits and a ready list: cap the
+    # states so the search stays within a few hundred megabytes on large graphs.
+    max_states = min(max_states, 300_000_000 // (lv.n // 8 + 600))
     # A short exact attempt first: most graphs of a few hundred operators end here.
     first = min(max_states, 50_000)
     r = exact(first, deadline.sub(0.15))
