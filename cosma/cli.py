@@ -16,6 +16,7 @@ from cosma.graph import Graph, Setting, TensorKind
 from cosma.memory import MemoryFigures, memory_figures
 from cosma.plan import Plan
 from cosma.problem import Problem, budget_setting, resolve_budget
+from cosma.progress import format_report
 from cosma.units import format_bytes
 
 log = logging.getLogger(__name__)
@@ -289,7 +290,7 @@ def _remat_summary(graph: Graph, plan: Plan, elapsed: float) -> list[str]:
     "--method",
     default="baseline",
     show_default=True,
-    help="Plan finder; 'cosma methods' lists them.",
+    help="Plan finder; 'cosma methods' lists them. 'auto' picks one by graph size.",
 )
 @click.option(
     "--setting",
@@ -406,7 +407,8 @@ def plan(
     }
     if "max_computes" in (method_options(method) or ()):
         given["max_computes"] = max_computes or None
-    check_options(method, given)
+    if method != "auto":
+        check_options(method, given)
     if output and output != "-" and Path(output).exists() and not force:
         raise UsageError(f"{output} already exists; pass --force to overwrite it")
     t0 = time.perf_counter()
@@ -430,20 +432,29 @@ def plan(
     if write_model and Path(write_model).exists() and not force:
         raise UsageError(f"{write_model} already exists; pass --force to overwrite it")
 
+    auto = None
+    if method == "auto":
+        from cosma.api import pick_method
+
+        method, picked, why = pick_method(graph)
+        for k, v in picked.items():
+            given.setdefault(k, v)
+        auto = {"method": method, **picked, "reason": why}
+        log.info("method auto: %s", why)
+        check_options(method, given)
+
     def progress(info: dict) -> None:
         if not as_json and output != "-":
-            click.echo(
-                f"  [{info['seconds']:7.2f} s] incumbent {info['objective']:,} B, "
-                f"bound {info['bound']:,} B, gap {100 * info['gap']:.1f} %",
-                err=True,
-            )
+            click.echo("  " + format_report(info), err=True)
 
-    if "progress" in (method_options(method) or ()):
-        given["progress"] = progress
-    result = solve(problem, method, time_limit=deadline, **given)
+    result = solve(problem, method, time_limit=deadline, progress=progress, **given)
     if result.stats.get("phases") is not None:
         result.stats["phases"] = {**deadline.phases, **result.stats["phases"]}
     elapsed = time.perf_counter() - t0
+    result.source, result.element_bytes = model, element_bytes
+    if auto is not None:
+        result.stats = {**result.stats, "auto": auto}
+    result.describe(graph)
     if output:
         where = _write_output(output, result.to_json(), force)
         log.info("plan written to %s", where)
@@ -465,24 +476,51 @@ def plan(
         sys.exit(1)
 
 
+def _read_plan_doc(plan_file: str) -> dict:
+    path = Path(plan_file)
+    if not path.is_file():
+        raise UsageError(f"{plan_file}: no such plan file")
+    try:
+        doc = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise UsageError(f"{plan_file} is not a plan (not JSON: {e})") from None
+    if not isinstance(doc, dict):
+        raise UsageError(f"{plan_file} is not a plan (the JSON is not an object)")
+    return doc
+
+
 @cli.command()
 @model_options
 @click.argument("plan_file", metavar="PLAN")
+@click.option(
+    "-o", "--output", default=None, metavar="FILE", help="Write the replayed plan (schema 2)."
+)
+@click.option("--force", is_flag=True, help="Overwrite the -o file if it exists.")
 def replay(
     model: str,
     training: bool,
     input_shapes: tuple[str, ...],
     element_bytes: float | None,
     plan_file: str,
+    output: str | None,
+    force: bool,
 ) -> None:
-    """Replay PLAN (a plan JSON file) on MODEL and report its traffic or every violation."""
+    """Replay PLAN (a plan JSON file) on MODEL and report its traffic or every violation.
+
+    The element size and input shapes the plan was made with are read from the plan
+    (schema 2); --element-bytes and --input-shape override them.
+    """
     from cosma.simulator import replay as run_replay
 
+    doc = _read_plan_doc(plan_file)
+    if element_bytes is None:
+        element_bytes = doc.get("element_bytes")
+    if not input_shapes and doc.get("input_shapes") and not model.startswith("zoo:"):
+        input_shapes = tuple(
+            f"{k}={'x'.join(str(d) for d in v)}" for k, v in doc["input_shapes"].items()
+        )
     graph = load_model(model, input_shapes, element_bytes, training)
-    path = Path(plan_file)
-    if not path.is_file():
-        raise UsageError(f"{plan_file}: no such plan file")
-    p = Plan.from_json(path.read_text(), graph)
+    p = Plan.from_dict(doc, graph)
     r = run_replay(graph, p)
     if not r.valid:
         click.echo(f"{plan_file}: INVALID, {len(r.violations)} violation(s):")
@@ -490,10 +528,41 @@ def replay(
             click.echo(f"  {v}")
         sys.exit(1)
     t = r.traffic()
+    if output:
+        p.traffic, p.peak, p.objective = t, r.peak, r.non_compulsory
+        _write_output(output, p.to_json(), force)
     click.echo(
         f"{plan_file}: valid on {graph.name}; non-compulsory {t['non_compulsory']:,} B, "
-        f"compulsory {t['compulsory']:,} B, peak {r.peak:,} B of {p.budget:,} B"
+        f"compulsory {t['compulsory']:,} B, peak {r.peak:,} B of {p.budget:,} B",
+        err=output == "-",
     )
+
+
+@cli.command(name="export")
+@click.argument("plan_file", metavar="PLAN")
+@click.option(
+    "-f",
+    "--format",
+    "fmt",
+    type=click.Choice(["dma-json", "c-header"]),
+    default="dma-json",
+    show_default=True,
+    help="dma-json: a flat list of DMA commands; c-header: sizes, offsets and commands in C.",
+)
+@click.option("-o", "--output", default="-", show_default=True, metavar="FILE", help="Where.")
+@click.option("--force", is_flag=True, help="Overwrite the -o file if it exists.")
+def export_cmd(plan_file: str, fmt: str, output: str, force: bool) -> None:
+    """Export PLAN (a schema-2 plan file) for a compiler: a DMA command list or a C header.
+
+    Needs no model: the plan records every size, address and host offset.
+    """
+    from cosma.export import export
+
+    p = Plan.from_dict(_read_plan_doc(plan_file))
+    text = export(p, fmt)
+    where = _write_output(output, text, force)
+    if output != "-":
+        click.echo(f"wrote {where} ({fmt})")
 
 
 @cli.command()

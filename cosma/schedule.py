@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from cosma.deadline import Deadline
 from cosma.graph import Graph, Setting
 from cosma.liveness import Liveness, liveness
+from cosma.progress import report
 
 
 @dataclass(frozen=True)
@@ -181,6 +182,15 @@ def _downset_search(
                 m = prev
             return _SearchResult(order[::-1], peak, peak, True, states)
         states += 1
+        if states % 65536 == 0:
+            report(
+                "minpeak",
+                seconds=deadline.elapsed(),
+                objective=incumbent,
+                bound=bound,
+                phase="downset search",
+                states=states,
+            )
         if states > max_states or (states % 256 == 0 and deadline.expired()):
             return _SearchResult(None, incumbent, bound, False, states)
         resident, ready = info[done]
@@ -497,7 +507,18 @@ def min_peak_order(
             best_order, best_peak = o, p
     total_states = 0
 
+    def note(phase: str, lower: int) -> None:
+        report(
+            "minpeak",
+            seconds=deadline.elapsed(),
+            objective=best_peak,
+            bound=min(lower, best_peak),
+            phase=phase,
+            states=total_states,
+        )
+
     def result(lower: int, method: str) -> PeakResult:
+        note(method, lower)
         return PeakResult(
             tuple(lv.names(best_order)),
             best_peak,
@@ -529,6 +550,7 @@ def min_peak_order(
     if r.complete:
         return result(best_peak, "downset search (complete)")
     lb = max(lb, r.bound)
+    note("downset search stopped", lb)
 
     # Large graphs: heuristic orders (the best start, then beam searches of growing width,
     # each improved by the search around its peak), then a lower bound, then the exact
@@ -546,6 +568,8 @@ def min_peak_order(
         o, p = _improve(lv, o, floor=lb, deadline=heuristic)
         if p < best_peak:
             best_order, best_peak = o, p
+            note(f"heuristic order (beam {width})", lb)
+    note("heuristic order", lb)
     if best_peak <= lb:
         return result(best_peak, "heuristic, certified by must-live bound")
     lb = _window_bound(

@@ -315,11 +315,13 @@ def replay(
 
 
 def verify(graph: Graph, plan: Plan) -> Plan:
-    """Replay ``plan``, fill in its traffic, objective and peak, and return it.
+    """Replay ``plan``, fill in its traffic, objective and peak and what a compiler needs
+    (:meth:`~cosma.plan.Plan.describe`), and return it.
 
     Raises :class:`~cosma.errors.PlanError` if the plan breaks a rule or its claimed
     objective disagrees with the replay: either is a bug in the method that made it.
     """
+    plan.describe(graph)
     if not plan.status.has_plan:
         return plan
     r = replay(graph, plan)

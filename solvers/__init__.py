@@ -17,6 +17,7 @@ from cosma.deadline import Deadline
 from cosma.errors import UsageError
 from cosma.plan import Plan
 from cosma.problem import Problem
+from cosma.progress import Progress, reporting
 from cosma.solvers.backends import BACKENDS
 from cosma.solvers.baselines import (
     ALLOCATORS,
@@ -83,9 +84,9 @@ def _exact_method(
     return run
 
 
-_COMMON = ("threads", "seed")
+_COMMON = ("threads", "seed", "shortcut")
 _MILP_OPTIONS = (*_COMMON, "solver", "write_model", "log_path")
-_CPSAT_OPTIONS = (*_COMMON, "progress")
+_CPSAT_OPTIONS = _COMMON
 METHODS["milp"] = _exact_method(
     milp, _MILP_OPTIONS, False, "Exact MILP, schedule free (joint); --solver cbc|highs|gurobi."
 )
@@ -145,10 +146,17 @@ def check_options(method: str, options: Mapping[str, object]) -> None:
         raise UsageError(f"unknown order {order!r}; choose from: {', '.join(ORDERS)}")
 
 
-def solve(problem: Problem, method: str = "baseline", **options: object) -> Plan:
+def solve(
+    problem: Problem,
+    method: str = "baseline",
+    *,
+    progress: Progress | None = None,
+    **options: object,
+) -> Plan:
     """Run the method called ``method`` on ``problem``; options go to the method. An option
     the method does not take, or an unknown solver or order, is a UsageError.
-    Rematerialization methods (:data:`REMAT_METHODS`) are found here too.
+    Rematerialization methods (:data:`REMAT_METHODS`) are found here too. ``progress``
+    receives the engine's progress reports (see :mod:`cosma.progress`).
 
     >>> from cosma import GraphBuilder
     >>> g = GraphBuilder().input("x", 4).op("f", ["x"], {"y": 8}).output("y").build()
@@ -157,4 +165,5 @@ def solve(problem: Problem, method: str = "baseline", **options: object) -> Plan
     """
     check_options(method, options)
     fn = METHODS.get(method) or REMAT_METHODS[method]
-    return fn(problem, **options)
+    with reporting(progress):
+        return fn(problem, **options)
