@@ -546,16 +546,14 @@ def min_peak_order(
     max_states = min(max_states, 300_000_000 // (lv.n // 8 + 600))
     # The exact search first, with 40 % of the time: the NAS networks of 500-900 operators
     # end here within seconds.
-    first = max_states
-    r = exact(first, deadline.sub(0.4))
+    r = exact(max_states, deadline.sub(0.4))
     if r.complete:
         return result(best_peak, "downset search (complete)")
     lb = max(lb, r.bound)
     note("downset search stopped", lb)
 
     # Large graphs: heuristic orders (the best start, then beam searches of growing width,
-    # each improved by the search around its peak), then a lower bound, then the exact
-    # search again with what time is left.
+    # each improved by the search around its peak), then a lower bound from sub-problems.
     heuristic = deadline.sub(0.7)
     o, p = _improve(lv, best_order, floor=lb, deadline=heuristic)
     if p < best_peak:
@@ -578,14 +576,9 @@ def min_peak_order(
         best_order,
         lower=lb,
         incumbent=best_peak,
-        deadline=deadline.sub(0.4),
+        deadline=deadline,
         max_states=200_000,
     )
     if best_peak <= lb:
         return result(best_peak, "heuristic, certified by sub-problem bound")
-    if max_states > first:
-        r = exact(max_states - first, deadline)
-        if r.complete:
-            return result(best_peak, "downset search (complete)")
-        lb = max(lb, r.bound)
     return result(lb, "heuristic (beam + windows; stopped by limit)")
