@@ -325,7 +325,8 @@ def plan(
     if output and output != "-" and Path(output).exists() and not force:
         raise UsageError(f"{output} already exists; pass --force to overwrite it")
     t0 = time.perf_counter()
-    deadline = Deadline(time_limit)  # the whole command shares one wall-clock limit
+    # The whole command, from interpreter start, shares one wall-clock limit.
+    deadline = Deadline.since_process_start(time_limit)
     with deadline.phase("load"):
         graph = load_model(model, input_shapes, element_bytes)
     chosen = Setting.parse(setting) if setting else (budget_setting(budget) or Setting.ACTIVATIONS)

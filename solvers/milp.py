@@ -65,7 +65,7 @@ from cosma.plan import Plan
 from cosma.problem import Problem
 from cosma.solvers import backends, exact, timeline
 from cosma.solvers.baselines import Residency
-from cosma.solvers.placement import place_with_moves
+from cosma.solvers.placement import place, place_with_moves
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +98,7 @@ class Model:
     load_offset: int  # bytes of compulsory first loads, which the objective includes
     cuts: int = 0
     mv: pulp.LpVariable | None = None
+    deadline: Deadline | None = None
     stats: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -132,13 +133,13 @@ def build_model(
         (v, t): 1
         if order is not None
         else _var(prob, f"run_{oi[v]}_{_safe(v)}_t{t}", cat=pulp.LpBinary)
-        for v in ops
+        for v in exact.ticking(ops, deadline)
         for t in range(window[v][0], window[v][1] + 1)
     }
     nx_vars = 0 if order is not None else len(x)
     r = {
         (a, t): _var(prob, f"resident_{ti[a]}_{_safe(a)}_t{t}", cat=pulp.LpBinary)
-        for a in tensors
+        for a in exact.ticking(tensors, deadline)
         for t in range(life[a][0], life[a][1] + 1)
     }
     ld = {
@@ -166,6 +167,7 @@ def build_model(
         # Every input and parameter is loaded at least once: those first loads are in the
         # objective (it counts every load) but are compulsory, so they come off the bound.
         load_offset=sum(g.tensors[a].size for a in tensors if g.tensors[a].producer is None),
+        deadline=deadline,
     )
     families = [
         lambda: _operands_resident(m, problem),
@@ -173,6 +175,7 @@ def build_model(
         lambda: _loads(m, problem),
         lambda: _stores(m),
         lambda: _capacity(m, problem, sizes),
+        lambda: _forced(m, problem, sizes),
         lambda: _objective(m, problem, sizes),
     ]
     if order is None:
@@ -196,7 +199,7 @@ def build_model(
 
 def _one_step_per_operator(m: Model) -> None:
     """sum_t x[v,t] = 1: every operator runs once."""
-    for v in m.ops:
+    for v in exact.ticking(m.ops, m.deadline):
         lo, hi = m.window[v]
         m.prob += (
             pulp.lpSum(m.x[v, t] for t in range(lo, hi + 1)) == 1,
@@ -207,9 +210,9 @@ def _one_step_per_operator(m: Model) -> None:
 def _one_operator_per_step(m: Model, n: int) -> None:
     """sum_v x[v,t] = 1: one operator per step (the published form leaves this out)."""
     per_step: dict[int, list] = {t: [] for t in range(n)}
-    for (_, t), var in m.x.items():
+    for (_, t), var in exact.ticking(m.x.items(), m.deadline):
         per_step[t].append(var)
-    for t, vs in per_step.items():
+    for t, vs in exact.ticking(per_step.items(), m.deadline):
         m.prob += pulp.lpSum(vs) == 1, f"one_op_at_t{t}"
 
 
@@ -222,7 +225,7 @@ def _precedence(m: Model, problem: Problem) -> None:
     import networkx as nx
 
     red = nx.transitive_reduction(problem.graph.dag)
-    for u, v in red.edges:
+    for u, v in exact.ticking(red.edges, m.deadline):
         lo, hi = m.window[v]
         for t in range(lo, hi + 1):
             if t - 1 >= m.window[u][1]:
@@ -235,7 +238,7 @@ def _precedence(m: Model, problem: Problem) -> None:
 def _operands_resident(m: Model, problem: Problem) -> None:
     """r[a,t] >= x[v,t] for every tracked operand a of v: operands are resident when v runs."""
     g = problem.graph
-    for v in m.ops:
+    for v in exact.ticking(m.ops, m.deadline):
         lo, hi = m.window[v]
         for a in g.operands(v, problem.setting):
             for t in range(lo, hi + 1):
@@ -248,7 +251,7 @@ def _operands_resident(m: Model, problem: Problem) -> None:
 def _created_before_resident(m: Model, problem: Problem) -> None:
     """r[a,t] <= sum_{t'<=t} x[p,t']: an activation is resident only once produced."""
     g = problem.graph
-    for a in m.tensors:
+    for a in exact.ticking(m.tensors, m.deadline):
         p = g.tensors[a].producer
         if p is None:
             continue
@@ -265,7 +268,7 @@ def _loads(m: Model, problem: Problem) -> None:
     """l[a,t] >= r[a,t] - r[a,t-1] - x[p,t]: becoming resident other than by being made is
     a load (the first step of a lifetime has no predecessor: r[a,t-1] = 0 there)."""
     g = problem.graph
-    for a in m.tensors:
+    for a in exact.ticking(m.tensors, m.deadline):
         p = g.tensors[a].producer
         lo, hi = m.life[a]
         for t in range(lo, hi + 1):
@@ -282,19 +285,53 @@ def _loads(m: Model, problem: Problem) -> None:
 
 def _stores(m: Model) -> None:
     """s[a] >= l[a,t]: an activation is reloaded only if it was stored (once)."""
-    for (a, t), var in m.loads.items():
+    for (a, t), var in exact.ticking(m.loads.items(), m.deadline):
         if a in m.s:
             m.prob += m.s[a] >= var, f"stored_{m.ti[a]}_t{t}"
+
+
+def _forced(m: Model, problem: Problem, sizes: dict[str, int]) -> None:
+    """Rows every plan satisfies that the capacity rows alone leave weak:
+
+    - every input and parameter is loaded at least once: ``sum_t l[a,t] >= 1``;
+    - a tensor that must leave and come back ``k`` times in every order
+      (:func:`cosma.solvers.exact.forced_reloads`) is loaded ``k`` more times
+      (``sum_t l[a,t] >= k``, plus its compulsory first load for an input) and, if it is
+      an activation, stored: ``s[a] = 1``;
+    - with a fixed order, a tensor too big to stay while an operator runs is not resident
+      at that step (``r[a,t] = 0``; see :func:`cosma.solvers.exact.too_big_to_stay`).
+    """
+    g = problem.graph
+    fixed = all(isinstance(x, int) for x in m.x.values())
+    seq = [v for (v, _t) in sorted(m.x, key=lambda k: k[1])] if fixed else None
+    reloads = exact.forced_reloads(problem, seq)
+    for a in exact.ticking(m.tensors, m.deadline):
+        first = 1 if g.tensors[a].producer is None else 0
+        need = first + reloads.get(a, 0)
+        if need:
+            terms = [var for (b, _), var in m.loads.items() if b == a]
+            m.prob += pulp.lpSum(terms) >= need, f"loaded_{m.ti[a]}"
+        if reloads.get(a) and a in m.s:
+            m.s[a].lowBound = 1
+    fixings = 0
+    if fixed:
+        for v, tensors in exact.too_big_to_stay(problem).items():
+            t = m.window[v][0]
+            for a in tensors:
+                if (a, t) in m.r:
+                    m.r[a, t].upBound = 0
+                    fixings += 1
+    m.stats |= {"forced_reloads": sum(reloads.values()), "fixed_absent": fixings}
 
 
 def _capacity(m: Model, problem: Problem, sizes: dict[str, int]) -> None:
     """sum_a size[a] r[a,t] <= S: what is resident fits (sizes in units of their GCD)."""
     per_step: dict[int, list] = {}
-    for (a, t), var in m.r.items():
+    for (a, t), var in exact.ticking(m.r.items(), m.deadline):
         if sizes[a]:
             per_step.setdefault(t, []).append((sizes[a] // m.scale) * var)
     cap = problem.budget // m.scale
-    for t, terms in sorted(per_step.items()):
+    for t, terms in exact.ticking(sorted(per_step.items()), m.deadline):
         m.prob += pulp.lpSum(terms) <= cap, f"capacity_t{t}"
 
 
@@ -350,9 +387,9 @@ def _warm_start(m: Model, problem: Problem, plan: Plan) -> bool:
         if not isinstance(var, int):
             var.setInitialValue(1 if pos[v] == t else 0)
     during, loads, stored = timeline.plan_state(plan)
-    for (a, t), var in m.r.items():
+    for (a, t), var in exact.ticking(m.r.items(), m.deadline):
         var.setInitialValue(1 if a in during.get(t, ()) else 0)
-    for (a, t), var in m.loads.items():
+    for (a, t), var in exact.ticking(m.loads.items(), m.deadline):
         var.setInitialValue(1 if (a, t) in loads else 0)
     for a, var in m.s.items():
         var.setInitialValue(1 if a in stored else 0)
@@ -466,12 +503,12 @@ def _engine(
     with deadline.phase("model"):
         try:
             m = build_model(problem, order=ctx.seq, deadline=deadline)
+            warm_ok = _warm_start(m, problem, warm) if warm is not None else False
         except exact.OutOfTime as e:
             out.note = str(e)
             return out
         if write_model:
             (m.prob.writeMPS if write_model.endswith(".mps") else m.prob.writeLP)(write_model)
-        warm_ok = _warm_start(m, problem, warm) if warm is not None else False
     out.stats = dict(m.stats)
     loads, stores = exact.tensor_costs(problem)
     best = min((p.objective for p in out.plans), default=None)
@@ -525,6 +562,18 @@ def _engine(
                 time_limit=max(0.1, min(deadline.left() or 30.0, 30.0)),
                 seed=ctx.seed,
             )
+            needs_moves = pl.needs_moves
+            if pl.cost > 0 and not needs_moves:
+                # Proving that moves are needed (feasibility) is easier than proving their
+                # least cost: without that proof no cut is valid.
+                trial = [Residency(r.tensor, r.start, r.end, r.size) for r in res]
+                needs_moves = place(
+                    trial,
+                    problem.budget,
+                    alignment=problem.alignment,
+                    time_limit=max(0.1, min(deadline.left() or 10.0, 10.0)),
+                    seed=ctx.seed,
+                ).proven_impossible
             if pl.blocks is not None:
                 cand = ctx.make_plan(seq_out, timeline.retrim(problem, seq_out, pl.blocks))
                 out.plans.append(cand)
@@ -535,7 +584,7 @@ def _engine(
         if res_.status == backends.OPTIMAL and pl.blocks is not None and pl.cost == 0:
             # The solver's optimum is placed without moves: it meets the bound.
             break
-        if not pl.needs_moves:
+        if not needs_moves:
             notes.append("placement stopped unproven: no cut")
             break
         if m.cuts >= max_cuts:
