@@ -5,7 +5,9 @@ and baselines.json.
     python benchmarks/baselines.py --setting activations+parameters --graphs zoo:resnet50
 
 Each plan is replayed by the simulator (cosma.solvers does so before returning; the traffic
-in the table is the replay's). Times are wall-clock on a shared machine: read ratios and
+in the table is the replay's). Cases run through the shared runner (cosma.bench.run_cases);
+rows are appended to results/baselines.jsonl as they finish. Times are wall-clock on a
+shared machine: read ratios and
 medians, not single values.
 """
 
@@ -15,7 +17,6 @@ import argparse
 import glob
 import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -23,11 +24,9 @@ from pathlib import Path
 
 import onnx
 
-import cosma
-from cosma.graphs import load_graph, zoo
-from cosma.problem import Problem, budgets
-from cosma.simulator import replay
-from cosma.solvers import METHODS, solve
+from cosma import bench
+from cosma.graphs import zoo
+from cosma.solvers import METHODS
 
 HERE = Path(__file__).resolve().parent
 LIGHT = sorted(
@@ -41,46 +40,13 @@ def default_graphs() -> list[str]:
     return LIGHT + [f"zoo:{n}" for n in zoo.names()]
 
 
-def run(graphs: list[str], setting: str, methods: list[str], time_limit: float) -> list[dict]:
-    rows = []
-    for source in graphs:
-        g = load_graph(source, element_bytes=1)
-        t0 = time.perf_counter()
-        b = budgets(g, setting=setting, time_limit=time_limit)
-        mp_time = time.perf_counter() - t0
-        for bname, nbytes in (("M_R", b.m_r), ("M_H", b.m_h), ("M_P", b.m_p)):
-            problem = Problem(g, nbytes, setting)
-            for m in methods:
-                t = time.perf_counter()
-                plan = solve(problem, m, time_limit=time_limit)
-                elapsed = time.perf_counter() - t
-                r = replay(g, plan)
-                assert r.valid and r.non_compulsory == plan.objective, (source, m)
-                rows.append(
-                    {
-                        "graph": g.name,
-                        "operators": g.num_operators,
-                        "budget_name": bname,
-                        "budget": nbytes,
-                        "method": m,
-                        "status": plan.status.value,
-                        "non_compulsory": r.non_compulsory,
-                        "compulsory": r.compulsory,
-                        "seconds": round(elapsed, 4),
-                        "min_peak_optimal": b.min_peak.optimal,
-                        "min_peak_seconds": round(mp_time, 4),
-                    }
-                )
-            print(
-                f"{g.name:28s} {bname}  "
-                + "  ".join(
-                    f"{row['method']}={row['non_compulsory']:,}"
-                    for row in rows[-len(methods) :]
-                    if row["method"] in ("baseline",)
-                ),
-                flush=True,
-            )
-    return rows
+def cases(graphs: list[str], setting: str, methods: list[str], time_limit: float):
+    return [
+        bench.Case(source, bname, m, time_limit=time_limit, setting=setting, element_bytes=1)
+        for source in graphs
+        for bname in ("M_R", "M_H", "M_P")
+        for m in methods
+    ]
 
 
 def table(rows: list[dict], methods: list[str]) -> str:
@@ -108,9 +74,21 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--methods", nargs="*", default=list(METHODS))
     ap.add_argument("--time-limit", type=float, default=60.0)
     ap.add_argument("--out", default=str(HERE / "results" / "baselines"))
+    ap.add_argument("--executor", default="process", choices=bench.EXECUTORS)
+    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--scheduler", default=None, help="Dask scheduler address")
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
-    rows = run(args.graphs or default_graphs(), args.setting, args.methods, args.time_limit)
+    stream = Path(args.out + ".jsonl")
+    stream.unlink(missing_ok=True)
+    rows = bench.run_cases(
+        cases(args.graphs or default_graphs(), args.setting, args.methods, args.time_limit),
+        executor=args.executor,
+        workers=args.workers,
+        scheduler=args.scheduler,
+        out=stream,
+        progress_bar=True,
+    )
     total = time.perf_counter() - t0
     times = {m: [r["seconds"] for r in rows if r["method"] == m] for m in args.methods}
     summary = "\n".join(
@@ -119,8 +97,7 @@ def main(argv: list[str]) -> int:
     md = f"""# Baselines: non-compulsory traffic (bytes) at M_R, M_H, M_P
 
 Setting: {args.setting}; 1 byte per element. Every plan replayed by the simulator.
-Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()},
-cosma {cosma.__version__}. Total wall time {total:.0f} s.
+Machine: {bench.machine()}. Total wall time {total:.0f} s.
 `baseline` is the best of the protocol's four combinations.
 
 {table(rows, args.methods)}

@@ -6,6 +6,9 @@ element, activations setting), with CBC and HiGHS, joint (free order) and fixed 
     python benchmarks/milp.py --graphs resnet50 --solvers highs --modes joint
 
 Solver "cpsat" runs the CP-SAT engine on the same cases (issue 5's column).
+Cases run through the shared runner (cosma.bench.run_cases): rows are appended to
+results/milp.jsonl as they finish; --executor dask --scheduler ADDRESS runs them on a cluster.
+
 Target (issue 7): every case proven optimal, median under 10 s, none over 120 s on this
 2-core machine. Each plan is replayed by the simulator before its numbers are recorded.
 Times are wall-clock on a shared machine: read medians and ratios.
@@ -15,53 +18,69 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import sys
 import time
 from pathlib import Path
 
-import cosma
+from cosma import bench
 from cosma.graphs import zoo
-from cosma.problem import Problem, budgets
-from cosma.simulator import replay
-from cosma.solvers import BACKENDS, best_baseline, cpsat, milp
+from cosma.solvers import BACKENDS
 
 HERE = Path(__file__).resolve().parent
+STATS = ("binaries", "cuts", "placement")
 
 
-def run_case(g, bname, nbytes, solver, mode, time_limit, base):
-    problem = Problem(g, nbytes)
-    t = time.perf_counter()
-    order = None if mode == "joint" else "minpeak"
-    if solver == "cpsat":
-        plan = cpsat(problem, order=order, time_limit=time_limit, shortcut=False)
-    else:
-        plan = milp(problem, solver=solver, order=order, time_limit=time_limit, shortcut=False)
-    seconds = time.perf_counter() - t
-    r = replay(g, plan)
-    assert r.valid and r.non_compulsory == plan.objective, (g.name, bname, solver, mode)
-    return {
-        "graph": g.name,
-        "operators": g.num_operators,
-        "budget_name": bname,
-        "budget": nbytes,
-        "solver": solver,
-        "mode": mode,
-        "status": plan.status.value,
-        "non_compulsory": plan.objective,
-        "lower_bound": plan.lower_bound,
-        "gap": plan.gap,
-        "seconds": round(seconds, 3),
-        "rows": plan.stats.get("rows"),
-        "columns": plan.stats.get("columns"),
-        "binaries": plan.stats.get("binaries"),
-        "cuts": plan.stats.get("cuts"),
-        "placement": plan.stats.get("placement"),
-        "baseline": base.objective,
-        "baseline_method": base.method,
-    }
+def cases(graphs, budget_names, solvers, modes, time_limit) -> list[bench.Case]:
+    """Per graph and budget: the best baseline (for the reduction column), then every
+    (mode, solver). Exact runs skip the zero-traffic shortcut so that every case builds and
+    solves a model."""
+    out = []
+    for name in graphs:
+        for bname in budget_names:
+            out.append(
+                bench.Case(
+                    f"zoo:{name}",
+                    bname,
+                    "baseline",
+                    time_limit=time_limit,
+                    extra={"solver": "-", "mode": "baseline"},
+                )
+            )
+            for mode in modes:
+                for solver in solvers:
+                    method = ("cpsat" if solver == "cpsat" else "milp") + (
+                        "-fixed" if mode == "fixed" else ""
+                    )
+                    if solver != "cpsat":
+                        method += f":{solver}"
+                    options: dict = {"shortcut": False}
+                    if mode == "fixed":
+                        options["order"] = "minpeak"
+                    out.append(
+                        bench.Case(
+                            f"zoo:{name}",
+                            bname,
+                            method,
+                            time_limit=time_limit,
+                            options=options,
+                            extra={"solver": solver, "mode": mode},
+                            stats=STATS,
+                        )
+                    )
+    return out
+
+
+def with_baselines(rows: list[dict]) -> list[dict]:
+    """The exact rows, each with the best baseline's traffic at its (graph, budget)."""
+    base = {(r["graph"], r["budget_name"]): r for r in rows if r["mode"] == "baseline"}
+    out = []
+    for r in rows:
+        if r["mode"] == "baseline":
+            continue
+        b = base[(r["graph"], r["budget_name"])]
+        out.append({**r, "baseline": b["non_compulsory"], "baseline_method": b["method"]})
+    return out
 
 
 def report(rows: list[dict], total: float, args) -> str:
@@ -73,8 +92,7 @@ def report(rows: list[dict], total: float, args) -> str:
         "four. Every plan replayed by the simulator. Status `optimal` means proven (the bound",
         "equals the traffic).",
         "",
-        f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python "
-        f"{platform.python_version()}, cosma {cosma.__version__}, solvers: "
+        f"Machine: {bench.machine()}. Solvers: "
         + ", ".join(f"{n}" for n, b in BACKENDS.items() if b.available())
         + f"; threads 1; time limit {args.time_limit:g} s per case. Total {total:.0f} s.",
         "",
@@ -181,28 +199,35 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--modes", nargs="*", default=["joint", "fixed"])
     ap.add_argument("--time-limit", type=float, default=120.0)
     ap.add_argument("--out", default=str(HERE / "results" / "milp"))
+    ap.add_argument("--executor", default="process", choices=bench.EXECUTORS)
+    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--scheduler", default=None, help="Dask scheduler address")
     args = ap.parse_args(argv)
-    rows: list[dict] = []
     t0 = time.perf_counter()
-    for name in args.graphs:
-        g = zoo.load(name)
-        b = budgets(g)
-        for bname in args.budgets:
-            nbytes = b.by_name(bname)
-            base = best_baseline(Problem(g, nbytes))
-            for mode in args.modes:
-                for solver in args.solvers:
-                    row = run_case(g, bname, nbytes, solver, mode, args.time_limit, base)
-                    rows.append(row)
-                    print(
-                        f"{name:26s} {bname} {solver:5s} {mode:5s} {row['status']:8s} "
-                        f"{row['non_compulsory']:>11,} bound {row['lower_bound']:>11,} "
-                        f"base {row['baseline']:>11,} {row['seconds']:7.2f}s "
-                        f"rows {row['rows']} cols {row['columns']}",
-                        flush=True,
-                    )
-                    Path(args.out + ".json").write_text(json.dumps(rows, indent=1))
+    stream = Path(args.out + ".jsonl")
+    stream.unlink(missing_ok=True)
+
+    def show(row: dict) -> None:
+        bound = "-" if row["lower_bound"] is None else f"{row['lower_bound']:,}"
+        print(
+            f"{row['graph']:26s} {row['budget_name']} {row['solver']:5s} {row['mode']:8s} "
+            f"{row['status']:8s} {row['non_compulsory']:>11,} bound {bound:>11} "
+            f"{row['seconds']:7.2f}s rows {row['rows']} cols {row['columns']}",
+            flush=True,
+        )
+
+    raw = bench.run_cases(
+        cases(args.graphs, args.budgets, args.solvers, args.modes, args.time_limit),
+        executor=args.executor,
+        workers=args.workers,
+        scheduler=args.scheduler,
+        out=stream,
+        progress_bar=True,
+        on_row=show,
+    )
+    rows = with_baselines(raw)
     total = time.perf_counter() - t0
+    Path(args.out + ".json").write_text(json.dumps(rows, indent=1))
     Path(args.out + ".md").write_text(report(rows, total, args))
     print(f"wrote {args.out}.md ({len(rows)} cases, {total:.0f} s)")
     return 0

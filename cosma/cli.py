@@ -16,6 +16,7 @@ from cosma.graph import Graph, Setting, TensorKind
 from cosma.memory import MemoryFigures, memory_figures
 from cosma.plan import Plan
 from cosma.problem import Problem, budget_setting, resolve_budget
+from cosma.progress import format_report
 from cosma.units import format_bytes
 
 log = logging.getLogger(__name__)
@@ -64,14 +65,27 @@ def model_options(f):
         metavar="NAME=DIMS",
         help="Static shape for a graph input with dynamic dims, e.g. data=1x3x224x224. Repeatable.",
     )(f)
+    f = click.option(
+        "--training",
+        is_flag=True,
+        help="Use the training graph of MODEL (forward, loss, one backward operator per "
+        "forward operator); zoo:NAME:training does the same.",
+    )(f)
     f = click.argument("model", metavar="MODEL")(f)
     return f
 
 
-def load_model(model: str, input_shapes: Sequence[str], element_bytes: float | None) -> Graph:
+def load_model(
+    model: str,
+    input_shapes: Sequence[str],
+    element_bytes: float | None,
+    training: bool = False,
+) -> Graph:
     from cosma.graphs import load_graph
 
-    return load_graph(model, input_shapes=list(input_shapes), element_bytes=element_bytes)
+    return load_graph(
+        model, input_shapes=list(input_shapes), element_bytes=element_bytes, training=training
+    )
 
 
 def _n(count: int, noun: str) -> str:
@@ -118,6 +132,7 @@ def _figures_text(graph: Graph, f: MemoryFigures, exact: bool) -> list[str]:
 @click.option("--bytes", "exact", is_flag=True, help="Exact byte counts only, no units.")
 def inspect(
     model: str,
+    training: bool,
     input_shapes: tuple[str, ...],
     element_bytes: float | None,
     setting: str,
@@ -131,7 +146,7 @@ def inspect(
     a lower bound on the peak of every schedule; the file-order peak is the peak of live
     bytes when operators run in file order with no spills.
     """
-    graph = load_model(model, input_shapes, element_bytes)
+    graph = load_model(model, input_shapes, element_bytes, training)
     figures = [memory_figures(graph, setting=s, alignment=alignment) for s in SETTINGS[setting]]
     counts = {k.value: len(graph.tensors_of_kind(k)) for k in TensorKind}
     if as_json:
@@ -212,6 +227,53 @@ def _plan_summary(graph: Graph, plan: Plan, elapsed: float) -> list[str]:
     return lines
 
 
+def _remat_method(method: str) -> str:
+    """The rematerialization method for a -m name under --objective compute."""
+    if method.startswith("remat-"):
+        return method
+    names = {"milp": "remat-milp", "cpsat": "remat-cpsat", "baseline": "remat-chen-greedy"}
+    known = ("checkpoint-all", "sqrtn", "chen-greedy")
+    if method in names:
+        return names[method]
+    if method in known:
+        return f"remat-{method}"
+    raise UsageError(
+        f"method {method!r} does not minimise compute; with --objective compute use one of "
+        f"milp, cpsat, {', '.join(known)}"
+    )
+
+
+def _remat_summary(graph: Graph, plan: Plan, elapsed: float) -> list[str]:
+    lines = [
+        f"{graph.name}: {plan.method}"
+        + (f" [{plan.solver}]" if plan.solver else "")
+        + f"  ->  {plan.status.value}",
+        f"  memory budget       {format_bytes(plan.budget)} ({plan.budget:,} B), pooled, "
+        f"setting {plan.setting.value}",
+    ]
+    if plan.reason:
+        lines.append(f"  reason              {plan.reason}")
+    if plan.status.has_plan:
+        base = plan.stats.get("base_compute", 0)
+        total = plan.objective or 0
+        over = f"   (+{100 * (total - base) / base:.2f} % over one run each)" if base else ""
+        lines += [
+            f"  total compute       {total:,}{over}",
+            f"  recomputations      {plan.stats.get('recomputations', 0):,}",
+            f"  peak memory         {_b(plan.peak or 0, False)}",
+        ]
+        if plan.lower_bound is not None:
+            gap = plan.gap
+            lines.append(
+                f"  lower bound         {plan.lower_bound:,}"
+                + (f"   (gap {100 * gap:.2f} %)" if gap is not None else "")
+            )
+    elif plan.lower_bound is not None:
+        lines.append(f"  lower bound         {plan.lower_bound:,}")
+    lines.append(f"  time                {elapsed:.2f} s (solve {plan.solve_time:.2f} s)")
+    return lines
+
+
 @cli.command()
 @model_options
 @click.option(
@@ -228,7 +290,7 @@ def _plan_summary(graph: Graph, plan: Plan, elapsed: float) -> list[str]:
     "--method",
     default="baseline",
     show_default=True,
-    help="Plan finder; 'cosma methods' lists them.",
+    help="Plan finder; 'cosma methods' lists them. 'auto' picks one by graph size.",
 )
 @click.option(
     "--setting",
@@ -276,8 +338,26 @@ def _plan_summary(graph: Graph, plan: Plan, elapsed: float) -> list[str]:
 )
 @click.option("--force", is_flag=True, help="Overwrite the -o file if it exists.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@click.option(
+    "--objective",
+    type=click.Choice(["traffic", "compute"]),
+    default="traffic",
+    show_default=True,
+    help="traffic: least off-chip traffic (the accelerator model). compute: "
+    "rematerialization, GPU style (pooled memory budget, no spills, least total compute); "
+    "-m milp|cpsat|checkpoint-all|sqrtn|chen-greedy, BUDGET may be 0.9xpeak.",
+)
+@click.option(
+    "--max-computes",
+    type=int,
+    default=2,
+    show_default=True,
+    help="With --objective compute: most runs of one operator (2 = one recomputation, as "
+    "MOCCASIN); 0 for no bound.",
+)
 def plan(
     model: str,
+    training: bool,
     input_shapes: tuple[str, ...],
     element_bytes: float | None,
     budget: str,
@@ -294,6 +374,8 @@ def plan(
     output: str | None,
     force: bool,
     as_json: bool,
+    objective: str,
+    max_computes: int,
 ) -> None:
     """Find a plan for MODEL (an ONNX file or zoo:NAME) in a scratchpad of BUDGET bytes and
     replay it.
@@ -305,6 +387,8 @@ def plan(
     from cosma.deadline import Deadline
     from cosma.solvers import check_options, method_options, solve
 
+    if objective == "compute" or method.startswith("remat-"):
+        objective, method = "compute", _remat_method(method)
     # Only the options given on the command line go to the method, so one it does not take
     # (or an unknown solver or order) is an error, not silently ignored.
     ctx = click.get_current_context()
@@ -321,19 +405,27 @@ def plan(
         if ctx.get_parameter_source("solver_log" if name == "log_path" else name)
         is not click.core.ParameterSource.DEFAULT
     }
-    check_options(method, given)
+    if "max_computes" in (method_options(method) or ()):
+        given["max_computes"] = max_computes or None
+    if method != "auto":
+        check_options(method, given)
     if output and output != "-" and Path(output).exists() and not force:
         raise UsageError(f"{output} already exists; pass --force to overwrite it")
     t0 = time.perf_counter()
     # The whole command, from interpreter start, shares one wall-clock limit.
     deadline = Deadline.since_process_start(time_limit)
     with deadline.phase("load"):
-        graph = load_model(model, input_shapes, element_bytes)
+        graph = load_model(model, input_shapes, element_bytes, training)
     chosen = Setting.parse(setting) if setting else (budget_setting(budget) or Setting.ACTIVATIONS)
     with deadline.phase("budget"):
-        nbytes = resolve_budget(
-            graph, budget, setting=chosen, alignment=alignment, time_limit=deadline.left(0.3)
-        )
+        if objective == "compute":
+            from cosma.remat import resolve_remat_budget
+
+            nbytes = resolve_remat_budget(graph, budget, setting=chosen)
+        else:
+            nbytes = resolve_budget(
+                graph, budget, setting=chosen, alignment=alignment, time_limit=deadline.left(0.3)
+            )
     problem = Problem(graph, nbytes, chosen, alignment)
     why = problem.shortfall()
     if why:
@@ -341,20 +433,29 @@ def plan(
     if write_model and Path(write_model).exists() and not force:
         raise UsageError(f"{write_model} already exists; pass --force to overwrite it")
 
+    auto = None
+    if method == "auto":
+        from cosma.api import pick_method
+
+        method, picked, why = pick_method(graph)
+        for k, v in picked.items():
+            given.setdefault(k, v)
+        auto = {"method": method, **picked, "reason": why}
+        log.info("method auto: %s", why)
+        check_options(method, given)
+
     def progress(info: dict) -> None:
         if not as_json and output != "-":
-            click.echo(
-                f"  [{info['seconds']:7.2f} s] incumbent {info['objective']:,} B, "
-                f"bound {info['bound']:,} B, gap {100 * info['gap']:.1f} %",
-                err=True,
-            )
+            click.echo("  " + format_report(info), err=True)
 
-    if "progress" in (method_options(method) or ()):
-        given["progress"] = progress
-    result = solve(problem, method, time_limit=deadline, **given)
+    result = solve(problem, method, time_limit=deadline, progress=progress, **given)
     if result.stats.get("phases") is not None:
         result.stats["phases"] = {**deadline.phases, **result.stats["phases"]}
     elapsed = time.perf_counter() - t0
+    result.source, result.element_bytes = model, element_bytes
+    if auto is not None:
+        result.stats = {**result.stats, "auto": auto}
+    result.describe(graph)
     if output:
         where = _write_output(output, result.to_json(), force)
         log.info("plan written to %s", where)
@@ -364,7 +465,11 @@ def plan(
         doc["elapsed"] = elapsed
         click.echo(json.dumps(doc, indent=2))
     elif output != "-":
-        lines = _plan_summary(graph, result, elapsed)
+        lines = (
+            _remat_summary(graph, result, elapsed)
+            if objective == "compute"
+            else _plan_summary(graph, result, elapsed)
+        )
         if output:
             lines.append(f"  plan written to     {output}")
         click.echo("\n".join(lines))
@@ -372,20 +477,51 @@ def plan(
         sys.exit(1)
 
 
-@cli.command()
-@model_options
-@click.argument("plan_file", metavar="PLAN")
-def replay(
-    model: str, input_shapes: tuple[str, ...], element_bytes: float | None, plan_file: str
-) -> None:
-    """Replay PLAN (a plan JSON file) on MODEL and report its traffic or every violation."""
-    from cosma.simulator import replay as run_replay
-
-    graph = load_model(model, input_shapes, element_bytes)
+def _read_plan_doc(plan_file: str) -> dict:
     path = Path(plan_file)
     if not path.is_file():
         raise UsageError(f"{plan_file}: no such plan file")
-    p = Plan.from_json(path.read_text(), graph)
+    try:
+        doc = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise UsageError(f"{plan_file} is not a plan (not JSON: {e})") from None
+    if not isinstance(doc, dict):
+        raise UsageError(f"{plan_file} is not a plan (the JSON is not an object)")
+    return doc
+
+
+@cli.command()
+@model_options
+@click.argument("plan_file", metavar="PLAN")
+@click.option(
+    "-o", "--output", default=None, metavar="FILE", help="Write the replayed plan (schema 2)."
+)
+@click.option("--force", is_flag=True, help="Overwrite the -o file if it exists.")
+def replay(
+    model: str,
+    training: bool,
+    input_shapes: tuple[str, ...],
+    element_bytes: float | None,
+    plan_file: str,
+    output: str | None,
+    force: bool,
+) -> None:
+    """Replay PLAN (a plan JSON file) on MODEL and report its traffic or every violation.
+
+    The element size and input shapes the plan was made with are read from the plan
+    (schema 2); --element-bytes and --input-shape override them.
+    """
+    from cosma.simulator import replay as run_replay
+
+    doc = _read_plan_doc(plan_file)
+    if element_bytes is None:
+        element_bytes = doc.get("element_bytes")
+    if not input_shapes and doc.get("input_shapes") and not model.startswith("zoo:"):
+        input_shapes = tuple(
+            f"{k}={'x'.join(str(d) for d in v)}" for k, v in doc["input_shapes"].items()
+        )
+    graph = load_model(model, input_shapes, element_bytes, training)
+    p = Plan.from_dict(doc, graph)
     r = run_replay(graph, p)
     if not r.valid:
         click.echo(f"{plan_file}: INVALID, {len(r.violations)} violation(s):")
@@ -393,10 +529,41 @@ def replay(
             click.echo(f"  {v}")
         sys.exit(1)
     t = r.traffic()
+    if output:
+        p.traffic, p.peak, p.objective = t, r.peak, r.non_compulsory
+        _write_output(output, p.to_json(), force)
     click.echo(
         f"{plan_file}: valid on {graph.name}; non-compulsory {t['non_compulsory']:,} B, "
-        f"compulsory {t['compulsory']:,} B, peak {r.peak:,} B of {p.budget:,} B"
+        f"compulsory {t['compulsory']:,} B, peak {r.peak:,} B of {p.budget:,} B",
+        err=output == "-",
     )
+
+
+@cli.command(name="export")
+@click.argument("plan_file", metavar="PLAN")
+@click.option(
+    "-f",
+    "--format",
+    "fmt",
+    type=click.Choice(["dma-json", "c-header"]),
+    default="dma-json",
+    show_default=True,
+    help="dma-json: a flat list of DMA commands; c-header: sizes, offsets and commands in C.",
+)
+@click.option("-o", "--output", default="-", show_default=True, metavar="FILE", help="Where.")
+@click.option("--force", is_flag=True, help="Overwrite the -o file if it exists.")
+def export_cmd(plan_file: str, fmt: str, output: str, force: bool) -> None:
+    """Export PLAN (a schema-2 plan file) for a compiler: a DMA command list or a C header.
+
+    Needs no model: the plan records every size, address and host offset.
+    """
+    from cosma.export import export
+
+    p = Plan.from_dict(_read_plan_doc(plan_file))
+    text = export(p, fmt)
+    where = _write_output(output, text, force)
+    if output != "-":
+        click.echo(f"wrote {where} ({fmt})")
 
 
 @cli.command()
@@ -523,9 +690,9 @@ def bench(graph_list, budget_list, method_list, time_limit, out, force) -> None:
 @cli.command()
 def methods() -> None:
     """List the plan finders."""
-    from cosma.solvers import METHODS
+    from cosma.solvers import METHODS, REMAT_METHODS
 
-    for name, fn in METHODS.items():
+    for name, fn in {**METHODS, **REMAT_METHODS}.items():
         click.echo(f"{name:28s} {(fn.__doc__ or '').strip().splitlines()[0]}")
 
 

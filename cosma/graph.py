@@ -360,6 +360,7 @@ class Graph:
                     for t in op.inputs
                     if self._tensors[t].kind is TensorKind.PARAMETER
                 },
+                **{k: op.attributes[k] for k in ("cost", "phase") if k in op.attributes},
             )
         for u, v, data in self._dag.edges(data=True):
             g.add_edge(u, v, tensors=list(data["tensors"]))
@@ -479,7 +480,9 @@ def from_networkx(dag: nx.DiGraph, *, name: str | None = None) -> Graph:
     - ``op_type``: the operator type (default ``"Op"``);
     - ``inputs``: ``{tensor: bytes}`` graph inputs the node reads;
     - ``parameters``: ``{tensor: bytes}`` parameters the node reads (shared by name);
-    - ``output``: ``True`` to mark every output of the node a graph output.
+    - ``output``: ``True`` to mark every output of the node a graph output;
+    - ``cost``: the node's compute cost (e.g. MACs), overriding :mod:`cosma.cost`'s estimate;
+      ``phase``: ``forward`` or ``backward`` in a training graph (kept as attributes).
 
     Edge ``u -> v`` means v reads u's outputs; an edge attribute ``tensors`` (a list) names
     which ones when u has several. Graph attribute ``outputs`` lists graph outputs by tensor
@@ -544,8 +547,17 @@ def from_networkx(dag: nx.DiGraph, *, name: str | None = None) -> Graph:
                 reads.extend(listed)
         reads.extend(dict(data.get("inputs", {})))
         reads.extend(dict(data.get("parameters", {})))
+        # ``cost`` (compute cost, e.g. MACs) overrides cosma.cost's estimate; ``phase``
+        # (forward/backward) guides the rematerialization baselines.
+        attrs = {k: data[k] for k in ("cost", "phase") if data.get(k) is not None}
         ops.append(
-            Operator(str(n), str(data.get("op_type", "Op")), tuple(reads), tuple(node_outputs[n]))
+            Operator(
+                str(n),
+                str(data.get("op_type", "Op")),
+                tuple(reads),
+                tuple(node_outputs[n]),
+                attrs,
+            )
         )
 
     if not outputs:

@@ -9,23 +9,23 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
-import numpy as np
-
-from cosma.errors import UsageError
 from cosma.graph import Graph, Setting, TensorKind
+from cosma.liveness import Liveness, aligned, check_schedule, liveness
 
-
-def aligned(size: int, alignment: int = 1) -> int:
-    """``size`` rounded up to a multiple of ``alignment``.
-
-    >>> aligned(10, 8), aligned(16, 8), aligned(0, 8)
-    (16, 16, 0)
-    """
-    return -(-size // alignment) * alignment
-
-
-def _sizes(graph: Graph, setting: Setting, alignment: int) -> dict[str, int]:
-    return {t: aligned(graph.tensors[t].size, alignment) for t in graph.tracked(setting)}
+__all__ = [
+    "Liveness",
+    "MemoryFigures",
+    "aligned",
+    "check_schedule",
+    "compulsory_traffic",
+    "live_intervals",
+    "liveness",
+    "memory_figures",
+    "min_required",
+    "must_live_bound",
+    "operator_footprint",
+    "schedule_peak",
+]
 
 
 def operator_footprint(
@@ -42,8 +42,8 @@ def operator_footprint(
     >>> operator_footprint(g, "f")
     7
     """
-    setting = Setting.parse(setting)
-    return sum(aligned(graph.tensors[t].size, alignment) for t in graph.operands(operator, setting))
+    lv = liveness(graph, setting=setting, alignment=alignment)
+    return lv.footprint[lv.index[operator]]
 
 
 def min_required(
@@ -52,55 +52,38 @@ def min_required(
     """``M_R``: the largest operator footprint, and the operator with it (first in file order).
 
     No plan exists below it, since operators are not tiled.
+
+    >>> from cosma.graph import GraphBuilder
+    >>> g = GraphBuilder().input("x", 3).op("f", ["x"], {"y": 4}).output("y").build()
+    >>> min_required(g)
+    (7, 'f')
     """
-    setting = Setting.parse(setting)
-    best, arg = -1, ""
-    for op in graph.file_order:
-        f = operator_footprint(graph, op, setting=setting, alignment=alignment)
-        if f > best:
-            best, arg = f, op
-    return best, arg
-
-
-def check_schedule(graph: Graph, order: Sequence[str]) -> list[str]:
-    """Return ``order`` as a list if it is a schedule of ``graph``; raise UsageError if not."""
-    order = list(order)
-    if graph.is_schedule(order):
-        return order
-    missing = set(graph.operators) - set(order)
-    unknown = [o for o in order if o not in graph.operators]
-    if unknown:
-        raise UsageError(f"the order names operators not in the graph: {unknown[:5]}")
-    if missing or len(order) != graph.num_operators:
-        raise UsageError(
-            f"the order must list all {graph.num_operators} operators once; "
-            f"{len(missing)} missing (e.g. {sorted(missing)[:3]}), {len(order)} given"
-        )
-    pos = {n: i for i, n in enumerate(order)}
-    u, v = next((u, v) for u, v in graph.dag.edges if pos[u] >= pos[v])
-    raise UsageError(f"the order is not topological: {v!r} runs before {u!r}, which it reads")
+    lv = liveness(graph, setting=setting, alignment=alignment)
+    best, v = lv.m_r()
+    return best, lv.ops[v]
 
 
 def live_intervals(
-    graph: Graph, order: Sequence[str], *, setting: Setting | str = Setting.ACTIVATIONS
+    graph: Graph,
+    order: Sequence[str],
+    *,
+    setting: Setting | str = Setting.ACTIVATIONS,
 ) -> dict[str, tuple[int, int]]:
     """Step interval ``[first, last]`` (inclusive) each tracked tensor is live with no spills.
 
-    Live: from creation (graph inputs and parameters: first use) to last use; graph outputs
-    to the end of the schedule (SPEC §6).
+    Live (SPEC §6): from creation (graph inputs and parameters: first use) to last use. A
+    graph output is stored right after it is created, so it lives only while operators still
+    read it (just its producer's step if none does).
+
+    >>> from cosma.graph import GraphBuilder
+    >>> g = (GraphBuilder().input("x", 1).op("a", ["x"], {"o": 7}).op("b", ["x"], {"y": 3})
+    ...      .output("o", "y").build())
+    >>> live_intervals(g, ["a", "b"])
+    {'o': (0, 0), 'y': (1, 1), 'x': (0, 1)}
     """
-    setting = Setting.parse(setting)
-    order = check_schedule(graph, order)
-    pos = {n: i for i, n in enumerate(order)}
-    last = len(order) - 1
-    out: dict[str, tuple[int, int]] = {}
-    for t in graph.tracked(setting):
-        tensor = graph.tensors[t]
-        uses = [pos[c] for c in tensor.consumers]
-        start = pos[tensor.producer] if tensor.producer is not None else min(uses)
-        end = last if tensor.kind is TensorKind.OUTPUT else max(uses, default=start)
-        out[t] = (start, end)
-    return out
+    lv = liveness(graph, setting=setting)
+    iv = lv.intervals(lv.indices(order))
+    return {lv.tensors[t]: iv[t] for t in range(len(lv.tensors))}
 
 
 def schedule_peak(
@@ -118,45 +101,10 @@ def schedule_peak(
     >>> schedule_peak(g, ["a", "b", "c"])  # at b: x, p, q live
     (31, 'b')
     """
-    setting = Setting.parse(setting)
-    iv = live_intervals(graph, order, setting=setting)
-    sizes = _sizes(graph, setting, alignment)
-    delta = [0] * (len(order) + 1)
-    for t, (s, e) in iv.items():
-        delta[s] += sizes[t]
-        delta[e + 1] -= sizes[t]
-    best, arg, cur = -1, 0, 0
-    for i in range(len(order)):
-        cur += delta[i]
-        if cur > best:
-            best, arg = cur, i
-    return best, list(order)[arg]
-
-
-def _reach_bitsets(graph: Graph) -> tuple[list[str], dict[str, int], dict[str, int]]:
-    """Topological order and, per operator, bitsets (over that order) of strict ancestors
-    and strict descendants."""
-    order = graph.topological_order()
-    idx = {n: i for i, n in enumerate(order)}
-    dag = graph.dag
-    anc: dict[str, int] = {}
-    for n in order:
-        a = 0
-        for p in dag.predecessors(n):
-            a |= anc[p] | (1 << idx[p])
-        anc[n] = a
-    desc: dict[str, int] = {}
-    for n in reversed(order):
-        d = 0
-        for s in dag.successors(n):
-            d |= desc[s] | (1 << idx[s])
-        desc[n] = d
-    return order, anc, desc
-
-
-def _bits(x: int, n: int) -> np.ndarray:
-    raw = np.frombuffer(x.to_bytes((n + 7) // 8 or 1, "little"), dtype=np.uint8)
-    return np.unpackbits(raw, bitorder="little")[:n].astype(bool)
+    lv = liveness(graph, setting=setting, alignment=alignment)
+    idx = lv.indices(order)
+    best, step = lv.peak(idx)
+    return best, lv.ops[idx[step]]
 
 
 def must_live_bound(
@@ -166,8 +114,9 @@ def must_live_bound(
 
     At operator v, every schedule holds v's operands plus each tracked tensor that is
     certainly live across v: created before v in every order (its producer is a strict
-    ancestor of v; for a graph input or parameter, one of its consumers is) and needed after
-    v in every order (a consumer is a strict descendant of v, or it is a graph output).
+    ancestor of v; for a graph input or parameter, one of its consumers is) and read after v
+    in every order (a consumer is a strict descendant of v). A graph output is stored when
+    created and counts only while operators still read it.
 
     >>> from cosma.graph import GraphBuilder
     >>> g = (GraphBuilder().input("x", 1).op("a", ["x"], {"p": 10}).op("b", ["x"], {"q": 20})
@@ -175,43 +124,9 @@ def must_live_bound(
     >>> must_live_bound(g)  # at c: p, q, z; at b only x and q (a may still follow b)
     (31, 'c')
     """
-    setting = Setting.parse(setting)
-    order, anc, desc = _reach_bitsets(graph)
-    n = len(order)
-    idx = {op: i for i, op in enumerate(order)}
-    sizes = _sizes(graph, setting, alignment)
-    total = np.zeros(n, dtype=np.int64)
-    for t, size in sizes.items():
-        if size == 0:
-            continue
-        tensor = graph.tensors[t]
-        if tensor.producer is not None:
-            before = desc[tensor.producer]
-        else:
-            before = 0
-            for c in tensor.consumers:
-                before |= desc[c]
-        if tensor.kind is TensorKind.OUTPUT:
-            after = (1 << n) - 1
-        else:
-            after = 0
-            for c in tensor.consumers:
-                after |= anc[c]
-        both = before & after
-        # v's own operands are counted below; don't count them twice.
-        if tensor.producer is not None:
-            both &= ~(1 << idx[tensor.producer])
-        for c in tensor.consumers:
-            both &= ~(1 << idx[c])
-        if both:
-            total += _bits(both, n) * size
-    for op in order:
-        total[idx[op]] += sum(sizes[t] for t in graph.operands(op, setting))
-    i = int(np.argmax(total))
-    # Report the first operator in file order among those attaining the bound.
-    best = int(total[i])
-    arg = min((op for op in order if total[idx[op]] == best), key=graph.position)
-    return best, arg
+    lv = liveness(graph, setting=setting, alignment=alignment)
+    best, v = lv.must_live_bound()
+    return best, lv.ops[v]
 
 
 @dataclass(frozen=True)
@@ -260,27 +175,24 @@ def memory_figures(
     >>> f.m_r, f.must_live, f.file_order_peak, f.compulsory_traffic
     (12, 12, 12, 12)
     """
-    setting = Setting.parse(setting)
-    if alignment < 1:
-        raise UsageError(f"alignment must be a positive number of bytes, not {alignment}")
-    sizes = _sizes(graph, setting, alignment)
-    m_r, m_r_op = min_required(graph, setting=setting, alignment=alignment)
-    ml, ml_op = must_live_bound(graph, setting=setting, alignment=alignment)
+    lv = liveness(graph, setting=setting, alignment=alignment)
+    m_r, m_r_v = lv.m_r()
+    ml, ml_v = lv.must_live_bound()
     topo = graph.is_schedule(graph.file_order)
-    order = graph.file_order if topo else graph.topological_order()
-    peak, peak_op = schedule_peak(graph, order, setting=setting, alignment=alignment)
+    order = lv.indices(graph.file_order if topo else graph.topological_order())
+    peak, peak_step = lv.peak(order)
     return MemoryFigures(
-        setting=setting.value,
+        setting=lv.setting.value,
         alignment=alignment,
         operators=graph.num_operators,
-        tracked_tensors=len(sizes),
-        tracked_bytes=sum(sizes.values()),
-        compulsory_traffic=compulsory_traffic(graph, setting=setting),
+        tracked_tensors=len(lv.tensors),
+        tracked_bytes=sum(lv.size),
+        compulsory_traffic=compulsory_traffic(graph, setting=lv.setting),
         m_r=m_r,
-        m_r_operator=m_r_op,
+        m_r_operator=lv.ops[m_r_v],
         must_live=ml,
-        must_live_operator=ml_op,
+        must_live_operator=lv.ops[ml_v],
         file_order_peak=peak,
-        file_order_peak_operator=peak_op,
+        file_order_peak_operator=lv.ops[order[peak_step]],
         file_order_is_topological=topo,
     )

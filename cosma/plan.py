@@ -3,7 +3,12 @@ around it, plus what was asked and what was proven.
 
 Every method, exact or heuristic, returns a :class:`Plan`, so results compare directly.
 A plan is written as versioned JSON carrying the graph's identity, and can only be read back
-against the same graph.
+against the same graph. Schema version 2 (this one; version 1 files are still read) is
+self-contained for a compiler: every event carries its tensor, bytes and scratchpad address;
+loads say why they happen (``input``, ``parameter``, ``reload``, ``move``); loads and stores
+carry an offset in a host layout the plan defines; the plan records the element size, the
+input shapes and the setting. ``plan.schema.json`` next to this module is its JSON Schema,
+and :meth:`Plan.dma_commands` flattens a plan into the DMA commands a runtime issues.
 """
 
 from __future__ import annotations
@@ -18,7 +23,11 @@ from typing import Any
 from cosma.errors import PlanError
 from cosma.graph import Graph, Setting
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+#: Versions :meth:`Plan.from_dict` reads.
+READABLE_VERSIONS = (1, 2)
+#: Why a load happens.
+LOAD_REASONS = ("input", "parameter", "reload", "move")
 
 
 class EventKind(str, Enum):
@@ -115,6 +124,18 @@ class Plan:
     traffic: dict[str, int] = field(default_factory=dict)
     peak: int | None = None
     stats: dict[str, Any] = field(default_factory=dict)
+    #: Where the graph came from (``zoo:NAME`` or a path), if cosma loaded it.
+    source: str | None = None
+    #: The uniform element size the graph was loaded with; None: each tensor's own type.
+    element_bytes: float | None = None
+    #: Shapes of the graph inputs (from the graph), by name.
+    input_shapes: dict[str, list[int]] = field(default_factory=dict)
+    #: Every tensor the steps touch: ``{"bytes": size, "kind": kind}``.
+    tensors: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: Host offset of every tensor that is loaded or stored (see :meth:`describe`).
+    host_layout: dict[str, int] = field(default_factory=dict)
+    #: Bytes of host memory the layout spans.
+    host_bytes: int = 0
 
     @property
     def order(self) -> list[str]:
@@ -138,6 +159,123 @@ class Plan:
             for e in step.after:
                 yield i, "after", e
 
+    # --- what a compiler needs ---------------------------------------------------------
+
+    def describe(self, graph: Graph) -> Plan:
+        """Record the facts a compiler needs that the steps alone do not say: the size and
+        kind of every tensor they touch, the input shapes, and the host layout (inputs,
+        parameters and stored tensors, each at its own offset, in order of first use,
+        aligned like the scratchpad). Returns the plan itself.
+
+        >>> from cosma.graph import GraphBuilder
+        >>> g = (GraphBuilder().input("x", 4, shape=(1, 4)).op("f", ["x"], {"y": 8})
+        ...      .output("y").build())
+        >>> p = Plan(g.name, g.identity(), 12, Setting.ACTIVATIONS, 1, "hand", Status.FEASIBLE,
+        ...          [Step("f", (load("x", 0), create("y", 4)), (store("y"),))])
+        >>> p.describe(g).host_layout, p.input_shapes
+        ({'x': 0, 'y': 4}, {'x': [1, 4]})
+        """
+        self.input_shapes = {
+            t: list(graph.tensors[t].shape or ()) for t in graph.inputs if graph.tensors[t].shape
+        }
+        touched = dict.fromkeys(e.tensor for _, _, e in self.events())
+        self.tensors = {
+            t: {"bytes": graph.tensors[t].size, "kind": graph.tensors[t].kind.value}
+            for t in touched
+            if t in graph.tensors
+        }
+        step = max(1, self.alignment)
+        offset = 0
+        layout: dict[str, int] = {}
+        for _, _, e in self.events():
+            if e.kind in (EventKind.LOAD, EventKind.STORE) and e.tensor not in layout:
+                size = self.tensors.get(e.tensor, {}).get("bytes", 0)
+                layout[e.tensor] = offset
+                offset += -(-size // step) * step
+        self.host_layout, self.host_bytes = layout, offset
+        return self
+
+    def annotated_steps(self) -> list[dict[str, Any]]:
+        """The steps as schema-2 dicts: every event with ``bytes`` and ``address`` (where
+        the block is), loads with ``reason`` and ``host_offset``, stores with
+        ``host_offset``. Needs :meth:`describe` (done for every plan cosma returns)."""
+        where: dict[str, int | None] = {}
+        seen: set[str] = set()
+        resident_at_last_run: set[str] = set()
+        out = []
+
+        def ev(e: Event) -> dict[str, Any]:
+            t = e.tensor
+            d: dict[str, Any] = {"kind": e.kind.value, "tensor": t}
+            info = self.tensors.get(t)
+            if info is not None:
+                d["bytes"] = info["bytes"]
+            if e.kind in (EventKind.LOAD, EventKind.CREATE, EventKind.RECOMPUTE):
+                d["address"] = e.address
+                if e.kind is EventKind.LOAD:
+                    if (
+                        t not in seen
+                        and info is not None
+                        and info["kind"]
+                        in (
+                            "input",
+                            "parameter",
+                        )
+                    ):
+                        d["reason"] = info["kind"]
+                    elif t in resident_at_last_run:
+                        d["reason"] = "move"
+                    else:
+                        d["reason"] = "reload"
+                where[t] = e.address
+                seen.add(t)
+            else:
+                d["address"] = where.get(t, e.address)
+                if e.kind is EventKind.DROP:
+                    where.pop(t, None)
+            if e.kind in (EventKind.LOAD, EventKind.STORE) and t in self.host_layout:
+                d["host_offset"] = self.host_layout[t]
+            return d
+
+        for s in self.steps:
+            before = [ev(e) for e in s.before]
+            resident_at_last_run = set(where)
+            after = [ev(e) for e in s.after]
+            out.append({"operator": s.operator, "before": before, "after": after})
+        return out
+
+    def dma_commands(self) -> list[dict[str, Any]]:
+        """The plan as one flat list of commands in issue order: ``load`` (host ->
+        scratchpad) and ``store`` (scratchpad -> host) with ``bytes``, ``address`` (in the
+        scratchpad) and ``host_offset``; ``run`` for each operator, with the addresses of
+        its resident operands; ``recompute`` where a tensor is recomputed. Creates and
+        drops move no data and only show up as the addresses of later commands."""
+        cmds: list[dict[str, Any]] = []
+        where: dict[str, int] = {}
+        for i, s in enumerate(self.annotated_steps()):
+            for phase in ("before", "run", "after"):
+                if phase == "run":
+                    cmds.append(
+                        {
+                            "kind": "run",
+                            "step": i,
+                            "operator": s["operator"],
+                            "resident": dict(where),
+                        }
+                    )
+                    continue
+                for e in s[phase]:
+                    k = e["kind"]
+                    if k in ("load", "create", "recompute"):
+                        where[e["tensor"]] = e["address"]
+                    elif k == "drop":
+                        where.pop(e["tensor"], None)
+                    if k in ("load", "store", "recompute"):
+                        cmds.append({"step": i, **e})
+        for n, c in enumerate(cmds):
+            c["seq"] = n
+        return cmds
+
     # --- JSON ----------------------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
@@ -160,14 +298,16 @@ class Plan:
             "traffic": self.traffic,
             "peak": self.peak,
             "stats": self.stats,
-            "steps": [
-                {
-                    "operator": s.operator,
-                    "before": [_event_dict(e) for e in s.before],
-                    "after": [_event_dict(e) for e in s.after],
-                }
-                for s in self.steps
-            ],
+            "source": self.source,
+            "element_bytes": self.element_bytes,
+            "input_shapes": self.input_shapes,
+            "tensors": self.tensors,
+            "host_layout": {
+                "alignment": max(1, self.alignment),
+                "bytes": self.host_bytes,
+                "offsets": self.host_layout,
+            },
+            "steps": self.annotated_steps(),
         }
 
     def to_json(self, indent: int | None = 1) -> str:
@@ -178,10 +318,11 @@ class Plan:
         """Read a plan; with ``graph``, refuse a plan made for another graph."""
         try:
             version = doc["schema_version"]
-            if version != SCHEMA_VERSION:
+            if version not in READABLE_VERSIONS:
                 raise PlanError(
                     f"plan schema version {version} is not supported (this cosma reads "
-                    f"version {SCHEMA_VERSION}); re-create the plan with this version"
+                    f"versions {', '.join(map(str, READABLE_VERSIONS))}); re-create the plan "
+                    "with this version of cosma"
                 )
             ident = doc["graph"]["identity"]
             if graph is not None and ident != graph.identity():
@@ -198,7 +339,8 @@ class Plan:
                 )
                 for s in doc["steps"]
             ]
-            return cls(
+            layout = doc.get("host_layout") or {}
+            plan = cls(
                 graph_name=doc["graph"]["name"],
                 graph_identity=ident,
                 budget=int(doc["budget"]),
@@ -216,8 +358,17 @@ class Plan:
                 traffic=dict(doc.get("traffic") or {}),
                 peak=doc.get("peak"),
                 stats=dict(doc.get("stats") or {}),
+                source=doc.get("source"),
+                element_bytes=doc.get("element_bytes"),
+                input_shapes={k: list(v) for k, v in (doc.get("input_shapes") or {}).items()},
+                tensors={k: dict(v) for k, v in (doc.get("tensors") or {}).items()},
+                host_layout={k: int(v) for k, v in (layout.get("offsets") or {}).items()},
+                host_bytes=int(layout.get("bytes") or 0),
             )
-        except (KeyError, TypeError, ValueError) as e:
+            if graph is not None:
+                plan.describe(graph)
+            return plan
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise PlanError(f"not a valid cosma plan: {type(e).__name__} {e}") from None
 
     @classmethod
@@ -229,13 +380,6 @@ class Plan:
         if not isinstance(doc, dict):
             raise PlanError("not a valid cosma plan: the JSON is not an object")
         return cls.from_dict(doc, graph)
-
-
-def _event_dict(e: Event) -> dict[str, Any]:
-    d: dict[str, Any] = {"kind": e.kind.value, "tensor": e.tensor}
-    if e.address is not None:
-        d["address"] = e.address
-    return d
 
 
 def _event_from(d: dict[str, Any]) -> Event:

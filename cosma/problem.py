@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from cosma.errors import UsageError
 from cosma.graph import Graph, Setting
+from cosma.liveness import liveness
 from cosma.memory import min_required
 from cosma.plan import Plan, Status
 from cosma.schedule import PeakResult, min_peak_order
@@ -56,10 +57,10 @@ def budgets(
     >>> b.m_r, b.m_p, b.m_h
     (21, 22, 21)
     """
-    setting = Setting.parse(setting)
-    m_r, op = min_required(graph, setting=setting, alignment=alignment)
+    lv = liveness(graph, setting=setting, alignment=alignment)
+    m_r, op = lv.m_r()
     mp = min_peak(graph, setting=setting, alignment=alignment, time_limit=time_limit)
-    return Budgets(setting, m_r, op, mp.peak, (m_r + mp.peak) // 2, mp)
+    return Budgets(lv.setting, m_r, lv.ops[op], mp.peak, (m_r + mp.peak) // 2, mp)
 
 
 _MIN_PEAK: dict[tuple[str, str, int], tuple[float, PeakResult]] = {}

@@ -1,4 +1,8 @@
-"""Schedules: a fast memory-aware order, and the exact minimum-peak order behind ``M_P``.
+"""Schedules: fast memory-aware orders, and the minimum-peak order behind ``M_P``.
+
+Every peak here is measured by the one live-byte accounting, :mod:`cosma.liveness` (SPEC §6:
+a tensor lives from creation, or first use, to its last reader; a graph output is stored
+when created and lives only while operators still read it).
 
 The minimum peak is searched exactly as a bottleneck shortest path over *downsets* (sets of
 operators already run, closed under predecessors): the cost of running ``v`` after set ``S``
@@ -12,17 +16,23 @@ smallest peak not yet ruled out as its proven bound.
 from __future__ import annotations
 
 import heapq
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from cosma.graph import Graph, Setting, TensorKind
-from cosma.memory import aligned, check_schedule, must_live_bound, schedule_peak
+from cosma.deadline import Deadline
+from cosma.graph import Graph, Setting
+from cosma.liveness import Liveness, liveness
+from cosma.progress import report
 
 
 @dataclass(frozen=True)
 class PeakResult:
-    """The best order found, its peak, a proven lower bound, and whether they meet."""
+    """The best order found, its peak, a proven lower bound, and whether they meet.
+
+    ``order`` names every operator once; ``peak`` is its no-spill peak (bytes, by
+    :mod:`cosma.liveness`); ``lower_bound`` is proven for every schedule; ``optimal`` is
+    True only when ``peak == lower_bound``.
+    """
 
     order: tuple[str, ...]
     peak: int
@@ -31,54 +41,6 @@ class PeakResult:
     method: str
     states: int = 0
     seconds: float = 0.0
-
-
-class _Accounting:
-    """Per-operator data for incremental live-byte accounting over downsets."""
-
-    def __init__(self, graph: Graph, setting: Setting, alignment: int):
-        self.ops = graph.topological_order()
-        self.idx = {op: i for i, op in enumerate(self.ops)}
-        n = len(self.ops)
-        tracked = graph.tracked(setting)
-        size = {t: aligned(graph.tensors[t].size, alignment) for t in tracked}
-        self.pred_mask = [0] * n
-        for u, v in graph.dag.edges:
-            self.pred_mask[self.idx[v]] |= 1 << self.idx[u]
-        # For each tensor: mask of its consumers; whether it outlives all of them.
-        self.tensor_consumers: dict[str, int] = {}
-        self.persist: dict[str, bool] = {}
-        self.size = size
-        for t in tracked:
-            mask = 0
-            for c in graph.tensors[t].consumers:
-                mask |= 1 << self.idx[c]
-            self.tensor_consumers[t] = mask
-            self.persist[t] = graph.tensors[t].kind is TensorKind.OUTPUT
-        self.outputs = [[t for t in graph.operators[op].outputs if t in size] for op in self.ops]
-        self.inputs = [[t for t in graph.operators[op].inputs if t in size] for op in self.ops]
-        self.external = {
-            t for t in tracked if graph.tensors[t].producer is None
-        }  # graph inputs and parameters: live from first use
-
-    def step(self, done: int, resident: int, v: int) -> tuple[int, int]:
-        """Bytes live while ``v`` runs after set ``done``, and bytes resident after it."""
-        during = resident
-        after = resident
-        bit = 1 << v
-        new_done = done | bit
-        for t in self.inputs[v]:
-            started = t not in self.external or (self.tensor_consumers[t] & done)
-            if not started:
-                during += self.size[t]
-                after += self.size[t]
-            if not (self.tensor_consumers[t] & ~new_done) and not self.persist[t]:
-                after -= self.size[t]
-        for t in self.outputs[v]:
-            during += self.size[t]
-            if (self.tensor_consumers[t] & ~new_done) or self.persist[t]:
-                after += self.size[t]
-        return during, after
 
 
 def greedy_order(
@@ -94,25 +56,335 @@ def greedy_order(
     >>> greedy_order(g)
     ['a', 'c', 'b', 'd', 'e']
     """
-    setting = Setting.parse(setting)
-    acc = _Accounting(graph, setting, alignment)
-    file_pos = [graph.position(op) for op in acc.ops]
-    n = len(acc.ops)
+    lv = liveness(graph, setting=setting, alignment=alignment)
+    return lv.names(_greedy(lv))
+
+
+def _greedy(lv: Liveness) -> list[int]:
     done, resident, order = 0, 0, []
-    for _ in range(n):
+    ready = set(lv.ready(0))
+    pm = lv.pred_mask
+    while ready:
         best = None
-        for v in range(n):
-            if done >> v & 1 or (acc.pred_mask[v] & ~done):
-                continue
-            during, after = acc.step(done, resident, v)
-            key = (after, during, file_pos[v])
+        for v in ready:
+            during, after = lv.step(done, resident, v)
+            key = (after, during, lv.file_pos[v])
             if best is None or key < best[0]:
                 best = (key, v, after)
         assert best is not None
         _, v, resident = best
         done |= 1 << v
-        order.append(acc.ops[v])
+        order.append(v)
+        ready.discard(v)
+        ready.update(s for s in lv.succs[v] if not (pm[s] & ~done))
     return order
+
+
+def rpo_order(graph: Graph) -> list[str]:
+    """Reverse post-order: the reverse of a depth-first post-order over the operator DAG
+    (roots and successors visited in file order). A common compiler default and the
+    baseline HMCOS compares against.
+
+    >>> from cosma.graph import GraphBuilder
+    >>> g = (GraphBuilder().input("x", 1).op("a", ["x"], {"p": 10}).op("b", ["x"], {"q": 20})
+    ...      .op("c", ["p"], {"p2": 1}).op("d", ["q"], {"q2": 1})
+    ...      .op("e", ["p2", "q2"], {"z": 1}).output("z").build())
+    >>> rpo_order(g)
+    ['b', 'd', 'a', 'c', 'e']
+    """
+    lv = liveness(graph)
+    return lv.names(_rpo(lv))
+
+
+def _rpo(lv: Liveness) -> list[int]:
+    by_file = sorted(range(lv.n), key=lv.file_pos.__getitem__)
+    succs = [sorted(lv.succs[v], key=lv.file_pos.__getitem__) for v in range(lv.n)]
+    seen = [False] * lv.n
+    post: list[int] = []
+    for root in by_file:
+        if seen[root] or lv.preds[root]:
+            continue
+        seen[root] = True
+        stack = [(root, iter(succs[root]))]
+        while stack:
+            v, it = stack[-1]
+            for s in it:
+                if not seen[s]:
+                    seen[s] = True
+                    stack.append((s, iter(succs[s])))
+                    break
+            else:
+                stack.pop()
+                post.append(v)
+    return post[::-1]
+
+
+@dataclass
+class _SearchResult:
+    order: list[int] | None  # operators of the window in the best order found (None: none)
+    peak: int  # its peak (floored), or the incumbent's if none better was found
+    bound: int  # smallest peak not ruled out for this window
+    complete: bool  # the search ran to the end: ``bound`` is the window's exact minimum
+    states: int
+
+
+def _downset_search(
+    lv: Liveness,
+    done0: int,
+    resident0: int,
+    window: int,
+    *,
+    floor: int,
+    incumbent: int,
+    deadline: Deadline,
+    max_states: int,
+) -> _SearchResult:
+    """Bottleneck Dijkstra over downsets from ``done0`` to ``done0 | window``.
+
+    Minimises the largest live-byte count of the steps inside the window, floored at
+    ``floor`` (a peak at or below it is as good as the floor). Only orders strictly below
+    ``incumbent`` are looked for; if none exists the search is complete with
+    ``bound == incumbent``.
+    """
+    pm = lv.pred_mask
+    succs = lv.succs
+    target = done0 | window
+    ready0 = tuple(v for v in _bits(window) if not (pm[v] & ~done0))
+    best: dict[int, int] = {done0: floor}
+    parent: dict[int, tuple[int, int]] = {}
+    info: dict[int, tuple[int, tuple[int, ...]]] = {done0: (resident0, ready0)}
+    heap = [(floor, 0, 0, done0)]
+    counter = 0
+    states = 0
+    bound = floor
+    while heap:
+        peak, _, _, done = heapq.heappop(heap)
+        if peak > best.get(done, peak):
+            continue
+        bound = max(bound, peak)
+        if peak >= incumbent:
+            return _SearchResult(None, incumbent, incumbent, True, states)
+        if done == target:
+            order = []
+            m = done
+            while m != done0:
+                prev, v = parent[m]
+                order.append(v)
+                m = prev
+            return _SearchResult(order[::-1], peak, peak, True, states)
+        states += 1
+        if states % 65536 == 0:
+            report(
+                "minpeak",
+                seconds=deadline.elapsed(),
+                objective=incumbent,
+                bound=bound,
+                phase="downset search",
+                states=states,
+            )
+        if states > max_states or (states % 256 == 0 and deadline.expired()):
+            return _SearchResult(None, incumbent, bound, False, states)
+        resident, ready = info[done]
+        moves = []
+        for v in ready:
+            during, after = lv.step(done, resident, v)
+            if during <= peak and after <= resident:
+                moves = [(v, during, after)]  # dominance: run it now, nothing is lost
+                break
+            moves.append((v, during, after))
+        for v, during, after in moves:
+            new = done | (1 << v)
+            newpeak = max(peak, during)
+            if newpeak >= incumbent:
+                continue
+            if newpeak < best.get(new, newpeak + 1):
+                best[new] = newpeak
+                parent[new] = (done, v)
+                if new not in info:
+                    nready = tuple(u for u in ready if u != v) + tuple(
+                        s for s in succs[v] if (window >> s & 1) and not (pm[s] & ~new)
+                    )
+                    info[new] = (after, nready)
+                counter += 1
+                # Deeper states first among equal peaks: reach the goal sooner.
+                heapq.heappush(heap, (newpeak, -new.bit_count(), counter, new))
+    return _SearchResult(None, incumbent, incumbent, True, states)
+
+
+def _bits(x: int) -> list[int]:
+    out = []
+    while x:
+        low = x & -x
+        out.append(low.bit_length() - 1)
+        x ^= low
+    return out
+
+
+def _beam(lv: Liveness, *, width: int, floor: int, deadline: Deadline) -> list[int] | None:
+    """Beam search over downsets, one operator per level: keep the ``width`` partial orders
+    with the least (peak so far, floored at ``floor``; bytes live after), distinct as sets.
+    None if the deadline passes first."""
+    pm = lv.pred_mask
+    succs = lv.succs
+    fp = lv.file_pos
+    # state: (peak, resident, done, ready, path) with path a linked list (v, rest)
+    beam: list[tuple[int, int, int, tuple[int, ...], tuple | None]] = [
+        (floor, 0, 0, tuple(lv.ready(0)), None)
+    ]
+    for _ in range(lv.n):
+        if deadline.expired():
+            return None
+        children: dict[int, tuple] = {}
+        for peak, resident, done, ready, path in beam:
+            for v in ready:
+                during, after = lv.step(done, resident, v)
+                new = done | (1 << v)
+                key = (max(peak, during), after, fp[v])
+                old = children.get(new)
+                if old is None or key < old[0]:
+                    children[new] = (key, done, ready, v, path)
+        ranked = sorted(children.items(), key=lambda kv: kv[1][0])[:width]
+        beam = []
+        for new, (key, _done, ready, v, path) in ranked:
+            nready = tuple(u for u in ready if u != v) + tuple(
+                s for s in succs[v] if not (pm[s] & ~new)
+            )
+            beam.append((key[0], key[1], new, nready, (v, path)))
+    best = min(beam, key=lambda s: (s[0], s[1]))
+    order: list[int] = []
+    path = best[4]
+    while path is not None:
+        order.append(path[0])
+        path = path[1]
+    return order[::-1]
+
+
+def _improve(
+    lv: Liveness,
+    order: list[int],
+    *,
+    floor: int,
+    deadline: Deadline,
+    window_states: int = 20_000,
+    max_half_width: int = 64,
+) -> tuple[list[int], int]:
+    """Large-neighbourhood search on the peak: re-order exactly (downset search) a window of
+    consecutive steps around a step at the peak, so that every step of the window ends
+    below the peak; widen the window while the exact search proves no such order exists.
+    Operators before and after the window keep their places, so only the window's steps
+    change. Stops when some peak step cannot be lowered. Returns the order and its peak."""
+    order = list(order)
+    n = len(order)
+    states = 0
+    while not deadline.expired():
+        prof = lv.profile(order)
+        top = max(prof)
+        if top <= floor:
+            break
+        lowered = False
+        for i in (k for k in range(n) if prof[k] == top):
+            if prof[i] < top:  # an earlier window already lowered this step
+                continue
+            w = 4
+            while w <= max_half_width and not deadline.expired():
+                done_any = False
+                for a, b in ((i - w, i + w + 1), (i - 2 * w, i + 1), (i, i + 2 * w + 1)):
+                    a, b = max(0, a), min(n, b)
+                    window = 0
+                    for v in order[a:b]:
+                        window |= 1 << v
+                    done0 = 0
+                    for v in order[:a]:
+                        done0 |= 1 << v
+                    outside = [x for x in prof[:a] + prof[b:] if x < top]
+                    r = _downset_search(
+                        lv,
+                        done0,
+                        lv.resident(done0),
+                        window,
+                        floor=max([floor, *outside]),
+                        incumbent=top,
+                        deadline=deadline,
+                        max_states=window_states,
+                    )
+                    states += r.states
+                    if r.order is not None:
+                        order[a:b] = r.order
+                        prof = lv.profile(order)
+                        lowered = done_any = True
+                        break
+                if done_any or b - a >= n:
+                    break
+                w *= 2
+            if not lowered or prof[i] >= top:
+                # This peak step resisted every window: a local optimum for this search.
+                return order, top
+        if not lowered:
+            break
+    return order, max(lv.profile(order))
+
+
+def _induced(lv: Liveness, ops: Sequence[int]) -> Graph:
+    """The sub-problem of ``ops`` alone, with tracked sizes already aligned: tensors made
+    outside become graph inputs (live from their first reader in ``ops``), tensors read
+    only outside become graph outputs (live while made). Its minimum peak is a lower bound
+    on the whole graph's: in any schedule, the live set at a step of ``ops`` contains the
+    sub-problem's live set at that step of the restricted order."""
+    from cosma.graph import Operator
+
+    inside = set(ops)
+    sizes: dict[str, int] = {}
+    inputs: list[str] = []
+    outputs: list[str] = []
+    operators = []
+    for v in sorted(ops):
+        reads = [lv.tensors[t] for t in lv.reads[v]]
+        writes = [lv.tensors[t] for t in lv.writes[v]]
+        for t in lv.reads[v]:
+            sizes[lv.tensors[t]] = lv.size[t]
+            if lv.producer[t] not in inside and lv.tensors[t] not in inputs:
+                inputs.append(lv.tensors[t])
+        for t in lv.writes[v]:
+            sizes[lv.tensors[t]] = lv.size[t]
+            if not any(c in inside for c in lv.consumers[t]):
+                outputs.append(lv.tensors[t])
+        operators.append(Operator(lv.ops[v], "Op", tuple(reads), tuple(writes)))
+    return Graph("induced", operators, sizes, inputs=inputs, outputs=outputs)
+
+
+def _window_bound(
+    lv: Liveness,
+    order: list[int],
+    *,
+    lower: int,
+    incumbent: int,
+    deadline: Deadline,
+    max_states: int,
+) -> int:
+    """A lower bound from exact searches of sub-problems (:func:`_induced`): windows of
+    the order around its peak, widened while the search finishes."""
+    prof = lv.profile(order)
+    i = prof.index(max(prof))
+    n = len(order)
+    w = 8
+    while not deadline.expired() and lower < incumbent:
+        a, b = max(0, i - w), min(n, i + w + 1)
+        sub = liveness(_induced(lv, order[a:b]))
+        r = _downset_search(
+            sub,
+            0,
+            0,
+            sub.full,
+            floor=lower,
+            incumbent=incumbent,
+            deadline=deadline,
+            max_states=max_states,
+        )
+        lower = max(lower, r.bound)
+        if not r.complete or b - a >= n:
+            break
+        w *= 2
+    return lower
 
 
 def min_peak_order(
@@ -120,14 +392,22 @@ def min_peak_order(
     *,
     setting: Setting | str = Setting.ACTIVATIONS,
     alignment: int = 1,
-    time_limit: float | None = 30.0,
+    time_limit: float | Deadline | None = 30.0,
     max_states: int = 2_000_000,
     candidates: Sequence[Sequence[str]] = (),
 ) -> PeakResult:
     """The schedule with the least no-spill peak, proven where the search completes.
 
-    ``candidates`` are extra orders to start from (the file order and the greedy order are
-    always tried). ``optimal`` is True only when the peak is proven minimal.
+    Small graphs are solved exactly (downset search). Where that search cannot finish, a
+    beam search and a large-neighbourhood search around the peak (exact re-ordering of
+    windows of the order) give the order, and exact searches of sub-problems around the
+    peak give a lower bound at least the must-live bound.
+
+    ``candidates`` are extra orders to start from (the file order, the greedy order and
+    reverse post-order are always tried). ``time_limit`` (seconds, or a shared
+    :class:`~cosma.deadline.Deadline`) is a wall-clock deadline for the whole call.
+    ``optimal`` is True only when the peak is proven minimal; otherwise ``lower_bound`` is
+    a proven bound below it.
 
     >>> from cosma.graph import GraphBuilder
     >>> g = (GraphBuilder().input("x", 1).op("a", ["x"], {"p": 10}).op("b", ["x"], {"q": 20})
@@ -137,96 +417,89 @@ def min_peak_order(
     >>> r.peak, r.optimal, r.order
     (22, True, ('a', 'c', 'b', 'd', 'e'))
     """
-    setting = Setting.parse(setting)
-    t0 = time.perf_counter()
-    lb, _ = must_live_bound(graph, setting=setting, alignment=alignment)
+    deadline = Deadline.of(time_limit)
+    lv = liveness(graph, setting=setting, alignment=alignment)
+    lb, _ = lv.must_live_bound()
 
-    starts = [graph.topological_order(), greedy_order(graph, setting=setting, alignment=alignment)]
-    starts += [check_schedule(graph, c) for c in candidates]
-    best_order, best_peak = None, None
-    for o in starts:
-        p, _ = schedule_peak(graph, o, setting=setting, alignment=alignment)
-        if best_peak is None or p < best_peak:
-            best_order, best_peak = list(o), p
-    assert best_order is not None and best_peak is not None
-    if best_peak <= lb:
-        return PeakResult(
-            tuple(best_order),
-            best_peak,
-            lb,
-            True,
-            "certified by must-live bound",
-            0,
-            time.perf_counter() - t0,
+    starts = [list(range(lv.n)), _greedy(lv), _rpo(lv)]
+    starts += [lv.indices(c) for c in candidates]
+    best_order, best_peak = starts[0], lv.peak(starts[0])[0]
+    for o in starts[1:]:
+        p = lv.peak(o)[0]
+        if p < best_peak:
+            best_order, best_peak = o, p
+    total_states = 0
+
+    def note(phase: str, lower: int) -> None:
+        report(
+            "minpeak",
+            seconds=deadline.elapsed(),
+            objective=best_peak,
+            bound=min(lower, best_peak),
+            phase=phase,
+            states=total_states,
         )
 
-    acc = _Accounting(graph, setting, alignment)
-    n = len(acc.ops)
-    full = (1 << n) - 1
-    # Dijkstra on the bottleneck (peak so far). State: downset mask.
-    best: dict[int, int] = {0: 0}
-    parent: dict[int, tuple[int, int]] = {}
-    resident_of: dict[int, int] = {0: 0}
-    heap = [(0, 0, 0)]  # (peak so far, tie-break counter, mask)
-    counter = 0
-    states = 0
-    frontier_bound = lb
-    while heap:
-        peak, _, done = heapq.heappop(heap)
-        if peak > best.get(done, peak):
-            continue
-        frontier_bound = max(frontier_bound, peak)
-        if peak >= best_peak:
-            break  # nothing left can beat the incumbent: it is optimal
-        if done == full:
-            order = []
-            m = done
-            while m:
-                prev, v = parent[m]
-                order.append(acc.ops[v])
-                m = prev
-            best_order, best_peak = order[::-1], peak
+    def result(lower: int, method: str) -> PeakResult:
+        note(method, lower)
+        return PeakResult(
+            tuple(lv.names(best_order)),
+            best_peak,
+            lower,
+            lower >= best_peak,
+            method,
+            total_states,
+            deadline.elapsed(),
+        )
+
+    def exact(states: int) -> _SearchResult:
+        nonlocal best_order, best_peak, total_states
+        r = _downset_search(
+            lv, 0, 0, lv.full, floor=lb, incumbent=best_peak, deadline=deadline, max_states=states
+        )
+        total_states += r.states
+        if r.order is not None:
+            best_order, best_peak = r.order, lv.peak(r.order)[0]
+        return r
+
+    if best_peak <= lb:
+        return result(best_peak, "certified by must-live bound")
+    # A short exact attempt first: most graphs of a few hundred operators end here.
+    first = min(max_states, 50_000)
+    r = exact(first)
+    if r.complete:
+        return result(best_peak, "downset search (complete)")
+    lb = max(lb, r.bound)
+    note("downset search stopped", lb)
+
+    # Large graphs: a heuristic order, then a lower bound, then the exact search again.
+    share = deadline.sub(0.25)
+    for width in (4, 16, 64):
+        o = _beam(lv, width=width, floor=lb, deadline=share)
+        if o is None:
             break
-        states += 1
-        if states > max_states or (
-            time_limit is not None and states % 512 == 0 and time.perf_counter() - t0 > time_limit
-        ):
-            return PeakResult(
-                tuple(best_order),
-                best_peak,
-                frontier_bound,
-                False,
-                "downset search (stopped by limit)",
-                states,
-                time.perf_counter() - t0,
-            )
-        resident = resident_of[done]
-        ready = [v for v in range(n) if not done >> v & 1 and not (acc.pred_mask[v] & ~done)]
-        moves = []
-        for v in ready:
-            during, after = acc.step(done, resident, v)
-            if during <= peak and after <= resident:
-                moves = [(v, during, after)]  # dominance: run it now, nothing is lost
-                break
-            moves.append((v, during, after))
-        for v, during, after in moves:
-            new = done | (1 << v)
-            newpeak = max(peak, during)
-            if newpeak >= best_peak:
-                continue
-            if newpeak < best.get(new, newpeak + 1):
-                best[new] = newpeak
-                parent[new] = (done, v)
-                resident_of[new] = after
-                counter += 1
-                heapq.heappush(heap, (newpeak, counter, new))
-    # The search ran to the end: nothing below the incumbent exists.
-    return PeakResult(
-        tuple(best_order),
-        best_peak,
-        best_peak,
-        True,
-        "downset search (complete)",
-        states,
-        time.perf_counter() - t0,
+        p = lv.peak(o)[0]
+        if p < best_peak:
+            best_order, best_peak = o, p
+    o, p = _improve(lv, best_order, floor=lb, deadline=deadline.sub(0.45))
+    if p < best_peak:
+        best_order, best_peak = o, p
+    note("heuristic order", lb)
+    if best_peak <= lb:
+        return result(best_peak, "heuristic, certified by must-live bound")
+    lb = _window_bound(
+        lv,
+        best_order,
+        lower=lb,
+        incumbent=best_peak,
+        deadline=deadline.sub(0.5),
+        max_states=200_000,
     )
+    if best_peak <= lb:
+        return result(best_peak, "heuristic, certified by sub-problem bound")
+    if max_states > first:
+        r = exact(max_states - first)
+        if r.complete:
+            return result(best_peak, "downset search (complete)")
+        lb = max(lb, r.bound)
+    return result(lb, "heuristic (beam + windows; stopped by limit)")

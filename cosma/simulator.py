@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from cosma.cost import operator_cost
 from cosma.errors import PlanError
 from cosma.graph import Graph, Setting, TensorKind
 from cosma.memory import aligned
@@ -37,6 +38,8 @@ class Replay:
     stored: int = 0
     compulsory: int = 0
     peak: int = 0
+    compute: int = 0  #: cost of every operator run, recomputations included
+    recompute: int = 0  #: cost of the recomputations alone
 
     @property
     def valid(self) -> bool:
@@ -75,11 +78,22 @@ def replay(
     aligned and never overlap; loads need a valid host copy; a tensor is stored at most once
     and only once computed; a tensor still needed is dropped only if host has it; every
     graph output has a host copy at the end.
+
+    Rematerialization plans (options ``recompute``/``memory: pooled``, see
+    :mod:`cosma.remat`): a ``recompute`` event re-runs the producer of its tensor, which must
+    have run already and whose tracked inputs must be resident; consecutive recompute events
+    of one producer are one run, after which all its tracked outputs are resident; a needed
+    activation may be dropped (it can be recomputed). With pooled memory, events carry no
+    address and the check is that resident bytes never exceed the budget.
     """
     budget = plan.budget if budget is None else budget
     setting = Setting.parse(plan.setting if setting is None else setting)
     alignment = plan.alignment if alignment is None else alignment
     r = Replay()
+    pooled = plan.options.get("memory") == "pooled"
+    may_recompute = bool(plan.options.get("recompute")) or any(
+        e.kind is EventKind.RECOMPUTE for _, _, e in plan.events()
+    )
     tensors = graph.tensors
     tracked = set(graph.tracked(setting))
     size = {t: aligned(tensors[t].size, alignment) for t in tracked}
@@ -118,6 +132,22 @@ def replay(
     def place(i: int, e: Event) -> None:
         nonlocal occupancy
         t = e.tensor
+        if pooled:
+            if t in resident:
+                bad(i, "already resident", f"{e.kind.value} of {t!r}, which is already resident", t)
+                return
+            resident[t] = (-1, size[t])
+            occupancy += size[t]
+            r.peak = max(r.peak, occupancy)
+            if occupancy > budget:
+                bad(
+                    i,
+                    "over budget",
+                    f"{e.kind.value} of {t!r} brings resident bytes to {occupancy}, over the "
+                    f"budget of {budget}",
+                    t,
+                )
+            return
         if e.address is None:
             bad(i, "no address", f"{e.kind.value} of {t!r} gives no address", t)
             return
@@ -150,6 +180,8 @@ def replay(
     def event(i: int, op: str, phase: str, e: Event) -> None:
         nonlocal occupancy
         t = e.tensor
+        if e.kind is not EventKind.RECOMPUTE:
+            finish_group()
         if t not in tensors:
             bad(i, "unknown tensor", f"{e.kind.value} of {t!r}, which is not in the graph", t)
             return
@@ -203,6 +235,8 @@ def replay(
                 bad(i, "drop of non-resident", f"{t!r} is dropped but not resident", t)
                 return
             needed = remaining[t] > 0 or tensors[t].kind is TensorKind.OUTPUT
+            if may_recompute and tensors[t].producer is not None:
+                needed = tensors[t].kind is TensorKind.OUTPUT  # can come back by recompute
             if needed and t not in on_host and t in computed:
                 bad(
                     i,
@@ -211,8 +245,45 @@ def replay(
                     t,
                 )
             occupancy -= resident.pop(t)[1]
+        elif e.kind is EventKind.RECOMPUTE:
+            p = tensors[t].producer
+            if p is None:
+                bad(i, "recompute", f"{t!r} has no producer to recompute it", t)
+                return
+            if p not in ran:
+                bad(i, "recompute", f"{t!r} is recomputed before {p!r} first ran", t)
+            if group[0] != (i, phase, p):
+                finish_group()
+                group[0] = (i, phase, p)
+                for x in graph.operands(p, setting):
+                    if x in graph.operators[p].inputs and x not in resident:
+                        bad(
+                            i,
+                            "operand not resident",
+                            f"{p!r} is recomputed but its input {x!r} is not resident",
+                            x,
+                        )
+                c = operator_cost(graph, p)
+                r.compute += c
+                r.recompute += c
+            place(i, e)
+            computed.add(t)
+            return
         else:
             bad(i, "unsupported event", f"{e.kind.value} events are not replayed yet", t)
+
+    # The recompute run in progress: (step, phase, producer); its outputs are checked when
+    # it ends (all tracked outputs resident, SPEC §3).
+    group: list[tuple[int, str, str] | None] = [None]
+
+    def finish_group() -> None:
+        if group[0] is None:
+            return
+        i, _, p = group[0]
+        group[0] = None
+        for x in graph.operators[p].outputs:
+            if x in tracked and x not in resident:
+                bad(i, "recompute", f"{p!r} is recomputed but its output {x!r} is not resident", x)
 
     for i, step in enumerate(plan.steps):
         op = step.operator
@@ -220,6 +291,7 @@ def replay(
             continue
         for e in step.before:
             event(i, op, "before", e)
+        finish_group()
         # Run: every predecessor ran, every tracked operand resident.
         for p in graph.dag.predecessors(op):
             if p not in ran:
@@ -228,6 +300,7 @@ def replay(
             if t not in resident:
                 bad(i, "operand not resident", f"{op!r} runs but {t!r} is not resident", t)
         ran.add(op)
+        r.compute += operator_cost(graph, op)
         for t in graph.operators[op].outputs:
             if t in tracked:
                 computed.add(t)
@@ -236,6 +309,7 @@ def replay(
                 remaining[t] -= 1
         for e in step.after:
             event(i, op, "after", e)
+        finish_group()
 
     for t in graph.outputs:
         if t in tracked and t not in on_host:
@@ -244,11 +318,13 @@ def replay(
 
 
 def verify(graph: Graph, plan: Plan) -> Plan:
-    """Replay ``plan``, fill in its traffic, objective and peak, and return it.
+    """Replay ``plan``, fill in its traffic, objective and peak and what a compiler needs
+    (:meth:`~cosma.plan.Plan.describe`), and return it.
 
     Raises :class:`~cosma.errors.PlanError` if the plan breaks a rule or its claimed
     objective disagrees with the replay: either is a bug in the method that made it.
     """
+    plan.describe(graph)
     if not plan.status.has_plan:
         return plan
     r = replay(graph, plan)
@@ -258,6 +334,23 @@ def verify(graph: Graph, plan: Plan) -> Plan:
             f"plan from method {plan.method!r} is not valid on {graph.name!r} "
             f"({len(r.violations)} violations):\n  {shown}"
         )
+    if plan.options.get("objective") == "compute":
+        # Rematerialization (GPU style): no host spills; the objective is total compute.
+        if r.non_compulsory:
+            raise PlanError(
+                f"method {plan.method!r} moves {r.non_compulsory} bytes of non-compulsory "
+                "traffic in a compute-objective plan, which allows none: a bug in the method"
+            )
+        if plan.objective is not None and plan.objective != r.compute:
+            raise PlanError(
+                f"method {plan.method!r} claims a compute of {plan.objective} but the replay "
+                f"measures {r.compute}: a bug in the method"
+            )
+        plan.objective = r.compute
+        plan.traffic = r.traffic()
+        plan.peak = r.peak
+        plan.stats["compute"] = {"total": r.compute, "recompute": r.recompute}
+        return plan
     if plan.objective is not None and plan.objective != r.non_compulsory:
         raise PlanError(
             f"method {plan.method!r} claims {plan.objective} bytes of non-compulsory traffic "
@@ -266,4 +359,6 @@ def verify(graph: Graph, plan: Plan) -> Plan:
     plan.objective = r.non_compulsory
     plan.traffic = r.traffic()
     plan.peak = r.peak
+    if r.recompute:
+        plan.stats["compute"] = {"total": r.compute, "recompute": r.recompute}
     return plan

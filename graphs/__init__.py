@@ -27,18 +27,34 @@ def load_graph(
     *,
     input_shapes: Mapping[str, Sequence[int]] | Sequence[str] | None = None,
     element_bytes: float | None = None,
+    training: bool = False,
 ) -> Graph:
-    """Load a graph: ``zoo:NAME`` for a zoo network, otherwise the path of an ONNX file.
+    """Load a graph: ``zoo:NAME`` for a zoo network, a ``.json`` file for a Checkmate/MOCCASIN
+    node-link graph (:mod:`cosma.graphs.nodelink`), otherwise the path of an ONNX file.
 
     Zoo networks default to 1 byte per element (the reference protocol); ONNX files to
-    their tensors' types.
+    their tensors' types. ``training=True`` (or a zoo name ending in ``:training`` or
+    ``_training``) gives the training graph (:func:`cosma.graphs.training.training_graph`).
 
     >>> load_graph(shipped_model("squeezenet"), element_bytes=1).num_operators
     66
     >>> load_graph("zoo:darts_v2").name
     'darts_v2'
+    >>> load_graph("zoo:resnet50:training").name
+    'resnet50_training'
     """
     text = str(source)
+    if text.startswith("zoo:") and text.endswith(":training"):
+        text, training = text[: -len(":training")], True
+    if training:
+        from cosma.graphs.training import training_graph
+
+        base = load_graph(text, input_shapes=input_shapes, element_bytes=element_bytes)
+        return training_graph(base)
+    if text.lower().endswith(".json"):
+        from cosma.graphs.nodelink import load_nodelink
+
+        return load_nodelink(source)
     if text.startswith("zoo:"):
         from cosma.graphs import zoo
 

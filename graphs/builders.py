@@ -36,6 +36,33 @@ def conv_out(size: int, k: int, stride: int, pad: int, dilation: int = 1) -> int
     return (size + 2 * pad - dilation * (k - 1) - 1) // stride + 1
 
 
+def _pads(
+    spatial: Sequence[int],
+    kernel: Sequence[int],
+    stride: Sequence[int],
+    dilation: Sequence[int],
+    padding: int | Sequence[int] | str,
+) -> tuple[list[int], list[int]]:
+    """Padding before and after each spatial axis; ``"same"`` as TensorFlow computes it.
+
+    >>> _pads((224, 224), (3, 3), (2, 2), (1, 1), "same")
+    ([0, 0], [1, 1])
+    """
+    nd = len(spatial)
+    if padding == "same":
+        begin, end = [], []
+        for i in range(nd):
+            out = -(-spatial[i] // stride[i])
+            total = max((out - 1) * stride[i] + dilation[i] * (kernel[i] - 1) + 1 - spatial[i], 0)
+            begin.append(total // 2)
+            end.append(total - total // 2)
+        return begin, end
+    if isinstance(padding, str):
+        raise ValueError(f"padding must be a number, a tuple or 'same', not {padding!r}")
+    p = list(_tuple(padding, nd))
+    return p, list(p)
+
+
 class Net:
     """Build a network layer by layer; tensors are named after the operator making them."""
 
@@ -47,6 +74,10 @@ class Net:
         self._count: dict[str, int] = {}
         self._scope: list[str] = []
         self.parameter_elements = 0
+        #: Per operator: its ONNX attributes and the shapes of the weights it reads, for
+        #: writing the network as an ONNX file (graphs/models/export_nas.py).
+        self.attributes: dict[str, dict[str, object]] = {}
+        self.weight_shapes: dict[str, list[Shape]] = {}
 
     # --- plumbing ------------------------------------------------------------------------
 
@@ -86,15 +117,20 @@ class Net:
         *,
         weights: int = 0,
         name: str | None = None,
+        attributes: dict[str, object] | None = None,
+        weight_shapes: Sequence[Shape] = (),
     ) -> str:
         """Add an operator reading ``inputs`` and making one tensor of ``shape``.
 
-        ``weights`` is the number of parameter elements it reads (0 for none).
+        ``weights`` is the number of parameter elements it reads (0 for none), declared as
+        one parameter; ``weight_shapes`` optionally says how an ONNX file splits them.
         """
         name = name or self._name(op_type.lower())
         reads = list(inputs)
         if weights:
             reads.append(self.parameter(f"{name}.weight", weights))
+        self.attributes[name] = dict(attributes or {})
+        self.weight_shapes[name] = [tuple(w) for w in weight_shapes]
         shape = tuple(int(d) for d in shape)
         self._b.op(name, reads, {name: self.bytes(shape)}, op_type=op_type, shapes={name: shape})
         self._shapes[name] = shape
@@ -116,19 +152,39 @@ class Net:
         kernel: int | Sequence[int],
         *,
         stride: int | Sequence[int] = 1,
-        padding: int | Sequence[int] = 0,
+        padding: int | Sequence[int] | str = 0,
         dilation: int | Sequence[int] = 1,
         groups: int = 1,
         bias: bool = True,
     ) -> str:
-        """Convolution over the trailing spatial axes (1-D to 3-D), BatchNorm folded in."""
+        """Convolution over the trailing spatial axes (1-D to 3-D), BatchNorm folded in.
+
+        ``padding="same"`` pads as TensorFlow does (output = ceil(input / stride), the odd
+        pixel at the end).
+        """
         s = self.shape(x)
         nd = len(s) - 2
-        k, st, p, d = (_tuple(v, nd) for v in (kernel, stride, padding, dilation))
-        spatial = [conv_out(s[2 + i], k[i], st[i], p[i], d[i]) for i in range(nd)]
+        k, st, d = (_tuple(v, nd) for v in (kernel, stride, dilation))
+        begin, end = _pads(s[2:], k, st, d, padding)
+        spatial = [conv_out(s[2 + i] + begin[i] + end[i], k[i], st[i], 0, d[i]) for i in range(nd)]
         cin = s[1]
         weights = out_channels * (cin // groups) * math.prod(k) + (out_channels if bias else 0)
-        return self.op("Conv", [x], (s[0], out_channels, *spatial), weights=weights)
+        shapes = [(out_channels, cin // groups, *k)] + ([(out_channels,)] if bias else [])
+        attributes = {
+            "kernel_shape": list(k),
+            "strides": list(st),
+            "pads": [*begin, *end],
+            "dilations": list(d),
+            "group": groups,
+        }
+        return self.op(
+            "Conv",
+            [x],
+            (s[0], out_channels, *spatial),
+            weights=weights,
+            attributes=attributes,
+            weight_shapes=shapes,
+        )
 
     def pool(
         self,
@@ -137,23 +193,29 @@ class Net:
         kernel: int | Sequence[int],
         *,
         stride: int | Sequence[int] | None = None,
-        padding: int | Sequence[int] = 0,
+        padding: int | Sequence[int] | str = 0,
         ceil_mode: bool = False,
     ) -> str:
-        """``MaxPool`` or ``AveragePool`` over the spatial axes."""
+        """``MaxPool`` or ``AveragePool`` over the spatial axes (``padding="same"`` as in
+        :meth:`conv`; an average then leaves the padding out)."""
         s = self.shape(x)
         nd = len(s) - 2
         k = _tuple(kernel, nd)
         st = _tuple(stride if stride is not None else kernel, nd)
-        p = _tuple(padding, nd)
+        begin, end = _pads(s[2:], k, st, (1,) * nd, padding)
         spatial = []
         for i in range(nd):
-            if ceil_mode:
-                o = -(-(s[2 + i] + 2 * p[i] - k[i]) // st[i]) + 1
-            else:
-                o = conv_out(s[2 + i], k[i], st[i], p[i])
+            total = s[2 + i] + begin[i] + end[i] - k[i]
+            o = (-(-total // st[i]) if ceil_mode else total // st[i]) + 1
             spatial.append(o)
-        return self.op(kind, [x], (s[0], s[1], *spatial))
+        attributes: dict[str, object] = {
+            "kernel_shape": list(k),
+            "strides": list(st),
+            "pads": [*begin, *end],
+        }
+        if ceil_mode:
+            attributes["ceil_mode"] = 1
+        return self.op(kind, [x], (s[0], s[1], *spatial), attributes=attributes)
 
     def max_pool(self, x: str, kernel, **kw) -> str:
         return self.pool(x, "MaxPool", kernel, **kw)
@@ -173,7 +235,15 @@ class Net:
 
     def batch_norm(self, x: str) -> str:
         """A BatchNorm not folded into a convolution (scale, bias, mean, variance)."""
-        return self.op("BatchNormalization", [x], self.shape(x), weights=4 * self.shape(x)[1])
+        c = self.shape(x)[1]
+        return self.op(
+            "BatchNormalization",
+            [x],
+            self.shape(x),
+            weights=4 * c,
+            attributes={"epsilon": 1e-3},
+            weight_shapes=[(c,)] * 4,
+        )
 
     def add(self, *xs: str) -> str:
         """Elementwise sum (broadcasting to the largest operand)."""
@@ -202,8 +272,13 @@ class Net:
         """Fully connected layer over the last axis (Gemm on 2-D input, MatMul otherwise)."""
         s = self.shape(x)
         weights = s[-1] * out_features + (out_features if bias else 0)
+        gemm = len(s) == 2
         return self.op(
-            "Gemm" if len(s) == 2 else "MatMul", [x], (*s[:-1], out_features), weights=weights
+            "Gemm" if gemm else "MatMul",
+            [x],
+            (*s[:-1], out_features),
+            weights=weights,
+            weight_shapes=[(s[-1], out_features)] + ([(out_features,)] if bias and gemm else []),
         )
 
     def matmul(self, a: str, b: str, shape: Shape) -> str:

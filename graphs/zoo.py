@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from importlib import resources
 
 from cosma.errors import UsageError
@@ -38,6 +39,16 @@ def _onnx_entry(stem: str, about: str) -> Entry:
     return Entry(f"{stem}-onnx", "export", make, about)
 
 
+_NAS_LABELS = {
+    "pnasnet5": "PNASNet-5",
+    "amoebanet_d": "AmoebaNet",
+    "nasnet_a": "NASNet-A",
+    "darts_v2": "DARTS V2",
+}
+
+#: The eight NAS graphs of the reference evaluation's generator: ImageNet and CIFAR size.
+HMCOS_NAS = (*_NAS_LABELS, *(f"{stem}_cifar" for stem in _NAS_LABELS))
+
 _ENTRIES = [
     Entry("resnet50", "human", cnn.resnet50, "ResNet-50, torchvision v1.5"),
     Entry("densenet121", "human", cnn.densenet121, "DenseNet-121, torchvision"),
@@ -59,10 +70,28 @@ _ENTRIES = [
         "base Transformer (nn.Transformer), 128 tokens",
     ),
     Entry("vit_b_16", "human", attention.vit_b_16, "ViT-B/16, torchvision"),
-    Entry("pnasnet5", "nas", nas.pnasnet5, "PNASNet-5 cell, DARTS ImageNet network"),
-    Entry("amoebanet_d", "nas", nas.amoebanet_d, "AmoebaNet cell, DARTS ImageNet network"),
-    Entry("nasnet_a", "nas", nas.nasnet_a, "NASNet-A cell, DARTS ImageNet network"),
-    Entry("darts_v2", "nas", nas.darts_v2, "DARTS V2 genotype, ImageNet network"),
+    Entry("pnasnet5", "nas", nas.pnasnet5, "PNASNet-5, HMCOS skeleton, ImageNet size"),
+    Entry("amoebanet_d", "nas", nas.amoebanet_d, "AmoebaNet, HMCOS skeleton, ImageNet size"),
+    Entry("nasnet_a", "nas", nas.nasnet_a, "NASNet-A, HMCOS skeleton, ImageNet size"),
+    Entry("darts_v2", "nas", nas.darts_v2, "DARTS V2, HMCOS skeleton, ImageNet size"),
+    *(
+        Entry(
+            f"{stem}_cifar",
+            "other",
+            partial(getattr(nas, stem), size="cifar"),
+            f"{label}, HMCOS skeleton, CIFAR size",
+        )
+        for stem, label in _NAS_LABELS.items()
+    ),
+    *(
+        Entry(
+            f"{stem}_darts_skeleton",
+            "other",
+            getattr(nas, f"{stem}_darts_skeleton"),
+            f"{label} cells in the DARTS ImageNet network (14 cells, C = 48)",
+        )
+        for stem, label in _NAS_LABELS.items()
+    ),
     Entry("randwire_ws", "other", nas.randwire_ws, "RandWire-WS small regime, seed 0"),
     _onnx_entry("squeezenet", "SqueezeNet 1.1 (the onnx wheel's light model)"),
 ]
@@ -79,6 +108,14 @@ _EXPORTS = {
     "inception_v3": "timm inception_v3 at 299x299, dynamo export",
     "bert_base": "BERT-base encoder (transformers), 128 tokens, dynamo export",
     "gpt2": "GPT-2 small (transformers), 128 tokens, dynamo export",
+    **{
+        stem: f"{label}, HMCOS skeleton, ImageNet size, written from the builder"
+        for stem, label in _NAS_LABELS.items()
+    },
+    **{
+        f"{stem}_cifar": f"{label}, HMCOS skeleton, CIFAR size, written from the builder"
+        for stem, label in _NAS_LABELS.items()
+    },
 }
 
 
@@ -103,8 +140,13 @@ def names(family: str | None = None) -> list[str]:
 
 def load(name: str, **options: object) -> Graph:
     """Build or read the zoo network ``name``; options go to its builder (``resolution``,
-    ``batch``, ``element_bytes``...). Zoo graphs default to 1 byte per element."""
+    ``batch``, ``element_bytes``...). Zoo graphs default to 1 byte per element.
+    ``NAME_training`` is the training graph of ``NAME`` (forward, loss, backward)."""
     table = entries()
+    if name not in table and name.endswith("_training") and name[: -len("_training")] in table:
+        from cosma.graphs.training import training_graph
+
+        return training_graph(load(name[: -len("_training")], **options))
     if name not in table:
         close = [n for n in table if name.lower() in n or n in name.lower()]
         hint = f" (did you mean {', '.join(close)}?)" if close else ""

@@ -17,6 +17,7 @@ from cosma.deadline import Deadline
 from cosma.errors import UsageError
 from cosma.plan import Plan
 from cosma.problem import Problem
+from cosma.progress import Progress, reporting
 from cosma.solvers.backends import BACKENDS
 from cosma.solvers.baselines import (
     ALLOCATORS,
@@ -33,6 +34,7 @@ __all__ = [
     "BACKENDS",
     "METHODS",
     "PROTOCOL",
+    "REMAT_METHODS",
     "baseline",
     "best_baseline",
     "check_options",
@@ -82,9 +84,9 @@ def _exact_method(
     return run
 
 
-_COMMON = ("threads", "seed")
+_COMMON = ("threads", "seed", "shortcut")
 _MILP_OPTIONS = (*_COMMON, "solver", "write_model", "log_path")
-_CPSAT_OPTIONS = (*_COMMON, "progress")
+_CPSAT_OPTIONS = _COMMON
 METHODS["milp"] = _exact_method(
     milp, _MILP_OPTIONS, False, "Exact MILP, schedule free (joint); --solver cbc|highs|gurobi."
 )
@@ -101,6 +103,12 @@ for _name, _fn in METHODS.items():
     if not hasattr(_fn, "options"):
         _fn.options = ("time_limit",)  # type: ignore[attr-defined]
 
+# Rematerialization (GPU style: memory budget, least total compute; see cosma.remat): a
+# registry of its own, since these plans minimise compute, not traffic.
+from cosma.solvers.remat import remat_methods  # noqa: E402
+
+REMAT_METHODS: dict[str, Callable[..., Plan]] = remat_methods()
+
 
 def method_names() -> list[str]:
     return list(METHODS)
@@ -108,7 +116,7 @@ def method_names() -> list[str]:
 
 def method_options(method: str) -> tuple[str, ...] | None:
     """The options ``method`` accepts (None if it does not declare them)."""
-    return getattr(METHODS.get(method), "options", None)
+    return getattr(METHODS.get(method) or REMAT_METHODS.get(method), "options", None)
 
 
 def check_options(method: str, options: Mapping[str, object]) -> None:
@@ -120,8 +128,9 @@ def check_options(method: str, options: Mapping[str, object]) -> None:
     ...
     cosma.errors.UsageError: method 'milp' has no option 'threds'; it takes: time_limit, ...
     """
-    if method not in METHODS:
-        raise UsageError(f"unknown method {method!r}; choose from: {', '.join(METHODS)}")
+    if method not in METHODS and method not in REMAT_METHODS:
+        known = ", ".join([*METHODS, *REMAT_METHODS])
+        raise UsageError(f"unknown method {method!r}; choose from: {known}")
     accepted = method_options(method)
     if accepted is not None:
         for name in options:
@@ -137,9 +146,17 @@ def check_options(method: str, options: Mapping[str, object]) -> None:
         raise UsageError(f"unknown order {order!r}; choose from: {', '.join(ORDERS)}")
 
 
-def solve(problem: Problem, method: str = "baseline", **options: object) -> Plan:
+def solve(
+    problem: Problem,
+    method: str = "baseline",
+    *,
+    progress: Progress | None = None,
+    **options: object,
+) -> Plan:
     """Run the method called ``method`` on ``problem``; options go to the method. An option
     the method does not take, or an unknown solver or order, is a UsageError.
+    Rematerialization methods (:data:`REMAT_METHODS`) are found here too. ``progress``
+    receives the engine's progress reports (see :mod:`cosma.progress`).
 
     >>> from cosma import GraphBuilder
     >>> g = GraphBuilder().input("x", 4).op("f", ["x"], {"y": 8}).output("y").build()
@@ -147,4 +164,6 @@ def solve(problem: Problem, method: str = "baseline", **options: object) -> Plan
     'optimal'
     """
     check_options(method, options)
-    return METHODS[method](problem, **options)
+    fn = METHODS.get(method) or REMAT_METHODS[method]
+    with reporting(progress):
+        return fn(problem, **options)

@@ -24,11 +24,13 @@ import logging
 import math
 from collections.abc import Callable
 
+from cosma import progress as progress_hook
 from cosma.deadline import Deadline
 from cosma.graph import TensorKind
 from cosma.memory import aligned
 from cosma.plan import Plan
 from cosma.problem import Problem
+from cosma.progress import report
 from cosma.solvers import exact, timeline
 
 log = logging.getLogger(__name__)
@@ -246,7 +248,6 @@ def _engine(ctx: exact.Context, progress: Progress | None) -> exact.EngineResult
     from ortools.sat.python import cp_model
 
     problem, deadline = ctx.problem, ctx.deadline
-    g = problem.graph
     with deadline.phase("model"):
         M = _Model(problem, ctx.seq, deadline)
         for add in (_schedule, _residency, _addresses, _objective):
@@ -267,19 +268,17 @@ def _engine(ctx: exact.Context, progress: Progress | None) -> exact.EngineResult
     solver.parameters.num_workers = ctx.threads
     solver.parameters.random_seed = ctx.seed
 
+    emit = progress or progress_hook.current()  # CP-SAT calls back from its own thread
+
     class _Callback(cp_model.CpSolverSolutionCallback):
         def on_solution_callback(self) -> None:
-            obj = to_bytes(self.objective_value)
-            bound = to_bytes(self.best_objective_bound)
-            info = {
-                "seconds": round(deadline.elapsed(), 3),
-                "objective": obj,
-                "bound": bound,
-                "gap": 0.0 if obj == 0 else (obj - bound) / obj,
-            }
-            log.info("cp-sat %s: incumbent %s, bound %s", g.name, obj, bound)
-            if progress:
-                progress(info)
+            report(
+                "cpsat",
+                seconds=deadline.elapsed(),
+                objective=to_bytes(self.objective_value),
+                bound=to_bytes(self.best_objective_bound),
+                callback=emit,
+            )
 
     with deadline.phase("solve"):
         status = solver.solve(M.m, _Callback())

@@ -35,6 +35,7 @@ from cosma.graph import TensorKind
 from cosma.memory import aligned
 from cosma.plan import Plan, Status
 from cosma.problem import Problem
+from cosma.progress import report
 from cosma.simulator import verify
 from cosma.solvers import timeline
 from cosma.solvers.baselines import Residency, starting_point
@@ -78,7 +79,9 @@ class Context:
         p = self.problem.new_plan(self.method, solver=self.solver)
         p.status = Status.FEASIBLE
         p.steps = timeline.plan_steps(self.problem, list(order), blocks)
-        return verify(self.problem.graph, p)
+        verify(self.problem.graph, p)
+        report(self.method, seconds=self.deadline.elapsed(), objective=p.objective, phase="plan")
+        return p
 
 
 @dataclass
@@ -156,6 +159,13 @@ def run(
         seq, warm = starting_point(problem, order, time_limit=deadline.left(0.3))
         if not warm.status.has_plan:
             warm = None
+    report(
+        method,
+        seconds=deadline.elapsed(),
+        objective=None if warm is None else warm.objective,
+        bound=0,
+        phase="warm start",
+    )
     if shortcut and warm is not None and warm.objective == 0:
         return answer(
             warm, Status.OPTIMAL, lower=0, stats={"note": "the warm start has no extra traffic"}
@@ -200,6 +210,7 @@ def run(
         )
     lower = min(bound, best.objective)
     status = Status.OPTIMAL if best.objective <= lower else Status.FEASIBLE
+    report(method, seconds=deadline.elapsed(), objective=best.objective, bound=lower, phase="done")
     return answer(best, status, lower=lower, stats=stats)
 
 

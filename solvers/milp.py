@@ -63,6 +63,7 @@ from cosma.graph import TensorKind
 from cosma.memory import aligned
 from cosma.plan import Plan
 from cosma.problem import Problem
+from cosma.progress import report
 from cosma.solvers import backends, exact, timeline
 from cosma.solvers.baselines import Residency
 from cosma.solvers.placement import place, place_with_moves
@@ -543,6 +544,14 @@ def _engine(
         )
         if res_.bound is not None:
             out.bound = max(out.bound, bound_in_bytes(m, res_.bound))
+        report(
+            ctx.method,
+            seconds=deadline.elapsed(),
+            objective=best,
+            bound=out.bound,
+            phase=f"{back.name} {res_.status}",
+            cuts=m.cuts,
+        )
         if res_.status == backends.INFEASIBLE:
             # The model relaxes SPEC's problem and every cut is valid: no plan exists.
             out.infeasible = "the MILP relaxation (capacity at every step) is infeasible"

@@ -173,3 +173,31 @@ def _assign(items, i, placed, budget) -> bool:
         if clear and _assign(items, i + 1, [*placed, (s, e, a, size)], budget):
             return True
     return False
+
+
+def reference_peak(g, order, setting=None) -> int:
+    """SPEC §6 read step by step, independently of cosma.liveness: at step i a tracked tensor
+    is live if it exists (its producer ran at or before i; an input or parameter: a reader
+    ran at or before i) and it is needed (a reader runs at i or later, or it is created at
+    i). Graph outputs get no special case: they are stored when created."""
+    from cosma import Setting
+
+    setting = setting or Setting.ACTIVATIONS
+    pos = {op: i for i, op in enumerate(order)}
+    peak = 0
+    for i in range(len(order)):
+        live = 0
+        for t in g.tracked(setting):
+            tensor = g.tensors[t]
+            readers = [pos[c] for c in tensor.consumers]
+            if tensor.producer is not None:
+                exists = pos[tensor.producer] <= i
+                created_now = pos[tensor.producer] == i
+            else:
+                exists = any(r <= i for r in readers)
+                created_now = False
+            needed = created_now or any(r >= i for r in readers)
+            if exists and needed:
+                live += tensor.size
+        peak = max(peak, live)
+    return peak

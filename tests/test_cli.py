@@ -109,7 +109,7 @@ def test_plan_writes_json_and_refuses_to_overwrite(tmp_path):
     assert r.exit_code == 0, r.output
     assert "non-compulsory" in r.output and "feasible" in r.output
     doc = json.loads(out.read_text())
-    assert doc["schema_version"] == 1 and doc["steps"]
+    assert doc["schema_version"] == 2 and doc["steps"]
     assert doc["objective"] == doc["traffic"]["non_compulsory"]
     before = out.read_text()
     r = run("plan", model, "-s", "M_H", "--element-bytes", "1", "-o", str(out))
@@ -120,8 +120,11 @@ def test_plan_writes_json_and_refuses_to_overwrite(tmp_path):
     # The plan replays on the same graph...
     r = run("replay", model, str(out), "--element-bytes", "1")
     assert r.exit_code == 0 and "valid" in r.output
-    # ...and is refused for another graph (other element bytes: other sizes).
+    # ...also without --element-bytes (the plan records it)...
     r = run("replay", model, str(out))
+    assert r.exit_code == 0 and "valid" in r.output
+    # ...and is refused for another graph (other element bytes: other sizes).
+    r = run("replay", model, str(out), "--element-bytes", "4")
     assert r.exit_code == 1 and "was made for graph" in r.output
 
 

@@ -6,7 +6,7 @@ import random
 
 import networkx as nx
 import pytest
-from helpers import random_dags
+from helpers import random_dags, reference_peak
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -98,7 +98,7 @@ def test_branches_bound_below_file_order_peak():
     assert schedule_peak(g, ["a", "c", "b", "d", "e"]) == (22, "b")
 
 
-def test_outputs_live_to_the_end():
+def test_outputs_are_stored_when_created():
     g = (
         GraphBuilder()
         .input("x", 1)
@@ -107,11 +107,32 @@ def test_outputs_live_to_the_end():
         .output("o1", "o2")
         .build()
     )
-    # o1 stays to the end: at b, x + o1 + o2 = 11.
-    assert live_intervals(g, ["a", "b"])["o1"] == (0, 1)
-    assert schedule_peak(g, ["a", "b"]) == (11, "b")
-    # bound: at b, o1 (output, made by... a is not an ancestor of b) is not certain: 4.
-    assert must_live_bound(g) == (8, "a")  # at a: x + o1 = 8
+    # SPEC §6: an output is stored right after it is created; nothing reads o1, so it is
+    # live only while a runs. At a: x + o1 = 8; at b: x + o2 = 4.
+    assert live_intervals(g, ["a", "b"])["o1"] == (0, 0)
+    assert schedule_peak(g, ["a", "b"]) == (8, "a")
+    assert schedule_peak(g, ["b", "a"]) == (8, "a")
+    assert must_live_bound(g) == (8, "a")  # a's own operands
+
+
+def test_an_output_that_is_read_lives_to_its_last_reader():
+    # x(1) -a-> o(10, a graph output) -b-> y(2) -c-> z(1); c also reads o.
+    g = (
+        GraphBuilder()
+        .input("x", 1)
+        .op("a", ["x"], {"o": 10})
+        .op("b", ["o"], {"y": 2})
+        .op("c", ["o", "y"], {"z": 1})
+        .op("d", ["z"], {"w": 5})
+        .output("o", "w")
+        .build()
+    )
+    # o lives from a to c (its last reader), not to the end: at d only z + w = 6.
+    assert live_intervals(g, ["a", "b", "c", "d"])["o"] == (0, 2)
+    # at a: x + o = 11; b: o + y = 12; c: o + y + z = 13; d: z + w = 6.
+    assert schedule_peak(g, ["a", "b", "c", "d"]) == (13, "c")
+    f = memory_figures(g)
+    assert (f.must_live, f.file_order_peak) == (13, 13)
 
 
 def test_alignment_rounds_sizes_up():
@@ -159,5 +180,13 @@ def test_must_live_never_above_any_schedule_peak(g, rng, setting):
 @settings(max_examples=60, deadline=None)
 @given(random_dags(max_ops=6))
 def test_must_live_below_brute_force_minimum_peak(g):
-    best = min(schedule_peak(g, o)[0] for o in nx.all_topological_sorts(g.dag))
+    best = min(reference_peak(g, o) for o in nx.all_topological_sorts(g.dag))
     assert must_live_bound(g)[0] <= best
+
+
+@settings(max_examples=100, deadline=None)
+@given(random_dags(max_ops=8), st.randoms(use_true_random=False), st.sampled_from(list(Setting)))
+def test_schedule_peak_matches_the_definition(g, rng, setting):
+    for _ in range(5):
+        order = _random_topological_order(g, rng)
+        assert schedule_peak(g, order, setting=setting)[0] == reference_peak(g, order, setting)

@@ -82,7 +82,7 @@ def test_parameter_counts_match_reference_implementations(name):
 
 def test_nas_parameter_counts_match_papers():
     # DARTS ImageNet (C=48, 14 cells): 4.7M in the DARTS paper; RandWire-WS small: 5.6M.
-    assert round(params(zoo.load("darts_v2")) / 1e6, 1) == 4.7
+    assert round(params(zoo.load("darts_v2_darts_skeleton")) / 1e6, 1) == 4.7
     assert round(params(zoo.load("randwire_ws")) / 1e6, 1) == 5.6
 
 
@@ -101,10 +101,10 @@ def test_architecture_counts():
     # ViT-B/16: 12 blocks x 2 LayerNorms + the final one.
     assert count("vit_b_16", "LayerNormalization") == 25
     # DARTS V2: 10 normal cells x 4 steps x 2 ops are mostly separable convolutions.
-    assert count("darts_v2", "Softmax") == 0
+    assert count("darts_v2_darts_skeleton", "Softmax") == 0
 
 
-def test_darts_operator_count_by_hand():
+def test_darts_skeleton_operator_count_by_hand():
     # Stems: conv-relu-conv and relu-conv = 5. A normal DARTS V2 cell: two ReLU-conv
     # preprocessings (4); 5 sep_conv_3x3 (relu, dw, pw, relu, dw, pw: 6 each = 30); one
     # dil_conv_3x3 (relu, dw, pw = 3); 3 skips (no operator); 4 step sums; 1 concat = 42.
@@ -114,7 +114,7 @@ def test_darts_operator_count_by_hand():
     # Head: pool, flatten, linear = 3. 14 cells, reductions at 4 and 9:
     expected = 5 + 12 * 42 + 3 * 3 + 2 * 14 + 3
     assert expected == 549
-    assert zoo.load("darts_v2").num_operators == expected
+    assert zoo.load("darts_v2_darts_skeleton").num_operators == expected
 
 
 def test_output_shapes():

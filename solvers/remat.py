@@ -1,0 +1,780 @@
+"""Rematerialization plan finders: two exact engines and Chen's baselines.
+
+All of them solve :mod:`cosma.remat`'s problem (fixed order, pooled memory budget, minimum
+total compute) and return a replayed :class:`~cosma.plan.Plan` whose ``objective`` is the
+total compute and whose ``lower_bound`` is proven.
+
+- :func:`remat_milp`: Checkmate's MILP (Jain et al. 2020) through PuLP, any backend of
+  :mod:`cosma.solvers.backends` (CBC, HiGHS, Gurobi);
+- :func:`remat_cpsat`: MOCCASIN's model (Bartan et al. 2023): a few retention intervals per
+  operator under one cumulative memory constraint, OR-Tools CP-SAT;
+- :func:`checkpoint_all`, :func:`chen_sqrtn`, :func:`chen_greedy`: keep everything; Chen et
+  al.'s √n segments; Chen et al.'s greedy segments for a budget.
+
+``max_computes`` bounds how often one operator runs (MOCCASIN's C; default 2, i.e. at most
+one recomputation). Both engines honour it, so they solve the same problem and must agree
+on its optimum; ``max_computes=None`` lifts the bound (exact for the stage frame, larger
+models).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+
+import pulp
+
+from cosma.errors import UsageError
+from cosma.plan import Plan, Status
+from cosma.problem import Problem
+from cosma.remat import (
+    REMAT_OPTIONS,
+    RematInstance,
+    no_remat_peak,
+    peak_of,
+    peak_state,
+    position,
+    remat_plan,
+    retention,
+)
+from cosma.remat import stage_of as _stage_of
+from cosma.simulator import verify
+from cosma.solvers import backends
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_COMPUTES = 2
+
+
+def _var(prob: pulp.LpProblem, name: str, **kw) -> pulp.LpVariable:
+    """A variable of ``prob`` (PuLP >= 3.3 attaches it to the model; older ones cannot)."""
+    if hasattr(prob, "add_variable"):
+        return prob.add_variable(name, **kw)
+    return pulp.LpVariable(name, **kw)
+
+
+def _empty(problem: Problem, method: str, solver: str | None, options: dict) -> Plan:
+    p = problem.new_plan(method, solver=solver, options={**REMAT_OPTIONS, **options})
+    return p
+
+
+def _infeasible_reason(inst: RematInstance) -> str | None:
+    """Why no plan can exist at all: an operator's own footprint (inputs, outputs) exceeds
+    the budget."""
+    worst, who = 0, None
+    for j in range(inst.n):
+        need = inst.keep[j] + inst.transient[j] + sum(inst.keep[i] for i in inst.deps[j])
+        need += sum(s for s, us in zip(inst.input_size, inst.input_users, strict=True) if j in us)
+        if need > worst:
+            worst, who = need, inst.order[j]
+    if worst > inst.budget:
+        return (
+            f"needs at least {worst:,} bytes because of operator {who!r}, whose inputs and "
+            f"outputs must be resident together; the budget is {inst.budget:,}"
+        )
+    return None
+
+
+def _finish(
+    inst: RematInstance,
+    plan: Plan,
+    computations: list[tuple[int, int]] | None,
+    status: Status,
+    bound: float | None,
+    t0: float,
+) -> Plan:
+    """Turn computations into a replayed plan with status and bound."""
+    if computations is None:
+        plan.status = status
+        plan.solve_time = time.perf_counter() - t0
+        plan.lower_bound = None if bound is None else inst.base_cost + math.ceil(bound - 1e-6)
+        return plan
+    built = remat_plan(
+        inst,
+        computations,
+        method=plan.method,
+        status=status,
+        solver=plan.solver,
+        options=plan.options,
+    )
+    built.lower_bound = (
+        inst.base_cost if bound is None else inst.base_cost + max(0, math.ceil(bound - 1e-6))
+    )
+    verify(inst.graph, built)
+    if built.objective is not None and built.lower_bound >= built.objective:
+        built.lower_bound = built.objective
+        built.status = Status.OPTIMAL if status is not Status.INFEASIBLE else status
+    built.solve_time = time.perf_counter() - t0
+    if (
+        built.status is Status.OPTIMAL
+        and inst.max_computes
+        and max(inst.max_computes) < inst.n
+        and any(inst.users)
+    ):
+        built.reason = (
+            f"optimal among plans that run each operator at most "
+            f"{plan.options.get('max_computes')} times (max_computes)"
+        )
+    return built
+
+
+# --- Checkmate's MILP ------------------------------------------------------------------------
+
+
+def _milp_model(inst: RematInstance, budget: int) -> tuple[pulp.LpProblem, dict, dict, int]:
+    """Variables, constraint families, objective (Checkmate's formulation, stage frame).
+
+    - ``R[t,i]`` = 1 if operator i is recomputed in stage t (i < t; first runs are fixed);
+    - ``S[t,i]`` = 1 if i's value is kept from stage t-1 into stage t;
+    - ``F[t,i,k]`` (continuous) = 1 if i's value is freed right after position (t,k);
+    - ``A[t,k]`` (continuous) = bytes resident after position (t,k) and its frees.
+    """
+    n = inst.n
+    g = math.gcd(*[m for m in (*inst.keep, *inst.transient, *inst.input_size) if m]) or 1
+    keep = [m // g for m in inst.keep]
+    trans = [m // g for m in inst.transient]
+    isize = [m // g for m in inst.input_size]
+    cap = budget // g
+    cg = math.gcd(*[c for c in inst.cost if c]) or 1
+    prob = pulp.LpProblem("remat", pulp.LpMinimize)
+    first_user = {x: us[0] for x, us in enumerate(inst.input_users) if us}
+    in_users = {x: set(us) for x, us in enumerate(inst.input_users)}
+
+    # R: recompute i in stage t, only where a reader of i can run (some user j <= t).
+    R: dict[tuple[int, int], object] = {}
+    for i in range(n):
+        if not inst.recomputable(i):
+            continue
+        lo = max(i + 1, inst.users[i][0])
+        for t in range(lo, n):
+            R[t, i] = _var(prob, f"R_{t}_{i}", cat=pulp.LpBinary)
+
+    def r(t: int, i: int):
+        return 1 if t == i else R.get((t, i), 0)
+
+    # S: keep i's value into stage t (i < t), values someone reads; inputs after first use.
+    S: dict[tuple[int, object], object] = {}
+    for i in range(n):
+        if inst.users[i]:
+            for t in range(i + 1, n):
+                S[t, i] = _var(prob, f"S_{t}_{i}", cat=pulp.LpBinary)
+    for x, f in first_user.items():
+        for t in range(f + 1, n):
+            S[t, ("in", x)] = _var(prob, f"S_{t}_in{x}", cat=pulp.LpBinary)
+
+    # keep_or_compute: S[t+1,i] <= S[t,i] + R[t,i]  (a value kept was there in stage t)
+    for (t, i), var in S.items():
+        if isinstance(i, tuple):
+            x = i[1]
+            if t - 1 > first_user[x]:
+                prob += var <= S[t - 1, i], f"carry_{t}_in{x}"
+        elif t - 1 > i:
+            prob += var <= S[t - 1, i] + r(t - 1, i), f"carry_{t}_{i}"
+
+    # available: R[t,j] <= R[t,i] + S[t,i] for every read i -> j  (inputs present to run)
+    for j in range(n):
+        for t in range(j, n):
+            rj = r(t, j)
+            if isinstance(rj, int) and rj == 0:
+                continue
+            for i in inst.deps[j]:
+                prob += rj <= r(t, i) + S.get((t, i), 0), f"dep_{t}_{i}_{j}"
+            for x in range(len(inst.inputs)):
+                if j in in_users[x] and t > first_user[x]:
+                    prob += rj <= S[t, ("in", x)], f"depin_{t}_{x}_{j}"
+
+    # at most max_computes runs of each operator
+    for i in range(n):
+        rs = [R[t, i] for t in range(i + 1, n) if (t, i) in R]
+        if rs and inst.max_computes[i] - 1 < len(rs):
+            prob += pulp.lpSum(rs) <= inst.max_computes[i] - 1, f"cap_{i}"
+
+    # memory: A[t,k] = A[t,k-1] + keep_k R[t,k] + loads - sum M_i F[t,i,k];
+    #         A[t,k-1] + (keep_k + transient_k) R[t,k] + loads <= budget
+    for t in range(n):
+        carried = pulp.lpSum(keep[i] * S[t, i] for i in range(t) if (t, i) in S) + pulp.lpSum(
+            isize[x] * S[t, ("in", x)] for x in first_user if (t, ("in", x)) in S
+        )
+        prev = carried
+        for k in range(t + 1):
+            rk = r(t, k)
+            if isinstance(rk, int) and rk == 0:
+                continue
+            loads = sum(isize[x] for x, f in first_user.items() if f == t == k)
+            prob += prev + (keep[k] + trans[k]) * rk + loads <= cap, f"mem_{t}_{k}"
+            # frees after (t,k): i == k, or i read by k; not if kept into t+1 or read later
+            frees = []
+            cands = [(i, i) for i in [k] if inst.users[k]] + [(i, None) for i in inst.deps[k]]
+            cands += [(("in", x), None) for x in range(len(inst.inputs)) if k in in_users[x]]
+            for i, _ in cands:
+                if isinstance(i, tuple):
+                    size = isize[i[1]]
+                    later = [j for j in inst.input_users[i[1]] if k < j <= t]
+                    if t < first_user[i[1]]:
+                        continue
+                else:
+                    size = keep[i]
+                    later = [j for j in inst.users[i] if k < j <= t]
+                f = _var(
+                    prob,
+                    f"F_{t}_{'in' + str(i[1]) if isinstance(i, tuple) else i}_{k}",
+                    lowBound=0,
+                    upBound=1,
+                )
+                prob += f <= rk, f"{f.name}_run"
+                nxt = S.get((t + 1, i))
+                if nxt is not None:
+                    prob += f <= 1 - nxt, f"{f.name}_kept"
+                for j in later:
+                    rj = r(t, j)
+                    if not (isinstance(rj, int) and rj == 0):
+                        prob += f <= 1 - rj, f"{f.name}_read{j}"
+                frees.append(size * f)
+            nxt_a = _var(prob, f"A_{t}_{k}", lowBound=0)
+            prob += nxt_a == prev + keep[k] * rk + loads - pulp.lpSum(frees), f"acc_{t}_{k}"
+            prev = nxt_a
+    prob += pulp.lpSum((inst.cost[i] // cg) * v for (t, i), v in R.items())
+    if not R:
+        prob += _var(prob, "zero", lowBound=0, upBound=0)
+    return prob, R, S, cg
+
+
+def remat_milp(
+    problem: Problem,
+    *,
+    order: list[str] | None = None,
+    max_computes: int | None = DEFAULT_MAX_COMPUTES,
+    solver: str = "cbc",
+    time_limit: float = 60.0,
+    threads: int = 1,
+    seed: int = 0,
+    log_path: str | None = None,
+) -> Plan:
+    """Least total compute under ``problem.budget`` by Checkmate's MILP (any PuLP backend).
+
+    >>> from cosma.graph import GraphBuilder
+    >>> g = (GraphBuilder().input("x", 1).op("a", ["x"], {"p": 4}).op("b", ["p"], {"q": 4})
+    ...      .op("c", ["q"], {"r": 4}).op("d", ["r", "p"], {"z": 1}).output("z").build())
+    >>> # the no-remat peak is 12 (p, q, r while c runs); at 9, a runs again before d
+    >>> # (x, r, p resident: 9 bytes): 4 operators of cost 4 (their largest tensor) plus 4
+    >>> p = remat_milp(Problem(g, 9), time_limit=20)
+    >>> p.status.value, p.objective, p.stats["recomputations"]
+    ('optimal', 20, 1)
+    """
+    t0 = time.perf_counter()
+    options = {"max_computes": max_computes, "time_limit": time_limit}
+    plan = _empty(problem, "remat-milp", solver, options)
+    inst = RematInstance.build(problem, order=order, max_computes=max_computes)
+    why = _infeasible_reason(inst)
+    if why:
+        plan.reason = why
+        return _finish(inst, plan, None, Status.INFEASIBLE, None, t0)
+    backend = backends.backend(solver)
+    prob, R, S, cg = _milp_model(inst, problem.budget)
+    warm = _warm_start(inst)
+    if warm is not None:
+        _milp_warm(inst, warm, R, S)
+    out = backend.solve(
+        prob,
+        time_limit=max(0.1, time_limit - (time.perf_counter() - t0)),
+        threads=threads,
+        seed=seed,
+        log_path=log_path,
+        integral_gap=0.999,
+        warm_start=warm is not None,
+    )
+    bound = None if out.bound is None else out.bound * cg
+    if out.status == backends.INFEASIBLE:
+        plan.reason = (
+            "no plan fits the budget in the stage frame with at most "
+            f"{max_computes if max_computes else 'any number of'} runs per operator"
+        )
+        return _finish(inst, plan, None, Status.INFEASIBLE, None, t0)
+    if out.status == backends.NO_SOLUTION:
+        plan.reason = out.note.splitlines()[0] if out.note else "time limit, no plan found"
+        if warm is not None:  # never worse than the best baseline
+            plan.reason += "; best baseline kept"
+            return _finish(inst, plan, warm, Status.FEASIBLE, bound, t0)
+        return _finish(inst, plan, None, Status.NO_SOLUTION, bound, t0)
+    comps = []
+    for (t, i), v in R.items():
+        val = out.values.get(v.name)
+        if val is not None and val > 0.5:
+            comps.append((t, i))
+    status = Status.OPTIMAL if out.status == backends.OPTIMAL else Status.FEASIBLE
+    return _finish(inst, plan, comps, status, bound, t0)
+
+
+def _milp_warm(inst: RematInstance, warm: list, R: dict, S: dict) -> None:
+    """Initial values of R and S from a baseline's computations (a MIP start)."""
+    chosen = set(warm)
+    for key, var in R.items():
+        var.setInitialValue(1 if key in chosen else 0)
+    held, in_ends = retention(inst, warm)
+    first = {x: us[0] for x, us in enumerate(inst.input_users) if us}
+    for (t, i), var in S.items():
+        edge = position(t, 0)
+        if isinstance(i, tuple):
+            x = i[1]
+            on = position(first[x], first[x]) < edge <= in_ends.get(x, 0) - 1
+        else:
+            on = any(a < edge <= b - 1 for a, b in held[i])
+        var.setInitialValue(1 if on else 0)
+
+
+# --- MOCCASIN's CP-SAT model ------------------------------------------------------------------
+
+
+def remat_cpsat(
+    problem: Problem,
+    *,
+    order: list[str] | None = None,
+    max_computes: int | None = DEFAULT_MAX_COMPUTES,
+    time_limit: float = 60.0,
+    threads: int = 1,
+    seed: int = 0,
+    hint: bool = True,
+    params: dict | None = None,
+    dominance: bool = True,
+) -> Plan:
+    """Least total compute under ``problem.budget`` by retention intervals and CP-SAT.
+
+    Each operator i has up to ``max_computes`` intervals ``[start, end)`` on the position
+    axis: the first starts at its own position ``(i, i)``, the others (optional) at a
+    position ``(t, i)`` of a later stage. An interval holds i's value; every run of a reader
+    j must fall inside an interval of each value j reads; all intervals share one
+    cumulative resource of capacity ``budget``. Objective: the cost of the optional
+    intervals present. ``params`` sets CP-SAT parameters by name (e.g.
+    ``{"linearization_level": 2}``).
+
+    >>> from cosma.graph import GraphBuilder
+    >>> g = (GraphBuilder().input("x", 1).op("a", ["x"], {"p": 4}).op("b", ["p"], {"q": 4})
+    ...      .op("c", ["q"], {"r": 4}).op("d", ["r", "p"], {"z": 1}).output("z").build())
+    >>> p = remat_cpsat(Problem(g, 9), time_limit=20)
+    >>> p.status.value, p.objective, p.stats["recomputations"]
+    ('optimal', 20, 1)
+    """
+    from ortools.sat.python import cp_model
+
+    t0 = time.perf_counter()
+    options = {"max_computes": max_computes, "time_limit": time_limit}
+    plan = _empty(problem, "remat-cpsat", "cp-sat", options)
+    inst = RematInstance.build(problem, order=order, max_computes=max_computes)
+    why = _infeasible_reason(inst)
+    if why:
+        plan.reason = why
+        return _finish(inst, plan, None, Status.INFEASIBLE, None, t0)
+    n = inst.n
+    horizon = position(n - 1, n - 1) + 1
+    # common factors out of costs and sizes (MOCCASIN does the same): smaller numbers
+    cg = math.gcd(*inst.cost) or 1
+    mg = math.gcd(*[b for b in (*inst.keep, *inst.transient, *inst.input_size) if b]) or 1
+    m = cp_model.CpModel()
+    intervals, demands = [], []
+    starts: dict[int, list] = {}
+    ends: dict[int, list] = {}
+    present: dict[int, list] = {}
+    lengths: dict[int, list] = {}
+    serves: dict[tuple[int, int, int, int], object] = {}
+    objective = []
+    for i in range(n):
+        slots = [position(t, i) for t in range(max(i + 1, (inst.users[i] or [n])[0]), n)]
+        copies = min(inst.max_computes[i], 1 + len(slots)) if inst.users[i] else 1
+        starts[i], ends[i], present[i], lengths[i] = [], [], [], []
+        for c in range(copies):
+            if c == 0:
+                s = m.new_constant(position(i, i))
+                p = m.new_constant(1)
+            else:
+                s = m.new_int_var_from_domain(cp_model.Domain.from_values(slots), f"start_{i}_{c}")
+                p = m.new_bool_var(f"present_{i}_{c}")
+                m.add_implication(p, present[i][c - 1])
+                m.add(ends[i][c - 1] <= s).only_enforce_if(p)
+                objective.append((inst.cost[i] // cg) * p)
+            e = m.new_int_var(0, horizon, f"end_{i}_{c}")
+            length = m.new_int_var(1, 1 if not inst.users[i] else horizon, f"length_{i}_{c}")
+            m.add(s + length == e)
+            starts[i].append(s)
+            ends[i].append(e)
+            present[i].append(p)
+            lengths[i].append(length)
+            if inst.keep[i]:
+                intervals.append(m.new_optional_interval_var(s, length, e, p, f"hold_{i}_{c}"))
+                demands.append(inst.keep[i] // mg)
+            if inst.transient[i]:
+                intervals.append(m.new_optional_fixed_size_interval_var(s, 1, p, f"run_{i}_{c}"))
+                demands.append(inst.transient[i] // mg)
+    # inputs: one interval from the first use, ending after the last run that reads them
+    in_start: dict[int, int] = {}
+    in_end: dict[int, object] = {}
+    in_len: dict[int, object] = {}
+    for x, us in enumerate(inst.input_users):
+        if not us:
+            continue
+        s0 = position(us[0], us[0])
+        e = m.new_int_var(s0 + 1, horizon, f"end_in{x}")
+        in_start[x], in_end[x] = s0, e
+        length = m.new_int_var(1, horizon, f"length_in{x}")
+        in_len[x] = length
+        m.add(s0 + length == e)
+        intervals.append(m.new_interval_var(s0, length, e, f"hold_in{x}"))
+        demands.append(inst.input_size[x] // mg)
+    # reads: every run of j lies inside some interval of each value it reads
+    for j in range(n):
+        for c, sj in enumerate(starts[j]):
+            pj = present[j][c]
+            for i in inst.deps[j]:
+                serve = []
+                for c2 in range(len(starts[i])):
+                    z = m.new_bool_var(f"serve_{i}_{c2}_{j}_{c}")
+                    m.add_implication(z, present[i][c2])
+                    m.add(starts[i][c2] < sj).only_enforce_if(z)
+                    m.add(ends[i][c2] > sj).only_enforce_if(z)
+                    serve.append(z)
+                    serves[i, c2, j, c] = z
+                m.add_bool_or(serve).only_enforce_if(pj)
+            for x, us in enumerate(inst.input_users):
+                if j in us:
+                    m.add(in_end[x] > sj).only_enforce_if(pj)
+    # dominance: a recomputed copy serves some run (one that serves nothing can be left out
+    # at no cost and no memory), which prunes the search
+    served_by: dict[tuple[int, int], list] = {}
+    for (i, c2, _, _), z in serves.items():
+        served_by.setdefault((i, c2), []).append(z)
+    for i in range(n) if dominance else ():
+        for c in range(1, len(starts[i])):
+            m.add_bool_or(served_by.get((i, c), [])).only_enforce_if(present[i][c])
+    m.add_cumulative(intervals, demands, problem.budget // mg)
+    m.minimize(sum(objective))
+    warm = _warm_start(inst) if hint else None
+    if warm is not None:
+        # A complete hint (every variable) from the best baseline, so the search starts
+        # from a feasible plan instead of repairing a partial one.
+        held, in_ends = retention(inst, warm)
+        if all(len(held[i]) <= len(starts[i]) for i in range(n)):
+            at: dict[int, list[int]] = {}
+            for i in range(n):
+                at[i] = []
+                for c in range(len(starts[i])):
+                    if c < len(held[i]):
+                        a, b = held[i][c]
+                        if c:
+                            m.add_hint(present[i][c], True)
+                    else:
+                        a = starts[i][c].proto.domain[0] if c else position(i, i)
+                        b = a + 1
+                        m.add_hint(present[i][c], False)
+                    if c:
+                        m.add_hint(starts[i][c], a)
+                    m.add_hint(ends[i][c], b)
+                    m.add_hint(lengths[i][c], b - a)
+                    at[i].append(a)
+            for (i, c2, j, c), z in serves.items():
+                on = c < len(held[j]) and c2 < len(held[i])
+                if on:
+                    sj = held[j][c][0]
+                    a, b = held[i][c2]
+                    on = a < sj < b
+                m.add_hint(z, on)
+            for x, e in in_ends.items():
+                if x in in_end:
+                    m.add_hint(in_end[x], e)
+                    m.add_hint(in_len[x], e - in_start[x])
+    solver = cp_model.CpSolver()
+    solver.parameters.max_time_in_seconds = max(0.1, time_limit - (time.perf_counter() - t0))
+    solver.parameters.num_workers = max(1, threads)
+    solver.parameters.random_seed = seed
+    for key, value in (params or {}).items():
+        setattr(solver.parameters, key, value)
+    code = solver.solve(m)
+    bound = (
+        solver.best_objective_bound * cg if code in (cp_model.OPTIMAL, cp_model.FEASIBLE) else None
+    )
+    if code == cp_model.INFEASIBLE:
+        plan.reason = (
+            "no plan fits the budget in the stage frame with at most "
+            f"{max_computes if max_computes else 'any number of'} runs per operator"
+        )
+        return _finish(inst, plan, None, Status.INFEASIBLE, None, t0)
+    if code not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+        if warm is not None:  # never worse than the best baseline
+            plan.reason = f"CP-SAT stopped ({solver.status_name(code)}); best baseline kept"
+            return _finish(inst, plan, warm, Status.FEASIBLE, None, t0)
+        plan.reason = f"CP-SAT stopped ({solver.status_name(code)}) before finding a plan"
+        return _finish(inst, plan, None, Status.NO_SOLUTION, None, t0)
+    comps = []
+    for i in range(n):
+        for c in range(1, len(starts[i])):
+            if solver.boolean_value(present[i][c]):
+                comps.append(_stage_of(solver.value(starts[i][c])))
+    status = Status.OPTIMAL if code == cp_model.OPTIMAL else Status.FEASIBLE
+    return _finish(inst, plan, comps, status, bound, t0)
+
+
+# --- baselines --------------------------------------------------------------------------------
+
+
+def _warm_start(inst: RematInstance) -> list[tuple[int, int]] | None:
+    """The cheapest baseline's computations that fit (checkpoint-all, greedy, √n), or None."""
+    best = None
+    for choose in (_choose_all, _choose_greedy, _choose_sqrtn, _choose_evict):
+        try:
+            comps, _ = choose(inst)
+        except UsageError:
+            continue
+        if comps is None:
+            continue
+        cost = sum(inst.cost[k] for _, k in comps)
+        if best is None or cost < best[0]:
+            best = (cost, comps)
+    return None if best is None else best[1]
+
+
+def _forward_set(inst: RematInstance) -> list[int]:
+    """Operators of the forward pass: by ``phase`` attribute when the graph has one (training
+    graphs), else those before the no-remat memory peak (where training graphs peak)."""
+    ops = inst.graph.operators
+    phases = [ops[v].attributes.get("phase") for v in inst.order]
+    if any(p is not None for p in phases):
+        return [i for i, p in enumerate(phases) if p == "forward"]
+    # peak position of the no-remat run
+    occupancy, best, at = 0, -1, 0
+    last = {i: max(inst.users[i], default=i) for i in range(inst.n)}
+    for k in range(inst.n):
+        occupancy += inst.keep[k]
+        if occupancy > best:
+            best, at = occupancy, k
+        occupancy -= sum(inst.keep[i] for i in range(k + 1) if last[i] == k)
+    return list(range(at + 1))
+
+
+def _on_demand(inst: RematInstance, checkpoints: set[int], forward: list[int]) -> list:
+    """Computations for a checkpoint set: forward values that are not checkpoints are
+    recomputed, from the nearest kept ancestors, in the first stage after the forward pass
+    that reads them; a recomputed value then stays until its last use (Chen et al.)."""
+    fw = set(forward)
+    end = max(forward, default=-1)
+    dropped = {i for i in fw if i not in checkpoints and inst.users[i]}
+    redone: set[int] = set()
+    comps: list[tuple[int, int]] = []
+
+    def need(t: int, i: int, stage_runs: set[int]) -> None:
+        if i not in dropped or i in redone or i in stage_runs:
+            return
+        for d in inst.deps[i]:
+            need(t, d, stage_runs)
+        stage_runs.add(i)
+
+    for t in range(end + 1, inst.n):
+        runs: set[int] = set()
+        for d in inst.deps[t]:
+            need(t, d, runs)
+        for i in sorted(runs):
+            comps.append((t, i))
+        redone |= runs
+    return comps
+
+
+def _baseline(
+    problem: Problem,
+    method: str,
+    choose: Callable[[RematInstance], tuple[list, dict]],
+    order: list[str] | None,
+) -> Plan:
+    t0 = time.perf_counter()
+    inst = RematInstance.build(problem, order=order)
+    plan = _empty(problem, method, None, {})
+    why = _infeasible_reason(inst)
+    if why:
+        plan.reason = why
+        return _finish(inst, plan, None, Status.INFEASIBLE, None, t0)
+    comps, info = choose(inst)
+    if comps is None:
+        plan.reason = info.get("reason")
+        plan.stats.update(info)
+        return _finish(inst, plan, None, Status.NO_SOLUTION, None, t0)
+    built = _finish(inst, plan, comps, Status.FEASIBLE, None, t0)
+    built.stats.update(info)
+    return built
+
+
+def _fits(inst: RematInstance, comps: list) -> int:
+    return peak_of(inst, comps)
+
+
+def _choose_all(inst: RematInstance) -> tuple[list | None, dict]:
+    peak = no_remat_peak(inst)
+    if peak > inst.budget:
+        return None, {"reason": f"the no-remat peak is {peak:,} bytes, over the budget"}
+    return [], {"peak_estimate": peak}
+
+
+def _choose_sqrtn(inst: RematInstance) -> tuple[list | None, dict]:
+    fw = [i for i in _forward_set(inst) if inst.users[i]]
+    seg = max(1, math.isqrt(max(1, len(fw) - 1)) + 1)
+    cps = {fw[s] for s in range(seg - 1, len(fw), seg)} | ({fw[-1]} if fw else set())
+    comps = _on_demand(inst, cps, _forward_set(inst))
+    peak = _fits(inst, comps)
+    info = {"checkpoints": len(cps), "segment": seg, "peak_estimate": peak}
+    if peak > inst.budget:
+        info["reason"] = f"the √n plan peaks at {peak:,} bytes, over the budget"
+        return None, info
+    return comps, info
+
+
+def _choose_greedy(inst: RematInstance) -> tuple[list | None, dict]:
+    forward = _forward_set(inst)
+    fw = [i for i in forward if inst.users[i]]
+    total = sum(inst.keep[i] for i in fw) or 1
+    smallest = min((inst.keep[i] for i in fw), default=1) or 1
+    best = None
+    tried = 0
+    for s in range(41):
+        b = smallest * (total / smallest) ** (s / 40)
+        cps, acc = set(), 0
+        for i in fw:
+            acc += inst.keep[i]
+            if acc > b:
+                cps.add(i)
+                acc = 0
+        if fw:
+            cps.add(fw[-1])
+        comps = _on_demand(inst, cps, forward)
+        tried += 1
+        peak = _fits(inst, comps)
+        if peak <= inst.budget:
+            cost = sum(inst.cost[k] for _, k in comps)
+            key = (cost, peak, len(cps))
+            if best is None or key < best[0]:
+                best = (key, comps, len(cps), b)
+    if best is None:
+        return None, {"reason": "no threshold gives a plan within the budget", "tried": tried}
+    return best[1], {"checkpoints": best[2], "threshold": round(best[3]), "tried": tried}
+
+
+def _choose_evict(inst: RematInstance) -> tuple[list | None, dict]:
+    """A greedy for any graph: while the peak is over the budget, take the values resident
+    at the peak that are kept for a later run, and recompute the one that lowers the peak
+    most per unit of compute right before that later run."""
+    comps: list[tuple[int, int]] = []
+    runs = [1] * inst.n
+    for _ in range(4 * inst.n):
+        peak, seq, at, resident = peak_state(inst, comps)
+        if peak <= inst.budget:
+            return comps, {"steps": len(comps)}
+        t_p, k_p = seq[at]
+        here = position(t_p, k_p)
+        best = None
+        next_use: dict[int, int] = {}
+        for q in range(len(seq) - 1, at, -1):
+            for d in inst.deps[seq[q][1]]:
+                next_use[d] = q
+        for i in sorted(resident):
+            if i == k_p or i in inst.deps[k_p] or runs[i] >= inst.max_computes[i]:
+                continue
+            if i not in next_use:
+                continue
+            t_q = seq[next_use[i]][0]
+            if position(t_q, i) <= here or (t_q, i) in comps:
+                continue
+            trial = [*comps, (t_q, i)]
+            try:
+                new_peak = peak_of(inst, trial)
+            except UsageError:
+                continue
+            if new_peak < peak:
+                score = (peak - new_peak) / max(1, inst.cost[i])
+                if best is None or score > best[0]:
+                    best = (score, (t_q, i))
+        if best is None:
+            return None, {"reason": f"the eviction greedy is stuck at a peak of {peak:,} bytes"}
+        comps.append(best[1])
+        runs[best[1][1]] += 1
+    return None, {"reason": "the eviction greedy did not converge"}
+
+
+def checkpoint_all(problem: Problem, *, order: list[str] | None = None, **_: object) -> Plan:
+    """Rematerialization baseline: keep everything, recompute nothing.
+
+    Fits iff the no-recomputation peak does."""
+
+    return _baseline(problem, "remat-checkpoint-all", _choose_all, order)
+
+
+def chen_sqrtn(problem: Problem, *, order: list[str] | None = None, **_: object) -> Plan:
+    """Rematerialization baseline: Chen et al.'s √n segments.
+
+    Split the forward operators into ⌈√n⌉ segments, keep the last value of each, recompute
+    each segment once during the backward pass."""
+
+    return _baseline(problem, "remat-sqrtn", _choose_sqrtn, order)
+
+
+def chen_greedy(problem: Problem, *, order: list[str] | None = None, **_: object) -> Plan:
+    """Rematerialization baseline: Chen et al.'s greedy segments for a budget.
+
+    Walk the forward operators accumulating bytes, place a checkpoint when a threshold b is
+    passed; try thresholds and keep the cheapest plan that fits."""
+
+    return _baseline(problem, "remat-chen-greedy", _choose_greedy, order)
+
+
+def _seconds(limit: object, default: float = 60.0) -> float:
+    """A time limit in seconds from a number, a :class:`~cosma.deadline.Deadline` or None."""
+    left = getattr(limit, "left", None)
+    if callable(left):
+        value = left()
+        return default if value is None else max(0.1, value)
+    return default if limit is None else float(limit)  # type: ignore[arg-type]
+
+
+def remat_methods() -> dict[str, Callable[..., Plan]]:
+    """Registry entries for :data:`cosma.solvers.REMAT_METHODS`; each declares the options
+    it takes (``.options``)."""
+
+    def keep(kw: dict) -> dict:
+        # the traffic methods' --order names (file, minpeak...) do not apply: the
+        # rematerialization order is the graph's (topological, closest to file order)
+        return {k: v for k, v in kw.items() if k != "order" or isinstance(v, list)}
+
+    def milp_entry(problem: Problem, *, time_limit: object = 60.0, **kw) -> Plan:
+        return remat_milp(problem, time_limit=_seconds(time_limit), **keep(kw))
+
+    def cpsat_entry(problem: Problem, *, time_limit: object = 60.0, **kw) -> Plan:
+        return remat_cpsat(problem, time_limit=_seconds(time_limit), **keep(kw))
+
+    def base(fn):
+        def run(problem: Problem, *, time_limit: object = None, **kw) -> Plan:
+            return fn(problem, **keep(kw))
+
+        run.__doc__ = fn.__doc__
+        run.options = ("time_limit", "order")  # type: ignore[attr-defined]
+        return run
+
+    milp_entry.__doc__ = "Rematerialization, exact: Checkmate's MILP (--solver cbc|highs|gurobi)."
+    milp_entry.options = (  # type: ignore[attr-defined]
+        "time_limit",
+        "order",
+        "max_computes",
+        "solver",
+        "threads",
+        "seed",
+        "log_path",
+    )
+    cpsat_entry.__doc__ = "Rematerialization, exact: MOCCASIN's retention intervals on CP-SAT."
+    cpsat_entry.options = (  # type: ignore[attr-defined]
+        "time_limit",
+        "order",
+        "max_computes",
+        "threads",
+        "seed",
+    )
+    return {
+        "remat-milp": milp_entry,
+        "remat-cpsat": cpsat_entry,
+        "remat-checkpoint-all": base(checkpoint_all),
+        "remat-sqrtn": base(chen_sqrtn),
+        "remat-chen-greedy": base(chen_greedy),
+    }

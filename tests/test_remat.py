@@ -1,0 +1,239 @@
+"""Rematerialization: both exact engines agree with each other and with brute force; every
+plan replays; baselines are never better than the optimum."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import random
+
+import networkx as nx
+import pytest
+
+from cosma.errors import PlanError, UsageError
+from cosma.graph import Graph, GraphBuilder, from_networkx
+from cosma.plan import Event, EventKind, Plan, Status, Step
+from cosma.problem import Problem
+from cosma.remat import REMAT_OPTIONS, RematInstance, no_remat_peak, peak_of
+from cosma.simulator import replay, verify
+from cosma.solvers import backends
+from cosma.solvers.remat import (
+    checkpoint_all,
+    chen_greedy,
+    chen_sqrtn,
+    remat_cpsat,
+    remat_milp,
+)
+
+
+def brute_force(inst: RematInstance, max_computes: int | None = None) -> int | None:
+    """Least total compute by trying every set of recomputations (tiny graphs only)."""
+    cap = max_computes or inst.n
+    slots = [(t, i) for i in range(inst.n) if inst.users[i] for t in range(i + 1, inst.n)]
+    best = None
+    for bits in itertools.product((0, 1), repeat=len(slots)):
+        comps = [s for s, b in zip(slots, bits, strict=True) if b]
+        counts: dict[int, int] = {}
+        for _, i in comps:
+            counts[i] = counts.get(i, 0) + 1
+        if any(c + 1 > cap for c in counts.values()):
+            continue
+        try:
+            peak = peak_of(inst, comps)
+        except UsageError:
+            continue  # a run reads a value that is not there
+        if peak <= inst.budget:
+            cost = inst.base_cost + sum(inst.cost[i] for _, i in comps)
+            best = cost if best is None else min(best, cost)
+    return best
+
+
+def random_dag(seed: int, n: int) -> Graph:
+    rng = random.Random(seed)
+    d = nx.DiGraph()
+    for v in range(n):
+        d.add_node(f"n{v}", size=rng.randint(1, 6), cost=rng.randint(1, 5))
+    for v in range(1, n):
+        preds = rng.sample(range(v), k=min(v, rng.randint(1, 2)))
+        for u in preds:
+            d.add_edge(f"n{u}", f"n{v}")
+    return from_networkx(d, name=f"rand{seed}")
+
+
+def chain_training(n: int):
+    # forward chain f0..f{n-1}, backward b{n-1}..b0; bk reads fk's output and the gradient
+    b = GraphBuilder("chain").input("x", 1)
+    prev = "x"
+    for k in range(n):
+        b = b.op(f"f{k}", [prev], {f"a{k}": 2})
+        prev = f"a{k}"
+    grad = prev
+    for k in reversed(range(n)):
+        reads = [grad, f"a{k - 1}"] if k else [grad]
+        b = b.op(f"b{k}", reads, {f"g{k}": 2})
+        grad = f"g{k}"
+    return b.output(grad).build()
+
+
+def engines():
+    out = [("cpsat", lambda p, **kw: remat_cpsat(p, time_limit=30, **kw))]
+    for name in ("cbc", "highs"):
+        if backends.BACKENDS[name].available():
+            out.append(
+                (name, lambda p, name=name, **kw: remat_milp(p, solver=name, time_limit=30, **kw))
+            )
+    return out
+
+
+CASES = [(random_dag, s, 5) for s in range(6)] + [(lambda s, n: chain_training(n), 0, 3)]
+
+
+@pytest.mark.parametrize("make,seed,n", CASES)
+def test_engines_agree_with_brute_force(make, seed, n):
+    g = make(seed, n)
+    inst0 = RematInstance.build(Problem(g, 10**9))
+    peak = no_remat_peak(inst0)
+    for frac in (1.0, 0.8, 0.6):
+        budget = math.ceil(frac * peak)
+        problem = Problem(g, budget)
+        for cap in (2, None):
+            inst = RematInstance.build(problem, max_computes=cap)
+            expected = brute_force(inst, cap)
+            for name, run in engines():
+                plan = run(problem, max_computes=cap)
+                if expected is None:
+                    assert plan.status is Status.INFEASIBLE, (name, frac, cap)
+                    continue
+                assert plan.status is Status.OPTIMAL, (name, frac, cap, plan.reason)
+                assert plan.objective == expected, (name, frac, cap)
+                r = replay(g, plan)
+                assert r.valid and r.peak <= budget and r.compute == plan.objective
+                assert r.non_compulsory == 0
+
+
+def test_chain_by_hand():
+    # x(1) -f0-> a0 -f1-> a1 -f2-> a2 (2 bytes each); b2 reads a2, a1 -> g2; b1 reads g2, a0
+    # -> g1; b0 reads g1 -> g0. Every operator costs 2 (its largest tensor, no shapes).
+    # No recomputation: peak at b2 = a0 + a1 + a2 + g2 = 8.
+    # Budget 7: drop a0 after f1 and recompute it (f0) before b1, keeping x (1 byte):
+    #   b2 holds x, a1, a2, g2 = 7. Compute 6 x 2 + 2 = 14.
+    # Budget 6: b2 alone needs a1 + a2 + g2 = 6, so nothing else may be kept, but a0 (or x to
+    #   remake it) must survive until b1: infeasible.
+    g = chain_training(3)
+    inst = RematInstance.build(Problem(g, 100))
+    assert no_remat_peak(inst) == 8 and inst.base_cost == 12
+    for budget, expected in ((8, 12), (7, 14), (6, None)):
+        problem = Problem(g, budget)
+        assert brute_force(RematInstance.build(problem)) == expected
+        for name, run in engines():
+            plan = run(problem)
+            if expected is None:
+                assert plan.status is Status.INFEASIBLE, name
+            else:
+                assert (plan.status, plan.objective) == (Status.OPTIMAL, expected), name
+                assert plan.lower_bound == expected
+
+
+def test_baselines_replay_and_never_beat_the_optimum():
+    g = chain_training(6)
+    peak = no_remat_peak(RematInstance.build(Problem(g, 10**9)))
+    for frac in (1.0, 0.8, 0.7):
+        problem = Problem(g, math.ceil(frac * peak))
+        best = remat_cpsat(problem, time_limit=30, max_computes=None)
+        for fn in (checkpoint_all, chen_sqrtn, chen_greedy):
+            plan = fn(problem)
+            if plan.status.has_plan:
+                r = replay(g, plan)
+                assert r.valid and r.peak <= problem.budget
+                assert plan.objective >= best.objective
+                assert plan.lower_bound <= best.objective
+            else:
+                assert plan.status is Status.NO_SOLUTION and plan.reason
+    assert checkpoint_all(Problem(g, peak)).status is Status.OPTIMAL
+
+
+def test_simulator_checks_recompute_inputs_and_budget():
+    g = chain_training(2)
+    problem = Problem(g, 100)
+    plan = checkpoint_all(problem)
+    steps = list(plan.steps)
+    # recompute f1 (reads a0) in the last step after a0 has been dropped: a violation
+    last = steps[-1]
+    steps[-1] = Step(last.operator, (Event(EventKind.RECOMPUTE, "a1"), *last.before), last.after)
+    bad = Plan(**{**plan.__dict__, "steps": steps, "objective": None})
+    r = replay(g, bad)
+    assert any("not resident" in v.message for v in r.violations)
+    # the same plan over a budget below its peak
+    tight = Plan(**{**plan.__dict__, "budget": plan.peak - 1, "objective": None})
+    assert any(v.kind == "over budget" for v in replay(g, tight).violations)
+    with pytest.raises(PlanError):
+        verify(g, tight)
+    assert plan.options["objective"] == REMAT_OPTIONS["objective"]
+
+
+def test_cli_objective_compute(tmp_path):
+    from click.testing import CliRunner
+
+    from cosma.cli import cli
+
+    runner = CliRunner()
+    r = runner.invoke(
+        cli,
+        [
+            "plan",
+            "zoo:resnet50:training",
+            "-s",
+            "0.9xpeak",
+            "--objective",
+            "compute",
+            "-m",
+            "sqrtn",
+            "-o",
+            str(tmp_path / "p.json"),
+        ],
+    )
+    assert r.exit_code == 0, r.output
+    assert "total compute" in r.output
+    r2 = runner.invoke(cli, ["replay", "zoo:resnet50", "--training", str(tmp_path / "p.json")])
+    assert r2.exit_code == 0 and "valid" in r2.output, r2.output
+    bad = runner.invoke(
+        cli,
+        [
+            "plan",
+            "zoo:resnet50:training",
+            "-s",
+            "0.9xpeak",
+            "--objective",
+            "compute",
+            "-m",
+            "file-arena-belady",
+        ],
+    )
+    assert bad.exit_code != 0 and "does not minimise compute" in bad.output
+    assert "Traceback" not in bad.output
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_eviction_greedy_and_milp_fallback_give_valid_plans(seed):
+    from cosma.graphs.nodelink import random_layered
+    from cosma.solvers.remat import _choose_evict
+
+    g = random_layered(24, seed=seed)
+    peak = no_remat_peak(RematInstance.build(Problem(g, 0)))
+    problem = Problem(g, math.ceil(0.85 * peak))
+    inst = RematInstance.build(problem, max_computes=2)
+    comps, info = _choose_evict(inst)
+    if comps is None:
+        assert info["reason"]
+        return
+    assert peak_of(inst, comps) <= problem.budget
+    counts: dict[int, int] = {}
+    for _, i in comps:
+        counts[i] = counts.get(i, 0) + 1
+    assert max(counts.values(), default=0) <= 1  # at most one recomputation each (C=2)
+    # a MILP stopped at once still returns a replayed plan (the warm start) or none
+    plan = remat_milp(problem, solver="highs", time_limit=0.1)
+    if plan.status.has_plan:
+        r = replay(g, plan)
+        assert r.valid and r.peak <= problem.budget
+        assert plan.lower_bound <= plan.objective
