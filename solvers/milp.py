@@ -397,28 +397,70 @@ def _warm_start(m: Model, problem: Problem, plan: Plan) -> bool:
     return True
 
 
-def _move_cut(m: Model, res: list[Residency], cost: int) -> None:
-    """Cut: ``mv >= cost * (1 - sum_{(a,t) in P} (1 - r[a,t]))`` for the residencies ``P``
-    that cannot be placed without moves loading at least ``cost`` bytes (validity: module
-    docstring)."""
+def _move_cut(m: Model, res: list[Residency], cost: int, problem: Problem) -> None:
+    """Cut: ``mv + sum_{a in act(P)} size[a] s[a] >= cost * (1 - sum_{(a,t) in P} (1 -
+    r[a,t]))`` for residencies ``P`` whose placement needs moves costing at least ``cost``
+    bytes, counting a load per move and a store per moved activation (``act(P)``: the
+    activations of ``P``, which must be stored to move). Validity: module docstring."""
     units = cost // m.stats["objective_unit"]
     if units <= 0:
         return
+    unit = m.stats["objective_unit"]
+    g = problem.graph
     terms = [
         m.r[r.tensor, t] for r in res for t in range(r.start, r.end + 1) if (r.tensor, t) in m.r
     ]
+    acts = sorted({r.tensor for r in res if r.tensor in m.s}, key=m.ti.__getitem__)
     if m.mv is None:
         m.mv = _var(m.prob, "moved_bytes", lowBound=0)
         m.prob.setObjective(m.prob.objective + m.mv)
     m.cuts += 1
-    m.prob += m.mv >= units * (1 - pulp.lpSum(1 - v for v in terms)), f"moves_{m.cuts}"
+    lhs = m.mv + pulp.lpSum((g.tensors[a].size // unit) * m.s[a] for a in acts)
+    m.prob += lhs >= units * (1 - pulp.lpSum(1 - v for v in terms)), f"moves_{m.cuts}"
 
 
-def _cut_cost(res: list[Residency], loads: dict[str, int], proven_loads: int) -> int:
-    """Bytes of move loads any plan resident at all of ``res`` pays: the placement's proven
-    bound, and at least one load of the smallest tensor that has a block to split."""
-    splittable = [loads[r.tensor] for r in res if r.end > r.start and loads[r.tensor] > 0]
-    return max(proven_loads, min(splittable, default=0))
+def _move_costs(problem: Problem, res: list[Residency]) -> tuple[dict, dict]:
+    """Per tensor of ``res``: bytes of one load, and of the store an activation needs to
+    move (graph outputs are stored anyway; inputs and parameters are on host)."""
+    g = problem.graph
+    loads = {r.tensor: g.tensors[r.tensor].size for r in res}
+    stores = {a: n for a, n in loads.items() if g.tensors[a].kind is TensorKind.ACTIVATION}
+    return loads, stores
+
+
+def _shrink(res: list[Residency], problem: Problem, deadline: Deadline, seed: int):
+    """A smaller set of residencies that still cannot be placed without moves (deletion
+    filter: drop a block when the rest is proven unplaceable), so its cut binds for many
+    more solutions. Spends at most a few seconds; keeps a block whenever unsure."""
+    budget_s = min(5.0, 0.2 * (deadline.left() or 25.0))
+    stop = deadline.elapsed() + budget_s
+    core = [r for r in res if r.size > 0]
+    for r in sorted(core, key=lambda r: (r.size, r.end - r.start, r.tensor)):
+        if deadline.elapsed() >= stop:
+            break
+        rest = [Residency(q.tensor, q.start, q.end, q.size) for q in core if q is not r]
+        if place(
+            rest,
+            problem.budget,
+            alignment=problem.alignment,
+            time_limit=max(0.05, min(1.0, stop - deadline.elapsed())),
+            seed=seed,
+        ).proven_impossible:
+            core = [q for q in core if q is not r]
+    return core
+
+
+def _cut_cost(res: list[Residency], problem: Problem, proven: int) -> int:
+    """Bytes any plan resident at all of ``res`` pays for moves (loads, and stores of moved
+    activations): the placement's proven bound, and at least one move of the cheapest
+    tensor that has a block to split."""
+    loads, stores = _move_costs(problem, res)
+    splittable = [
+        loads[r.tensor] + stores.get(r.tensor, 0)
+        for r in res
+        if r.end > r.start and loads[r.tensor] > 0
+    ]
+    return max(proven, min(splittable, default=0))
 
 
 # --- the method -----------------------------------------------------------------------------
@@ -511,7 +553,6 @@ def _engine(
         if write_model:
             (m.prob.writeMPS if write_model.endswith(".mps") else m.prob.writeLP)(write_model)
     out.stats = dict(m.stats)
-    loads, stores = exact.tensor_costs(problem)
     best = min((p.objective for p in out.plans), default=None)
     if warm is not None:
         best = warm.objective if best is None else min(best, warm.objective)
@@ -561,13 +602,15 @@ def _engine(
             break
         with deadline.phase("placement"):
             seq_out, res = _decode(m, problem, res_.values)
-            stored = {a for a, var in m.s.items() if res_.values.get(var.name, 0) > 0.5}
+            move_loads, move_stores = _move_costs(problem, res)
             pl = place_with_moves(
                 res,
                 problem.budget,
                 alignment=problem.alignment,
-                load_cost=loads,
-                store_cost={a: c for a, c in stores.items() if a not in stored},
+                # Every activation that moves pays its store here, whether or not the
+                # solution stores it anyway: then the proven optimum bounds the cut below.
+                load_cost=move_loads,
+                store_cost=move_stores,
                 time_limit=max(0.1, min(deadline.left() or 30.0, 30.0)),
                 seed=ctx.seed,
             )
@@ -599,7 +642,11 @@ def _engine(
         if m.cuts >= max_cuts:
             notes.append(f"{m.cuts} move cuts, limit reached")
             break
-        _move_cut(m, res, _cut_cost(res, loads, pl.move_bound))
+        _move_cut(m, res, _cut_cost(res, problem, pl.bound), problem)
+        with deadline.phase("shrink"):
+            core = _shrink(res, problem, deadline, ctx.seed)
+        if len(core) < len(res):
+            _move_cut(m, core, _cut_cost(core, problem, 0), problem)
         warm_ok = False
     out.note = "; ".join(dict.fromkeys(notes))
     out.stats |= {"cuts": m.cuts, "placement": out.note}
