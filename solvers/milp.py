@@ -29,16 +29,27 @@ model's optimum, and any bound a solver proves on it, is a lower bound on every 
 no host copy). The plan is replayed; if it needs no moves its traffic is at most the
 solution's objective, so when the solver proved that objective optimal, the plan is.
 
-**Cuts, and why each is valid.** If placing a set ``P`` of residencies (tensor, steps)
-needs moves, with at least ``c`` bytes loaded by moves (``c``: the placement's proven
-bound on move loads, or at least the smallest tensor of ``P`` with a block over two or
-more steps), the cut is ``mv >= c * (1 - sum_{(a,t) in P} (1 - r[a,t]))``. It binds only
-for solutions resident at every (a,t) of ``P``. Take a plan whose ``r`` covers ``P``:
-inside each block of ``P`` its tensor stays resident, so the plan's blocks restricted to
-``P``'s steps are a placement of ``P`` split only where the plan moves a tensor of ``P``.
-So the plan loads at least ``c`` bytes by moves, and its ``mv`` satisfies the cut. (The
-cut of the first version, "not all of ``P``, nor any superset", was valid only without
-moves, and is gone.) The bound after cuts is therefore still a lower bound.
+**Cuts, and why each is valid.** Let ``P`` be a set of residencies (tensor, steps) whose
+placement needs moves, and ``c`` a proven lower bound on what the moves cost when every
+move pays a load and every moved activation pays its store (the placement's proven
+optimum, or at least one move of the cheapest tensor of ``P`` with a block over two or
+more steps). The cut is ``mv + sum_{a in act(P)} size[a] s[a] >= c * (1 - sum_{(a,t) in
+P} (1 - r[a,t]))``, ``act(P)`` the activations of ``P``. It binds only for solutions
+resident at every (a,t) of ``P``. Take a plan resident there: inside each block of ``P``
+its tensor stays resident, so the plan's blocks restricted to ``P``'s steps are a
+placement of ``P`` split only where the plan moves a tensor of ``P``; the plan's move loads
+(its ``mv``) plus the stores of the activations it moves (each has ``s[a] = 1``, since a
+move needs a host copy) are at least ``c``, so the plan satisfies the cut. A second cut of
+the same form is added for a smaller subset of ``P`` that is still proven to need a move
+(a deletion filter), with ``c`` the cheapest single move in it. (The cut of the first
+version, "not all of ``P``, nor any superset", was valid only without moves, and is gone.)
+So the bound after cuts is still a lower bound; tests/test_exact.py checks it on the
+issue's example and an independent exhaustive search checks it on address puzzles.
+
+**Rows every plan satisfies** (:func:`_forced`): each input and parameter is loaded at
+least once, and a tensor that must leave and come back in every order
+(:func:`cosma.solvers.exact.forced_reloads`) is loaded that many more times and, if an
+activation, stored.
 
 Loads happen at uses and blocks leave right after their last use in a residency (both
 without loss of generality), so the plan never needs more than the model counts.
