@@ -176,23 +176,6 @@ def _addresses(M: _Model) -> None:
         m.add(sum(terms) <= M.problem.budget)
 
 
-def _forced(M: _Model) -> None:
-    """Redundant rows every plan satisfies, for propagation and the bound: each input and
-    parameter is loaded at least once, and a tensor that must leave and come back
-    (:func:`cosma.solvers.exact.forced_reloads`) that many more times, stored if an
-    activation."""
-    g = M.problem.graph
-    fixed = all(isinstance(x, int) for x in M.x.values())
-    seq = [v for (v, _t) in sorted(M.x, key=lambda k: k[1])] if fixed else None
-    reloads = exact.forced_reloads(M.problem, seq)
-    for a in M.tensors:
-        need = (1 if g.tensors[a].producer is None else 0) + reloads.get(a, 0)
-        if need:
-            M.m.add(sum(M.ld[a, t] for t in range(M.life[a][0], M.life[a][1] + 1)) >= need)
-        if reloads.get(a) and a in M.s:
-            M.m.add(M.s[a] == 1)
-
-
 def _objective(M: _Model) -> None:
     """min sum size[a] (loads + store), in units of the sizes' GCD; first loads of inputs
     and parameters are compulsory and come off after solving."""
@@ -267,7 +250,7 @@ def _engine(ctx: exact.Context, progress: Progress | None) -> exact.EngineResult
     problem, deadline = ctx.problem, ctx.deadline
     with deadline.phase("model"):
         M = _Model(problem, ctx.seq, deadline)
-        for add in (_schedule, _residency, _addresses, _forced, _objective):
+        for add in (_schedule, _residency, _addresses, _objective):
             if deadline.expired():
                 raise exact.OutOfTime("the time limit ran out while building the CP-SAT model")
             add(M)
