@@ -1,9 +1,13 @@
-"""The ``cosma`` command line. Errors become one message and a non-zero exit, never a traceback."""
+"""The ``cosma`` command line. Errors become one message and a documented exit code, never
+a traceback: :func:`_fail` at the edge maps every exception to :class:`~cosma.errors.ExitCode`.
+"""
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
+import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -11,10 +15,12 @@ from pathlib import Path
 
 import click
 
-from cosma.errors import CosmaError, UsageError
+from cosma import files, interrupt
+from cosma import options as check
+from cosma.errors import CosmaError, ExitCode, NoPlanError, PlanError, UsageError, exit_code
 from cosma.graph import Graph, Setting, TensorKind
 from cosma.memory import MemoryFigures, memory_figures
-from cosma.plan import Plan
+from cosma.plan import Plan, plan_document
 from cosma.problem import Problem, budget_setting, resolve_budget
 from cosma.progress import format_report
 from cosma.units import format_bytes
@@ -28,19 +34,91 @@ SETTINGS = {
 }
 
 
+EXIT_CODES_HELP = """\b
+Exit codes:
+  0    success (a plan was found, a replayed plan is valid)
+  1    internal error: a bug in cosma (rerun with -vv for the traceback; please report it)
+  2    usage: a wrong option, argument or output path; nothing was computed
+  3    bad input: a model, graph or plan file that cannot be used
+  4    no plan: the budget is infeasible, a limit was reached before any plan, or a
+       replayed plan is invalid
+  5    solver failure: a solver crashed, rejected the model, or it would not fit in memory
+  130  interrupted (128 + signal: 130 for Ctrl-C, 143 for SIGTERM); the best plan found
+       so far is still printed and written to -o, marked interrupted
+"""
+
+
+class _Failure(click.ClickException):
+    """A message and an exit code for click to show (``Error: message``)."""
+
+    def __init__(self, message: str, code: int):
+        super().__init__(message)
+        self.exit_code = code
+
+
+def _fail(error: BaseException) -> click.ClickException:
+    """The one mapping from an exception to what the user sees and the exit code."""
+    if isinstance(error, CosmaError):
+        return _Failure(str(error), exit_code(error))
+    log.debug("internal error", exc_info=error)
+    return _Failure(
+        f"internal error: {type(error).__name__}: {error}. This is a bug in cosma; rerun "
+        "with -vv to see the traceback and please report it",
+        int(ExitCode.INTERNAL),
+    )
+
+
 class _Group(click.Group):
-    """Turns every CosmaError raised by a command into ``Error: message`` and exit code 1."""
+    """Runs a command; every exception leaves as one message and its exit code."""
 
     def invoke(self, ctx: click.Context):  # type: ignore[override]
         try:
-            return super().invoke(ctx)
-        except CosmaError as e:
-            raise click.ClickException(str(e)) from None
-        except KeyboardInterrupt:
-            raise click.Abort() from None
+            # Every command unwinds on SIGINT/SIGTERM (plan stops its solver gracefully).
+            with interrupt.handle_signals(graceful=False):
+                return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort, SystemExit):
+            raise
+        except KeyboardInterrupt as e:
+            # cosma's handler names the signal; a plain Ctrl-C without it is SIGINT.
+            name = e.args[0] if e.args and e.args[0] in ("SIGINT", "SIGTERM") else "SIGINT"
+            signum = int(signal.Signals[name])
+            message = f"interrupted by {name}"
+            raise _Failure(message, 128 + signum) from None
+        except Exception as e:
+            raise _fail(e) from None
 
 
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+def _graceful_signals(command):
+    """SIGINT/SIGTERM during the command stop the solver and keep its best plan
+    (:mod:`cosma.interrupt`); before a solve they end the command at once."""
+
+    @functools.wraps(command)
+    def run(*args, **kwargs):
+        with interrupt.handle_signals():
+            return command(*args, **kwargs)
+
+    return run
+
+
+def _checked(fn):
+    """A click callback that runs an option-value check of :mod:`cosma.options`."""
+
+    def callback(ctx: click.Context, param: click.Parameter, value):
+        if value is None:
+            return None
+        try:
+            return fn(value, option=param.opts[0])
+        except UsageError as e:
+            raise click.BadParameter(str(e)) from None
+
+    return callback
+
+
+@click.group(
+    cls=_Group,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    epilog=EXIT_CODES_HELP,
+)
 @click.version_option(package_name="cosma")
 @click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")
 def cli(verbose: int) -> None:
@@ -55,8 +133,9 @@ def model_options(f):
         "--element-bytes",
         type=float,
         default=None,
-        help="Bytes per element for every tensor (the reference protocol uses 1). "
-        "Default: 1 for zoo networks, each tensor's ONNX type for files.",
+        callback=_checked(check.element_bytes),
+        help="Bytes per element for every tensor (the reference protocol uses 1; 0.5 for "
+        "4-bit data). Default: 1 for zoo networks, each tensor's ONNX type for files.",
     )(f)
     f = click.option(
         "--input-shape",
@@ -126,6 +205,7 @@ def _figures_text(graph: Graph, f: MemoryFigures, exact: bool) -> list[str]:
     type=int,
     default=1,
     show_default=True,
+    callback=_checked(check.alignment),
     help="Scratchpad alignment in bytes (sizes round up to it).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
@@ -178,18 +258,12 @@ def inspect(
     click.echo("\n".join(lines))
 
 
-def _write_output(path: str, text: str, force: bool) -> str:
-    """Write ``text`` to ``path`` ('-' is stdout); never overwrite without --force."""
+def _write_output(path: str, text: str, option: str = "-o") -> str:
+    """Write ``text`` to ``path`` ('-' is stdout) atomically; the path was checked before."""
     if path == "-":
         click.echo(text)
         return "standard output"
-    target = Path(path)
-    if target.exists() and not force:
-        raise UsageError(f"{path} already exists; pass --force to overwrite it")
-    if target.parent and not target.parent.exists():
-        raise UsageError(f"cannot write {path}: the folder {target.parent} does not exist")
-    target.write_text(text)
-    return path
+    return files.write_text(path, text, option=option)
 
 
 def _plan_summary(graph: Graph, plan: Plan, elapsed: float) -> list[str]:
@@ -223,6 +297,10 @@ def _plan_summary(graph: Graph, plan: Plan, elapsed: float) -> list[str]:
                 "  candidates          "
                 + ", ".join(f"{k} {v:,}" if v is not None else f"{k} -" for k, v in cands.items())
             )
+    if plan.stats.get("interrupted"):
+        lines.append(
+            f"  interrupted         by {plan.stats['interrupted']}: the best plan found so far"
+        )
     lines.append(f"  time                {elapsed:.2f} s (solve {plan.solve_time:.2f} s)")
     return lines
 
@@ -299,14 +377,20 @@ def _remat_summary(graph: Graph, plan: Plan, elapsed: float) -> list[str]:
     help="Which tensors occupy the scratchpad [default: from the budget name, else activations].",
 )
 @click.option(
-    "--alignment", type=int, default=1, show_default=True, help="Scratchpad alignment in bytes."
+    "--alignment",
+    type=int,
+    default=1,
+    show_default=True,
+    callback=_checked(check.alignment),
+    help="Scratchpad alignment in bytes.",
 )
 @click.option(
     "--time-limit",
     type=float,
     default=60.0,
     show_default=True,
-    help="Seconds allowed to searches with a limit (min-peak order, solvers).",
+    callback=_checked(check.time_limit),
+    help="Seconds allowed to searches with a limit (min-peak order, solvers); above 0.",
 )
 @click.option(
     "--solver",
@@ -316,12 +400,27 @@ def _remat_summary(graph: Graph, plan: Plan, elapsed: float) -> list[str]:
 )
 @click.option(
     "--order",
+    type=click.Choice(["file", "greedy", "minpeak"]),
     default="minpeak",
     show_default=True,
-    help="Schedule for milp-fixed: file, greedy or minpeak.",
+    help="Schedule for the -fixed methods.",
 )
-@click.option("--threads", type=int, default=1, show_default=True, help="Solver threads.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Solver random seed.")
+@click.option(
+    "--threads",
+    type=int,
+    default=1,
+    show_default=True,
+    callback=_checked(check.threads),
+    help=f"Solver threads (1 to {check.MAX_THREADS}; 1 gives repeatable plans).",
+)
+@click.option(
+    "--seed",
+    type=int,
+    default=0,
+    show_default=True,
+    callback=_checked(check.seed),
+    help=f"Solver random seed (0 to {check.MAX_SEED:,}).",
+)
 @click.option(
     "--write-model",
     default=None,
@@ -329,6 +428,14 @@ def _remat_summary(graph: Graph, plan: Plan, elapsed: float) -> list[str]:
     help="Save the MILP as FILE (.lp or .mps) to run another solver on it.",
 )
 @click.option("--solver-log", default=None, metavar="FILE", help="Save the solver's log.")
+@click.option(
+    "--memory-limit",
+    default=None,
+    metavar="SIZE",
+    callback=_checked(check.memory_limit),
+    help="Largest exact model to build, e.g. 8GiB; a larger one is refused with its "
+    "estimated size [default: half of this machine's memory].",
+)
 @click.option(
     "-o",
     "--output",
@@ -355,6 +462,7 @@ def _remat_summary(graph: Graph, plan: Plan, elapsed: float) -> list[str]:
     help="With --objective compute: most runs of one operator (2 = one recomputation, as "
     "MOCCASIN); 0 for no bound.",
 )
+@_graceful_signals
 def plan(
     model: str,
     training: bool,
@@ -371,6 +479,7 @@ def plan(
     seed: int,
     write_model: str | None,
     solver_log: str | None,
+    memory_limit: int | None,
     output: str | None,
     force: bool,
     as_json: bool,
@@ -401,6 +510,7 @@ def plan(
             ("seed", seed),
             ("write_model", write_model),
             ("log_path", solver_log),
+            ("memory_limit", memory_limit),
         ]
         if ctx.get_parameter_source("solver_log" if name == "log_path" else name)
         is not click.core.ParameterSource.DEFAULT
@@ -409,8 +519,15 @@ def plan(
         given["max_computes"] = max_computes or None
     if method != "auto":
         check_options(method, given)
-    if output and output != "-" and Path(output).exists() and not force:
-        raise UsageError(f"{output} already exists; pass --force to overwrite it")
+    # Every output path is checked before any work: a bad one fails now, not after a solve.
+    if output and output != "-":
+        files.check_writable(output, force=force, option="-o")
+    if write_model:
+        files.check_writable(write_model, force=force, option="--write-model")
+        if not write_model.endswith((".lp", ".mps")):
+            raise UsageError(f"--write-model {write_model}: the name must end in .lp or .mps")
+    if solver_log:
+        files.check_writable(solver_log, force=True, option="--solver-log")
     t0 = time.perf_counter()
     # The whole command, from interpreter start, shares one wall-clock limit.
     deadline = Deadline.since_process_start(time_limit)
@@ -429,9 +546,7 @@ def plan(
     problem = Problem(graph, nbytes, chosen, alignment)
     why = problem.shortfall()
     if why:
-        raise UsageError(f"no plan fits: {graph.name} {why}. Use a budget of at least M_R")
-    if write_model and Path(write_model).exists() and not force:
-        raise UsageError(f"{write_model} already exists; pass --force to overwrite it")
+        raise NoPlanError(f"no plan fits: {graph.name} {why}. Use a budget of at least M_R")
 
     auto = None
     if method == "auto":
@@ -451,18 +566,19 @@ def plan(
     result = solve(problem, method, time_limit=deadline, progress=progress, **given)
     if result.stats.get("phases") is not None:
         result.stats["phases"] = {**deadline.phases, **result.stats["phases"]}
+    stopped = interrupt.requested_number()
     elapsed = time.perf_counter() - t0
     result.source, result.element_bytes = model, element_bytes
     if auto is not None:
         result.stats = {**result.stats, "auto": auto}
     result.describe(graph)
     if output:
-        where = _write_output(output, result.to_json(), force)
+        where = _write_output(output, result.to_json())
         log.info("plan written to %s", where)
     if as_json:
         doc = result.to_dict()
         doc.pop("steps")
-        doc["elapsed"] = elapsed
+        doc["timing"]["elapsed_seconds"] = elapsed
         click.echo(json.dumps(doc, indent=2))
     elif output != "-":
         lines = (
@@ -473,21 +589,31 @@ def plan(
         if output:
             lines.append(f"  plan written to     {output}")
         click.echo("\n".join(lines))
+    if stopped:
+        sys.exit(128 + stopped)
     if not result.status.has_plan:
-        sys.exit(1)
+        sys.exit(int(ExitCode.NO_PLAN))
 
 
-def _read_plan_doc(plan_file: str) -> dict:
+def _read_plan_doc(plan_file: str, model: str | None = None) -> dict:
+    """The JSON object of a plan file; one clear error for anything else."""
+    if (
+        model is not None
+        and model.lower().endswith(".json")
+        and plan_file.lower().endswith(".onnx")
+    ):
+        raise UsageError(
+            f"the arguments look swapped: the model comes first, then the plan; run "
+            f"cosma replay {plan_file} {model}"
+        )
     path = Path(plan_file)
     if not path.is_file():
-        raise UsageError(f"{plan_file}: no such plan file")
-    try:
-        doc = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise UsageError(f"{plan_file} is not a plan (not JSON: {e})") from None
-    if not isinstance(doc, dict):
-        raise UsageError(f"{plan_file} is not a plan (the JSON is not an object)")
-    return doc
+        raise UsageError(
+            f"{plan_file}: no such plan file"
+            + (" (it is a folder)" if path.is_dir() else "")
+            + "; give the JSON file written by cosma plan -o"
+        )
+    return plan_document(path.read_bytes())
 
 
 @cli.command()
@@ -513,13 +639,23 @@ def replay(
     """
     from cosma.simulator import replay as run_replay
 
-    doc = _read_plan_doc(plan_file)
+    if output and output != "-":
+        files.check_writable(output, force=force, option="-o")
+    doc = _read_plan_doc(plan_file, model)
     if element_bytes is None:
         element_bytes = doc.get("element_bytes")
+        if element_bytes is not None:
+            try:
+                element_bytes = check.element_bytes(element_bytes)
+            except UsageError as e:
+                raise PlanError(f"{plan_file}: the plan's element_bytes: {e}") from None
     if not input_shapes and doc.get("input_shapes") and not model.startswith("zoo:"):
-        input_shapes = tuple(
-            f"{k}={'x'.join(str(d) for d in v)}" for k, v in doc["input_shapes"].items()
-        )
+        shapes = doc["input_shapes"]
+        if not isinstance(shapes, dict) or not all(
+            isinstance(v, list) and all(type(d) is int for d in v) for v in shapes.values()
+        ):
+            raise PlanError(f"{plan_file}: input_shapes should map names to lists of integers")
+        input_shapes = tuple(f"{k}={'x'.join(str(d) for d in v)}" for k, v in shapes.items())
     graph = load_model(model, input_shapes, element_bytes, training)
     p = Plan.from_dict(doc, graph)
     r = run_replay(graph, p)
@@ -527,11 +663,11 @@ def replay(
         click.echo(f"{plan_file}: INVALID, {len(r.violations)} violation(s):")
         for v in r.violations[:50]:
             click.echo(f"  {v}")
-        sys.exit(1)
+        sys.exit(int(ExitCode.NO_PLAN))
     t = r.traffic()
     if output:
         p.traffic, p.peak, p.objective = t, r.peak, r.non_compulsory
-        _write_output(output, p.to_json(), force)
+        _write_output(output, p.to_json())
     click.echo(
         f"{plan_file}: valid on {graph.name}; non-compulsory {t['non_compulsory']:,} B, "
         f"compulsory {t['compulsory']:,} B, peak {r.peak:,} B of {p.budget:,} B",
@@ -559,9 +695,11 @@ def export_cmd(plan_file: str, fmt: str, output: str, force: bool) -> None:
     """
     from cosma.export import export
 
+    if output != "-":
+        files.check_writable(output, force=force, option="-o")
     p = Plan.from_dict(_read_plan_doc(plan_file))
     text = export(p, fmt)
-    where = _write_output(output, text, force)
+    where = _write_output(output, text)
     if output != "-":
         click.echo(f"wrote {where} ({fmt})")
 
@@ -636,7 +774,12 @@ def zoo(family: str | None, as_json: bool) -> None:
     "every installed solver.",
 )
 @click.option(
-    "--time-limit", type=float, default=120.0, show_default=True, help="Seconds per case."
+    "--time-limit",
+    type=float,
+    default=120.0,
+    show_default=True,
+    callback=_checked(check.time_limit),
+    help="Seconds per case.",
 )
 @click.option(
     "--out",
@@ -654,8 +797,8 @@ def bench(graph_list, budget_list, method_list, time_limit, out, force) -> None:
     existing = [str(t) for t in targets if t.exists()]
     if existing and not force:
         raise UsageError(f"{', '.join(existing)} already exist; pass --force to overwrite")
-    if not targets[0].parent.exists():
-        raise UsageError(f"cannot write {out}.*: the folder {targets[0].parent} does not exist")
+    for t in targets:
+        files.check_writable(t, force=True, option="--out")
     graphs = list(graph_list) or [
         f"zoo:{n}" for n in (*zoo_module.names("human"), *zoo_module.names("nas"))
     ]
@@ -670,7 +813,7 @@ def bench(graph_list, budget_list, method_list, time_limit, out, force) -> None:
     def progress(row: dict) -> None:
         done[0] += 1
         so_far.append(row)
-        targets[0].write_text(json.dumps(so_far, indent=1))  # an interrupted run keeps rows
+        files.write_text(targets[0], json.dumps(so_far, indent=1))  # a stopped run keeps rows
         nc = row["non_compulsory"]
         click.echo(
             f"[{done[0]}/{total}] {row['graph']} {row['budget_name']} {row['method']}: "
@@ -682,8 +825,9 @@ def bench(graph_list, budget_list, method_list, time_limit, out, force) -> None:
         graphs, budgets=budgets_, methods=methods_, time_limit=time_limit, progress=progress
     )
     elapsed = time.perf_counter() - t0
-    targets[0].write_text(json.dumps(rows, indent=1))
-    targets[1].write_text(bench_module.report(rows, time_limit=time_limit, total_seconds=elapsed))
+    files.write_text(targets[0], json.dumps(rows, indent=1), option="--out")
+    report = bench_module.report(rows, time_limit=time_limit, total_seconds=elapsed)
+    files.write_text(targets[1], report, option="--out")
     click.echo(f"wrote {targets[0]} and {targets[1]} ({len(rows)} rows, {elapsed:.0f} s)")
 
 
@@ -698,7 +842,11 @@ def methods() -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of the ``cosma`` script."""
-    cli.main(args=list(argv) if argv is not None else None, prog_name="cosma")
+    try:
+        cli.main(args=list(argv) if argv is not None else None, prog_name="cosma")
+    except KeyboardInterrupt:  # outside a command (e.g. while click parses)
+        click.echo("Error: interrupted", err=True)
+        sys.exit(int(ExitCode.INTERRUPTED))
 
 
 if __name__ == "__main__":  # pragma: no cover

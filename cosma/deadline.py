@@ -22,6 +22,8 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from cosma import interrupt
+
 
 class Deadline:
     """A point in time after which work should stop; ``None`` seconds means no limit."""
@@ -48,7 +50,10 @@ class Deadline:
         return time.perf_counter() - self.started
 
     def remaining(self) -> float:
-        """Seconds left (``inf`` without a limit, never negative)."""
+        """Seconds left (``inf`` without a limit, never negative; 0 once a signal asked
+        to stop, so every phase winds down with what it has: :mod:`cosma.interrupt`)."""
+        if interrupt.requested() is not None:
+            return 0.0
         if self.seconds is None:
             return math.inf
         return max(0.0, self.seconds - self.elapsed())

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import numbers
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
@@ -18,6 +19,7 @@ from types import MappingProxyType
 import networkx as nx
 
 from cosma.errors import GraphValidationError, UsageError
+from cosma.options import MAX_BYTES
 
 
 class TensorKind(str, Enum):
@@ -196,14 +198,21 @@ class Graph:
             if size is None:
                 problems.append(f"tensor {t!r} has no size: give its size in bytes")
                 continue
-            if isinstance(size, bool) or not isinstance(size, int):
+            if isinstance(size, bool) or not isinstance(size, numbers.Integral):
                 if isinstance(size, float) and size.is_integer():
                     size = int(size)
                 else:
                     problems.append(f"tensor {t!r} has size {size!r}: sizes are whole bytes")
                     continue
+            size = int(size)  # numpy integers become Python ints
             if size < 0:
                 problems.append(f"tensor {t!r} has negative size {size}")
+                continue
+            if size > MAX_BYTES:
+                problems.append(
+                    f"tensor {t!r} has size {size:,} B, above cosma's limit of 2^53 B: "
+                    "check the units (bytes, not bits or elements)"
+                )
                 continue
             if t in producer:
                 kind = TensorKind.OUTPUT if t in output_set else TensorKind.ACTIVATION
@@ -496,13 +505,43 @@ def from_networkx(dag: nx.DiGraph, *, name: str | None = None) -> Graph:
     >>> g.tensors["b"].kind.value, g.tensors["a"].consumers
     ('output', ('b',))
     """
+    if not isinstance(dag, nx.DiGraph) or isinstance(dag, nx.MultiDiGraph):
+        kind = type(dag).__name__ if dag is not None else "None"
+        hint = {
+            "Graph": "an undirected graph has no dataflow direction: build an nx.DiGraph "
+            "(or call .to_directed() only if every edge should go both ways, which is a cycle)",
+            "MultiGraph": "build an nx.DiGraph with one edge per operator pair",
+            "MultiDiGraph": "build an nx.DiGraph with one edge per operator pair and list "
+            "the tensors it carries in the edge attribute 'tensors' "
+            "(nx.DiGraph(multi) merges parallel edges)",
+        }.get(kind, "pass an nx.DiGraph whose nodes are operators")
+        raise GraphValidationError(
+            str(name or "graph"), [f"expected an nx.DiGraph, got {kind}: {hint}"]
+        )
     problems: list[str] = []
     gname = name or dag.graph.get("name") or "graph"
     sizes: dict[str, int] = {}
     inputs: list[str] = []
     params: list[str] = []
-    outputs: list[str] = list(dag.graph.get("outputs", []))
     node_outputs: dict[object, dict[str, int]] = {}
+    node_reads: dict[object, list[str]] = {}
+
+    def table(n: object, data: Mapping, key: str) -> dict[str, object]:
+        """A node's ``{tensor: bytes}`` attribute, names as strings; a problem if malformed."""
+        value = data.get(key, {})
+        if not isinstance(value, Mapping):
+            problems.append(
+                f"node {n!r}: attribute {key!r} should be a dict {{tensor: bytes}}, "
+                f"not {type(value).__name__}"
+            )
+            return {}
+        return {str(t): s for t, s in value.items()}
+
+    raw_outputs = dag.graph.get("outputs", [])
+    if isinstance(raw_outputs, (str, bytes)) or not isinstance(raw_outputs, Iterable):
+        problems.append("graph attribute 'outputs' should be a list of tensor names")
+        raw_outputs = []
+    outputs: list[str] = [str(t) for t in raw_outputs]
 
     def put(t: str, s: object) -> None:
         if t in sizes and sizes[t] != s:
@@ -511,7 +550,7 @@ def from_networkx(dag: nx.DiGraph, *, name: str | None = None) -> Graph:
 
     for n, data in dag.nodes(data=True):
         if "outputs" in data:
-            outs = dict(data["outputs"])
+            outs = table(n, data, "outputs")
         elif "size" in data:
             outs = {str(n): data["size"]}
         else:
@@ -522,12 +561,15 @@ def from_networkx(dag: nx.DiGraph, *, name: str | None = None) -> Graph:
         node_outputs[n] = outs
         for t, s in outs.items():
             put(t, s)
-        for t, s in dict(data.get("inputs", {})).items():
+        node_reads[n] = []
+        for t, s in table(n, data, "inputs").items():
             put(t, s)
             inputs.append(t)
-        for t, s in dict(data.get("parameters", {})).items():
+            node_reads[n].append(t)
+        for t, s in table(n, data, "parameters").items():
             put(t, s)
             params.append(t)
+            node_reads[n].append(t)
         if data.get("output"):
             outputs.extend(outs)
 
@@ -536,17 +578,24 @@ def from_networkx(dag: nx.DiGraph, *, name: str | None = None) -> Graph:
         reads: list[str] = []
         for u in dag.predecessors(n):
             listed = dag.edges[u, n].get("tensors")
+            if listed is not None and (
+                isinstance(listed, (str, bytes)) or not isinstance(listed, Iterable)
+            ):
+                problems.append(
+                    f"edge {u!r} -> {n!r}: attribute 'tensors' should be a list of tensor names"
+                )
+                listed = None
             if listed is None:
                 reads.extend(node_outputs.get(u, {}))
             else:
+                listed = [str(t) for t in listed]
                 for t in listed:
                     if t not in node_outputs.get(u, {}):
                         problems.append(
                             f"edge {u!r} -> {n!r} names tensor {t!r}, which {u!r} does not write"
                         )
                 reads.extend(listed)
-        reads.extend(dict(data.get("inputs", {})))
-        reads.extend(dict(data.get("parameters", {})))
+        reads.extend(node_reads[n])
         # ``cost`` (compute cost, e.g. MACs) overrides cosma.cost's estimate; ``phase``
         # (forward/backward) guides the rematerialization baselines.
         attrs = {k: data[k] for k in ("cost", "phase") if data.get(k) is not None}

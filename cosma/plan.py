@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-from cosma.errors import PlanError
+from cosma.errors import CosmaError, PlanError
 from cosma.graph import Graph, Setting
 
 SCHEMA_VERSION = 2
@@ -28,6 +28,10 @@ SCHEMA_VERSION = 2
 READABLE_VERSIONS = (1, 2)
 #: Why a load happens.
 LOAD_REASONS = ("input", "parameter", "reload", "move")
+
+#: Entries of ``Plan.stats`` that change from run to run (wall-clock times of phases). The
+#: JSON keeps them, with the solve time, in its ``timing`` object and nowhere else.
+VOLATILE_STATS = ("phases",)
 
 
 class EventKind(str, Enum):
@@ -294,10 +298,15 @@ class Plan:
             "objective": self.objective,
             "lower_bound": self.lower_bound,
             "gap": None if gap is None or math.isnan(gap) else gap,
-            "solve_time": self.solve_time,
             "traffic": self.traffic,
             "peak": self.peak,
-            "stats": self.stats,
+            "stats": {k: v for k, v in self.stats.items() if k not in VOLATILE_STATS},
+            # Everything that changes from run to run of the same solve lives here, so two
+            # runs with the same seed and one thread differ in this object only.
+            "timing": {
+                "solve_seconds": self.solve_time,
+                **{k: self.stats[k] for k in VOLATILE_STATS if k in self.stats},
+            },
             "source": self.source,
             "element_bytes": self.element_bytes,
             "input_shapes": self.input_shapes,
@@ -313,78 +322,231 @@ class Plan:
     def to_json(self, indent: int | None = 1) -> str:
         return json.dumps(self.to_dict(), indent=indent)
 
+    def stable_dict(self) -> dict[str, Any]:
+        """:meth:`to_dict` without ``timing``: what two runs of the same solve share (with
+        the same seed, one thread, and a solver that finishes within its limit).
+
+        >>> from cosma.graph import GraphBuilder, Setting
+        >>> p = Plan("g", "id", 8, Setting.ACTIVATIONS, 1, "m", Status.FEASIBLE, solve_time=1.5)
+        >>> "timing" in p.stable_dict(), p.to_dict()["timing"]
+        (False, {'solve_seconds': 1.5})
+        """
+        doc = self.to_dict()
+        doc.pop("timing")
+        return doc
+
     @classmethod
     def from_dict(cls, doc: dict[str, Any], graph: Graph | None = None) -> Plan:
-        """Read a plan; with ``graph``, refuse a plan made for another graph."""
+        """Read a plan; with ``graph``, refuse a plan made for another graph.
+
+        Every field is type-checked: a hand-edited or damaged plan gives one PlanError
+        naming the field, never another exception.
+        """
         try:
-            version = doc["schema_version"]
-            if version not in READABLE_VERSIONS:
+            if not isinstance(doc, dict):
+                raise PlanError("not a valid cosma plan: the JSON is not an object")
+            version = doc.get("schema_version")
+            if isinstance(version, bool) or version not in READABLE_VERSIONS:
                 raise PlanError(
-                    f"plan schema version {version} is not supported (this cosma reads "
+                    f"plan schema version {version!r} is not supported (this cosma reads "
                     f"versions {', '.join(map(str, READABLE_VERSIONS))}); re-create the plan "
                     "with this version of cosma"
                 )
-            ident = doc["graph"]["identity"]
+            gdoc = _field(doc, "graph", dict)
+            ident = _field(gdoc, "identity", str, "graph.identity")
+            gname = _field(gdoc, "name", str, "graph.name")
             if graph is not None and ident != graph.identity():
                 raise PlanError(
-                    f"the plan was made for graph {doc['graph']['name']!r} ({ident}), not for "
+                    f"the plan was made for graph {gname!r} ({ident}), not for "
                     f"{graph.name!r} ({graph.identity()}): load the graph the plan was made for "
                     "with the same options (element bytes, input shapes)"
                 )
-            steps = [
-                Step(
-                    s["operator"],
-                    tuple(_event_from(e) for e in s["before"]),
-                    tuple(_event_from(e) for e in s["after"]),
+            steps = []
+            for i, sd in enumerate(_field(doc, "steps", list)):
+                where = f"steps[{i}]"
+                if not isinstance(sd, dict):
+                    raise PlanError(f"not a valid cosma plan: {where} is not an object")
+                steps.append(
+                    Step(
+                        _field(sd, "operator", str, f"{where}.operator"),
+                        tuple(
+                            _event_from(e, f"{where}.before[{j}]")
+                            for j, e in enumerate(_field(sd, "before", list, f"{where}.before"))
+                        ),
+                        tuple(
+                            _event_from(e, f"{where}.after[{j}]")
+                            for j, e in enumerate(_field(sd, "after", list, f"{where}.after"))
+                        ),
+                    )
                 )
-                for s in doc["steps"]
-            ]
-            layout = doc.get("host_layout") or {}
+            status = _field(doc, "status", str)
+            try:
+                status_value = Status(status)
+            except ValueError:
+                raise PlanError(
+                    f"not a valid cosma plan: unknown status {status!r} (one of "
+                    f"{', '.join(s.value for s in Status)})"
+                ) from None
+            timing = _optional(doc, "timing", dict) or {}
+            # "solve_time" at the top: plans written before the "timing" object existed.
+            solve_time = timing.get("solve_seconds", doc.get("solve_time")) or 0.0
+            if (
+                isinstance(solve_time, bool)
+                or not isinstance(solve_time, (int, float))
+                or not math.isfinite(solve_time)
+            ):
+                raise PlanError(
+                    "not a valid cosma plan: timing.solve_seconds is not a finite number"
+                )
+            layout = _optional(doc, "host_layout", dict) or {}
+            offsets = _optional(layout, "offsets", dict) or {}
+            shapes = _optional(doc, "input_shapes", dict) or {}
+            tensors = _optional(doc, "tensors", dict) or {}
+            element_bytes = doc.get("element_bytes")
+            if element_bytes is not None and (
+                isinstance(element_bytes, bool)
+                or not isinstance(element_bytes, (int, float))
+                or not math.isfinite(element_bytes)
+            ):
+                raise PlanError("not a valid cosma plan: element_bytes is not a finite number")
             plan = cls(
-                graph_name=doc["graph"]["name"],
+                graph_name=gname,
                 graph_identity=ident,
-                budget=int(doc["budget"]),
-                setting=Setting.parse(doc["setting"]),
-                alignment=int(doc.get("alignment", 1)),
-                method=doc["method"],
-                status=Status(doc["status"]),
+                budget=_whole(doc.get("budget"), "budget"),
+                setting=Setting.parse(_field(doc, "setting", str)),
+                alignment=_whole(doc.get("alignment", 1), "alignment"),
+                method=_field(doc, "method", str),
+                status=status_value,
                 steps=steps,
-                solver=doc.get("solver"),
-                options=dict(doc.get("options") or {}),
-                objective=doc.get("objective"),
-                lower_bound=doc.get("lower_bound"),
-                solve_time=float(doc.get("solve_time") or 0.0),
-                reason=doc.get("reason"),
-                traffic=dict(doc.get("traffic") or {}),
-                peak=doc.get("peak"),
-                stats=dict(doc.get("stats") or {}),
-                source=doc.get("source"),
-                element_bytes=doc.get("element_bytes"),
-                input_shapes={k: list(v) for k, v in (doc.get("input_shapes") or {}).items()},
-                tensors={k: dict(v) for k, v in (doc.get("tensors") or {}).items()},
-                host_layout={k: int(v) for k, v in (layout.get("offsets") or {}).items()},
-                host_bytes=int(layout.get("bytes") or 0),
+                solver=_optional(doc, "solver", str),
+                options=dict(_optional(doc, "options", dict) or {}),
+                objective=_optional_whole(doc, "objective"),
+                lower_bound=_optional_whole(doc, "lower_bound"),
+                solve_time=float(solve_time),
+                reason=_optional(doc, "reason", str),
+                traffic=dict(_optional(doc, "traffic", dict) or {}),
+                peak=_optional_whole(doc, "peak"),
+                stats={
+                    **dict(_optional(doc, "stats", dict) or {}),
+                    **{k: timing[k] for k in VOLATILE_STATS if k in timing},
+                },
+                source=_optional(doc, "source", str),
+                element_bytes=element_bytes,
+                input_shapes={
+                    str(k): [_whole(d, f"input_shapes[{k!r}]") for d in _list(v, "input_shapes")]
+                    for k, v in shapes.items()
+                },
+                tensors={str(k): dict(_dict(v, f"tensors[{k!r}]")) for k, v in tensors.items()},
+                host_layout={
+                    str(k): _whole(v, f"host_layout.offsets[{k!r}]") for k, v in offsets.items()
+                },
+                host_bytes=_whole(layout.get("bytes") or 0, "host_layout.bytes"),
             )
             if graph is not None:
                 plan.describe(graph)
             return plan
-        except (KeyError, TypeError, ValueError, AttributeError) as e:
+        except PlanError:
+            raise
+        except CosmaError as e:
+            raise PlanError(f"not a valid cosma plan: {e}") from None
+        except (KeyError, TypeError, ValueError, OverflowError, AttributeError) as e:
             raise PlanError(f"not a valid cosma plan: {type(e).__name__} {e}") from None
 
     @classmethod
-    def from_json(cls, text: str, graph: Graph | None = None) -> Plan:
+    def from_json(cls, text: str | bytes, graph: Graph | None = None) -> Plan:
+        """Read a plan from JSON text (or the bytes of a file, which must be UTF-8)."""
+        return cls.from_dict(plan_document(text), graph)
+
+
+def plan_document(text: str | bytes) -> dict[str, Any]:
+    """The JSON object of a plan (text, or a file's bytes, which must be UTF-8); a
+    PlanError for anything else: not UTF-8, not JSON, Infinity/NaN, numbers too long to
+    convert, nesting too deep, not an object."""
+    if isinstance(text, bytes):
         try:
-            doc = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise PlanError(f"the plan is not valid JSON: {e}") from None
-        if not isinstance(doc, dict):
-            raise PlanError("not a valid cosma plan: the JSON is not an object")
-        return cls.from_dict(doc, graph)
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise PlanError(
+                f"the plan is not UTF-8 text (byte {e.start}); give the JSON file "
+                "written by cosma plan -o"
+            ) from None
+    try:
+        doc = json.loads(text, parse_constant=_no_constant)
+    except json.JSONDecodeError as e:
+        raise PlanError(f"the plan is not valid JSON: {e}") from None
+    except RecursionError:
+        raise PlanError("the plan is not a cosma plan: its JSON is nested too deeply") from None
+    except ValueError as e:  # e.g. a number with more digits than Python converts
+        raise PlanError(f"the plan is not valid JSON: {e}") from None
+    if not isinstance(doc, dict):
+        raise PlanError("not a valid cosma plan: the JSON is not an object")
+    return doc
 
 
-def _event_from(d: dict[str, Any]) -> Event:
+def _no_constant(name: str) -> None:
+    raise ValueError(f"{name} is not a number a plan can hold")
+
+
+def _field(doc: dict[str, Any], key: str, kind: type, label: str | None = None) -> Any:
+    if key not in doc:
+        raise PlanError(f"not a valid cosma plan: {label or key} is missing")
+    value = doc[key]
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise PlanError(
+            f"not a valid cosma plan: {label or key} should be a {kind.__name__}, "
+            f"not {type(value).__name__}"
+        )
+    return value
+
+
+def _optional(doc: dict[str, Any], key: str, kind: type) -> Any:
+    if doc.get(key) is None:
+        return None
+    return _field(doc, key, kind)
+
+
+def _whole(value: object, label: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 2**53:
+        raise PlanError(
+            f"not a valid cosma plan: {label} should be a whole number of bytes from 0 to "
+            f"2^53, not {value!r}"[:300]
+        )
+    return value
+
+
+def _list(value: object, label: str) -> list:
+    if not isinstance(value, list):
+        raise PlanError(f"not a valid cosma plan: {label} should be a list")
+    return value
+
+
+def _dict(value: object, label: str) -> dict:
+    if not isinstance(value, dict):
+        raise PlanError(f"not a valid cosma plan: {label} should be an object")
+    return value
+
+
+def _optional_whole(doc: dict[str, Any], key: str) -> int | None:
+    return None if doc.get(key) is None else _whole(doc[key], key)
+
+
+def _event_from(d: object, where: str = "event") -> Event:
+    if not isinstance(d, dict):
+        raise PlanError(f"not a valid cosma plan: {where} is not an object")
+    kind = _field(d, "kind", str, f"{where}.kind")
+    try:
+        kind_value = EventKind(kind)
+    except ValueError:
+        raise PlanError(
+            f"not a valid cosma plan: {where}.kind {kind!r} is not one of "
+            f"{', '.join(k.value for k in EventKind)}"
+        ) from None
     addr = d.get("address")
-    return Event(EventKind(d["kind"]), d["tensor"], None if addr is None else int(addr))
+    return Event(
+        kind_value,
+        _field(d, "tensor", str, f"{where}.tensor"),
+        None if addr is None else _whole(addr, f"{where}.address"),
+    )
 
 
 def steps_from_events(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from cosma.errors import UsageError
+from cosma.options import MAX_BYTES
 
 _UNITS = {
     "": 1,
@@ -26,8 +27,9 @@ _SIZE_RE = re.compile(r"^\s*([0-9]+(?:\.[0-9]*)?|\.[0-9]+)\s*([a-zA-Z]*)\s*$")
 def parse_bytes(text: str) -> int:
     """Parse a byte count with an optional unit (``KiB``, ``MiB``, ``GiB``, ``kB``, ``MB``...).
 
-    Bare ``K``/``M``/``G`` are binary units, as in most memory tools. Fractions of a byte
-    round down.
+    Bare ``K``/``M``/``G`` are binary units, as in most memory tools. A fraction of a unit
+    that ends in a fraction of a byte rounds down (``1.6MiB``); a plain byte count must be
+    whole (``1.5`` is refused, not read as 1).
 
     >>> parse_bytes("256KiB"), parse_bytes("1.5MiB"), parse_bytes("262144"), parse_bytes("1.6MiB")
     (262144, 1572864, 262144, 1677721)
@@ -44,8 +46,20 @@ def parse_bytes(text: str) -> int:
         raise UsageError(
             f"unknown size unit {unit!r} in {text!r}: use B, KiB, MiB, GiB (or kB, MB, GB)"
         )
-    # A fractional byte count (1.6MiB) rounds down: never more than the user asked for.
-    return int(float(number) * factor)
+    if factor == 1 and "." in number and float(number) != int(float(number)):
+        raise UsageError(
+            f"cannot read {text!r} as a size: a byte count is a whole number; write "
+            f"{int(float(number))} or {int(float(number)) + 1}, or use a unit (e.g. {number}KiB)"
+        )
+    # A fractional unit (1.6MiB) rounds down to whole bytes: never more than asked for.
+    from fractions import Fraction
+
+    value = int(Fraction(number) * factor)
+    if value > MAX_BYTES:
+        raise UsageError(
+            f"size {text!r} is too large: cosma works with at most 2^53 bytes ({MAX_BYTES:,})"
+        )
+    return value
 
 
 def format_bytes(n: int) -> str:

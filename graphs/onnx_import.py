@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import heapq
 import logging
+import numbers
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -20,8 +21,11 @@ import onnx
 from google.protobuf.message import DecodeError
 from onnx import shape_inference
 
+from cosma import options as check
 from cosma.errors import ModelImportError, UnsupportedModelError, UsageError
 from cosma.graph import Graph, Operator
+from cosma.graphs.shape_folding import fold_shapes
+from cosma.options import MAX_BYTES
 
 log = logging.getLogger(__name__)
 
@@ -83,9 +87,29 @@ def parse_input_shape(text: str) -> tuple[str, tuple[int, ...]]:
     name, sep, dims = str(text).rpartition("=")
     if not sep or not name or not re.fullmatch(r"\s*\d+(\s*[x,]\s*\d+)*\s*", dims):
         raise UsageError(
-            f"cannot read input shape {text!r}: write NAME=DIMS, e.g. data_0=1x3x224x224"
+            f"cannot read input shape {text!r}: write NAME=DIMS with whole dimensions of at "
+            "least 1, e.g. data_0=1x3x224x224"
         )
-    return name, tuple(int(d) for d in re.split(r"[x,]", dims))
+    shape = tuple(int(d) for d in re.split(r"[x,]", dims))
+    _check_dims(name, shape)
+    return name, shape
+
+
+def _check_dims(name: str, shape: Sequence[int]) -> None:
+    """Every dimension is a whole number in [1, 2^53]; the product stays below 2^53."""
+    numel = 1
+    for d in shape:
+        if isinstance(d, bool) or not isinstance(d, numbers.Integral) or not 1 <= d <= MAX_BYTES:
+            raise UsageError(
+                f"input shape of {name!r}: dimension {d!r} is not a whole number from 1 to "
+                f"2^53; give the size you run with, e.g. {name}=1x3x224x224"
+            )
+        numel *= int(d)
+    if numel > MAX_BYTES:
+        raise UsageError(
+            f"input shape of {name!r}: {'x'.join(map(str, shape))} has {numel:.3g} elements, "
+            "more than cosma can size (2^53 bytes); check the dimensions"
+        )
 
 
 def _read_model(source: str | os.PathLike | onnx.ModelProto) -> tuple[onnx.ModelProto, str]:
@@ -137,6 +161,40 @@ def _dim_text(tensor_type: onnx.TypeProto.Tensor) -> str:
     )
 
 
+def _example(vi: onnx.ValueInfoProto) -> str:
+    """A valid ``--input-shape`` for ``vi``: static dims kept, dynamic ones 1."""
+    tt = vi.type.tensor_type
+    if not tt.HasField("shape"):
+        return f"{vi.name}=1x3x224x224"
+    dims = [str(d.dim_value) if d.dim_value > 0 else "1" for d in tt.shape.dim]
+    return f"{vi.name}={'x'.join(dims) or '1'}"
+
+
+def _check_override(gname: str, name: str, tt: onnx.TypeProto.Tensor, dims: Sequence[int]) -> None:
+    """An override must keep the declared rank and every dimension the model fixes."""
+    if not tt.HasField("shape"):
+        return  # rank unknown: any shape is the user's call
+    declared = list(tt.shape.dim)
+    given = "x".join(map(str, dims))
+    if len(declared) != len(dims):
+        raise UsageError(
+            f"--input-shape {name}={given}: {gname} declares {name!r} with "
+            f"{len(declared)} dimension(s) ({_dim_text(tt)}), not {len(dims)}; give "
+            f"{len(declared)}, e.g. --input-shape {_example_dims(name, declared)}"
+        )
+    for i, (d, new) in enumerate(zip(declared, dims, strict=True)):
+        if d.HasField("dim_value") and d.dim_value > 0 and d.dim_value != new:
+            raise UsageError(
+                f"--input-shape {name}={given}: dimension {i} of {name!r} is fixed at "
+                f"{d.dim_value} in {gname} ({_dim_text(tt)}); only dynamic dimensions can be "
+                f"set, e.g. --input-shape {_example_dims(name, declared)}"
+            )
+
+
+def _example_dims(name: str, declared) -> str:
+    return f"{name}=" + "x".join(str(d.dim_value) if d.dim_value > 0 else "1" for d in declared)
+
+
 def _node_label(node: onnx.NodeProto, index: int) -> str:
     return f"node {node.name or f'#{index}'!r} ({node.op_type})"
 
@@ -162,15 +220,22 @@ def load_onnx(
     >>> g.tensors["x"].size, g.tensors["y"].size, g.tensors["y"].kind.value
     (32, 32, 'output')
     """
+    if element_bytes is not None:
+        element_bytes = check.element_bytes(element_bytes, option="element_bytes")
     model, stem = _read_model(source)
     gname = name or stem
-    if element_bytes is not None and not element_bytes > 0:
-        raise UsageError(f"element bytes must be positive, not {element_bytes}")
 
     if model.functions:
         from onnx import inliner
 
-        model = inliner.inline_local_functions(model)
+        try:
+            model = inliner.inline_local_functions(model)
+        except Exception as e:  # onnx raises plain C++ errors here; any failure means the same
+            raise UnsupportedModelError(
+                f"{gname}: its model-local functions cannot be inlined ({type(e).__name__}: "
+                f"{str(e)[:300]}); check the model with onnx.checker.check_model(..., "
+                "full_check=True) and re-export it"
+            ) from None
 
     for i, node in enumerate(model.graph.node):
         if node.op_type in CONTROL_FLOW or any(
@@ -207,38 +272,27 @@ def load_onnx(
                     f"--input-shape names {k!r}, which is not a graph input of {gname}; "
                     f"its inputs are: {', '.join(by_name) or '(none)'}"
                 )
+            _check_dims(k, dims)
             tt = by_name[k].type.tensor_type
+            _check_override(gname, k, tt, dims)
             tt.shape.Clear()
             for d in dims:
                 tt.shape.dim.add().dim_value = d
     dynamic = [i for i in real_inputs if _dims(i.type.tensor_type) is None]
     if dynamic:
         lines = "; ".join(f"{i.name!r} is {_dim_text(i.type.tensor_type)}" for i in dynamic)
-        example = " ".join(
-            f"--input-shape {i.name}="
-            + "x".join(
-                str(d.dim_value) if d.HasField("dim_value") else "N"
-                for d in i.type.tensor_type.shape.dim
-            )
-            for i in dynamic
-        )
+        example = " ".join(f"--input-shape {_example(i)}" for i in dynamic)
         raise UnsupportedModelError(
             f"{gname}: graph input(s) with dynamic or unknown dimensions: {lines}. "
-            f"Give static shapes, e.g. {example} (replace N by the size you run with)"
+            f"Give static shapes, e.g. {example} (each 1 stands for a dynamic dimension: "
+            "replace it by the size you run with)"
         )
 
-    try:
-        inferred = shape_inference.infer_shapes(model, data_prop=True)
-    except (onnx.shape_inference.InferenceError, onnx.checker.ValidationError) as e:
-        raise UnsupportedModelError(
-            f"{gname}: ONNX shape inference failed: {e}. Check the input shapes given with "
-            "--input-shape, or fix the model with onnx.checker"
-        ) from None
-
-    value_types: dict[str, onnx.TypeProto.Tensor] = {}
-    for vi in (*inferred.graph.input, *inferred.graph.value_info, *inferred.graph.output):
-        if vi.type.HasField("tensor_type"):
-            value_types.setdefault(vi.name, vi.type.tensor_type)
+    model, value_types, folded_count = _static_shapes(model, gname, bool(overrides))
+    if folded_count:
+        log.info("%s: %d shape-computing nodes folded into constants", gname, folded_count)
+        initializers = {t.name: t for t in model.graph.initializer}
+        initializers.update({t.values.name: t.values for t in model.graph.sparse_initializer})
 
     # Constant folding: which node outputs are parameters. Nodes are topologically sorted
     # in a valid model; sort them ourselves in case they are not.
@@ -313,6 +367,7 @@ def load_onnx(
     shapes: dict[str, tuple[int, ...]] = {}
     dtypes: dict[str, str] = {}
     problems: list[str] = []
+    unshaped: set[str] = set()
     for t, where in needed.items():
         if t in initializers and not isinstance(initializers[t], onnx.SparseTensorProto):
             init = initializers[t]
@@ -324,15 +379,29 @@ def load_onnx(
         else:
             dims, elem = None, 0
         if dims is None:
+            unshaped.add(t)
             problems.append(
                 f"tensor {t!r} ({where}) has no static shape after shape inference"
                 + (f" (inferred {_dim_text(value_types[t])})" if t in value_types else "")
+            )
+            continue
+        if elem not in onnx.TensorProto.DataType.values():
+            problems.append(
+                f"tensor {t!r} ({where}) has element type {elem}, which ONNX does not define; "
+                "fix the model's type, or pass --element-bytes N to size every element"
             )
             continue
         dtype = onnx.TensorProto.DataType.Name(elem)
         numel = 1
         for d in dims:
             numel *= d
+        if numel * 16 > MAX_BYTES * 8:  # 16 bytes: the widest element (complex128)
+            problems.append(
+                f"tensor {t!r} ({where}) has shape {'x'.join(map(str, dims))}: "
+                f"{numel:.3g} elements, more than cosma can size (2^53 bytes); check the "
+                "input shapes"
+            )
+            continue
         if element_bytes is not None:
             size = int(-(-numel * element_bytes // 1))
         elif dtype in ELEMENT_BITS:
@@ -347,12 +416,25 @@ def load_onnx(
     if problems:
         shown = problems[:10]
         more = f"\n  ... and {len(problems) - 10} more" if len(problems) > 10 else ""
+        if unshaped:
+            # Every graph input is static here (dynamic ones were refused above): the
+            # shapes are lost inside the graph, at operators inference cannot follow.
+            kinds = sorted({op.op_type for op in ops if set(op.outputs) & unshaped}) or [
+                "the nodes listed"
+            ]
+            fix = (
+                f"\nThe graph inputs have static shapes; ONNX shape inference (with shape "
+                f"subgraphs folded) still cannot size the outputs of {', '.join(kinds)}: a "
+                "custom or unsupported operator, or shapes that depend on data. Export the "
+                "model with static shapes, or simplify it (e.g. onnxsim) and try again"
+            )
+        else:
+            fix = ""
         raise UnsupportedModelError(
             f"{gname}: cannot give every tensor a static size:\n  - "
             + "\n  - ".join(shown)
             + more
-            + "\nFix the input shapes with --input-shape NAME=DIMS, or export the model with "
-            "static shapes (e.g. torch.onnx.export(..., dynamo=True) with fixed inputs)"
+            + fix
         )
 
     return Graph(
@@ -365,6 +447,64 @@ def load_onnx(
         shapes=shapes,
         dtypes=dtypes,
     )
+
+
+def _static_shapes(
+    model: onnx.ModelProto, gname: str, overridden: bool
+) -> tuple[onnx.ModelProto, dict[str, onnx.TypeProto.Tensor], int]:
+    """Shapes recomputed from the (now static) inputs, folding shape subgraphs if needed.
+
+    The file's ``value_info`` is not trusted: inference runs without it (a shape the file
+    recorded for other input shapes would be stale). Only if inference cannot say, and the
+    inputs are as the file declares them, is the file's own entry used. Returns the model
+    (with shape subgraphs folded into initializers, if any were), the tensor types, and how
+    many nodes were folded.
+    """
+    recorded = {
+        vi.name: vi.type.tensor_type
+        for vi in model.graph.value_info
+        if vi.type.HasField("tensor_type")
+    }
+    fresh = onnx.ModelProto.FromString(model.SerializeToString())
+    del fresh.graph.value_info[:]
+    if overridden:  # declared output shapes may be stale too: keep only their types
+        for o in fresh.graph.output:
+            if o.type.HasField("tensor_type"):
+                o.type.tensor_type.ClearField("shape")
+    folded = 0
+    try:
+        inferred = shape_inference.infer_shapes(fresh, data_prop=True)
+        types = _value_types(inferred)
+        if any(
+            t and (t not in types or _dims(types[t]) is None)
+            for n in fresh.graph.node
+            for t in n.output
+        ):
+            fresh, folded = fold_shapes(fresh)
+            types = _value_types(shape_inference.infer_shapes(fresh, data_prop=True))
+    except (onnx.shape_inference.InferenceError, onnx.checker.ValidationError) as e:
+        raise UnsupportedModelError(
+            f"{gname}: ONNX shape inference failed: {e}. Check the input shapes given with "
+            "--input-shape, or fix the model with onnx.checker"
+        ) from None
+    except (RuntimeError, ValueError, OverflowError) as e:  # onnx's C++ errors surface so
+        raise UnsupportedModelError(
+            f"{gname}: ONNX shape inference failed ({type(e).__name__}: {str(e)[:300]}). "
+            "Check the input shapes, or fix the model with onnx.checker"
+        ) from None
+    if not overridden:
+        for name, tt in recorded.items():
+            if (name not in types or _dims(types[name]) is None) and _dims(tt) is not None:
+                types[name] = tt
+    return fresh, types, folded
+
+
+def _value_types(inferred: onnx.ModelProto) -> dict[str, onnx.TypeProto.Tensor]:
+    out: dict[str, onnx.TypeProto.Tensor] = {}
+    for vi in (*inferred.graph.input, *inferred.graph.value_info, *inferred.graph.output):
+        if vi.type.HasField("tensor_type"):
+            out.setdefault(vi.name, vi.type.tensor_type)
+    return out
 
 
 def _topological_nodes(graph: onnx.GraphProto, gname: str) -> list[tuple[int, onnx.NodeProto]]:

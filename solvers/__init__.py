@@ -13,11 +13,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
+from cosma import interrupt
+from cosma import options as check
 from cosma.deadline import Deadline
 from cosma.errors import UsageError
 from cosma.plan import Plan
 from cosma.problem import Problem
 from cosma.progress import Progress, reporting
+from cosma.solvers import limits
 from cosma.solvers.backends import BACKENDS
 from cosma.solvers.baselines import (
     ALLOCATORS,
@@ -77,6 +80,14 @@ def _exact_method(
 
     def run(problem: Problem, *, time_limit: float | Deadline | None = 60.0, **options) -> Plan:
         order = options.pop("order", "minpeak") if fixed else None
+        # Bounded memory: refuse before building a model that would not fit (the fixed-order
+        # size hardly depends on the order; the file's topological order stands in for it).
+        limits.check(
+            problem,
+            engine=engine.__name__,
+            order=problem.graph.topological_order() if fixed else None,
+            memory_limit=options.pop("memory_limit", None),
+        )
         return engine(problem, order=order, time_limit=time_limit, **options)
 
     run.__doc__ = doc
@@ -84,7 +95,7 @@ def _exact_method(
     return run
 
 
-_COMMON = ("threads", "seed", "shortcut")
+_COMMON = ("threads", "seed", "shortcut", "memory_limit")
 _MILP_OPTIONS = (*_COMMON, "solver", "write_model", "log_path")
 _CPSAT_OPTIONS = _COMMON
 METHODS["milp"] = _exact_method(
@@ -154,9 +165,11 @@ def solve(
     **options: object,
 ) -> Plan:
     """Run the method called ``method`` on ``problem``; options go to the method. An option
-    the method does not take, or an unknown solver or order, is a UsageError.
-    Rematerialization methods (:data:`REMAT_METHODS`) are found here too. ``progress``
-    receives the engine's progress reports (see :mod:`cosma.progress`).
+    the method does not take, an unknown solver or order, or a bad value (:mod:`cosma.options`)
+    is a UsageError. Rematerialization methods (:data:`REMAT_METHODS`) are found here too.
+    ``progress`` receives the engine's progress reports (see :mod:`cosma.progress`). If a
+    signal stopped the solver (:mod:`cosma.interrupt`), the plan is the best found and
+    ``stats["interrupted"]`` names the signal.
 
     >>> from cosma import GraphBuilder
     >>> g = GraphBuilder().input("x", 4).op("f", ["x"], {"y": 8}).output("y").build()
@@ -164,6 +177,25 @@ def solve(
     'optimal'
     """
     check_options(method, options)
+    _check_values(options)
     fn = METHODS.get(method) or REMAT_METHODS[method]
     with reporting(progress):
-        return fn(problem, **options)
+        plan = fn(problem, **options)
+    stopped = interrupt.requested()
+    if stopped:
+        plan.stats = {**plan.stats, "interrupted": stopped}
+    return plan
+
+
+def _check_values(options: dict[str, object]) -> None:
+    """Refuse bad option values before any work (:mod:`cosma.options`)."""
+    checks = {
+        "time_limit": check.time_limit,
+        "threads": check.threads,
+        "seed": check.seed,
+        "memory_limit": check.memory_limit,
+    }
+    for name, fn in checks.items():
+        value = options.get(name)
+        if value is not None and not isinstance(value, Deadline):
+            options[name] = fn(value, option=name)

@@ -15,12 +15,14 @@ by its time limit "Optimal").
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import logging
 import math
 import os
 import re
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -28,6 +30,7 @@ from dataclasses import dataclass, field
 
 import pulp
 
+from cosma import interrupt
 from cosma.errors import SolverError
 
 log = logging.getLogger(__name__)
@@ -47,6 +50,80 @@ class Outcome:
     bound: float | None = None
     seconds: float = 0.0
     note: str = ""
+
+
+def _failure(solver: str, code: int, text: str) -> str:
+    """A solver failure as one message: exit code or signal, and the solver's last words."""
+    how = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
+    lines = [ln for ln in text.strip().splitlines() if ln.strip()]
+    tail = "\n".join(f"    {ln}" for ln in lines[-8:]) or "    (no output)"
+    return (
+        f"{solver} failed: it {how}. Its last output:\n{tail}\n"
+        "Try fewer --threads, a smaller graph or budget, or another --solver"
+    )
+
+
+def _run_solver_process(args: list[str], out_path: str, watchdog: float) -> tuple[int, str, bool]:
+    """Run a solver binary in its own process group (its own session) with its output in
+    ``out_path``. A stop request (signal) sends SIGINT to the group, which CBC answers by
+    stopping with its best solution; past ``watchdog`` seconds the group is killed. However
+    this ends (normally, error, KeyboardInterrupt), no process of the group is left.
+    Returns (exit code, output, overran)."""
+    overran = False
+    with open(out_path, "w") as out:
+        proc = subprocess.Popen(
+            _line_buffered(args),
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            # Its own session and process group: a terminal's Ctrl-C reaches cosma only, and
+            # the whole group can be killed. (No preexec_fn: running Python between fork and
+            # exec in a process with solver threads crashed CBC's child now and then.)
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + watchdog
+
+        def finished(timeout: float) -> bool:
+            nonlocal overran
+            try:
+                proc.wait(timeout)
+                return True
+            except subprocess.TimeoutExpired:
+                if time.monotonic() > deadline:
+                    overran = True
+                    _kill_group(proc, signal.SIGKILL)
+                    proc.wait()
+                    return True
+                return False
+
+        try:
+            interrupt.wait_stoppable(finished, lambda: _kill_group(proc, signal.SIGINT))
+        finally:
+            if proc.poll() is None:
+                _kill_group(proc, signal.SIGKILL)
+                proc.wait()
+            # Children CBC may have started live in the same group: end them too.
+            _kill_group(proc, signal.SIGKILL)
+    with open(out_path, errors="replace") as f:
+        text = f.read()
+    return proc.returncode, text, overran
+
+
+def _search_ended(text: str) -> bool:
+    """Whether CBC's log says its branch-and-bound search ended (time limit or result)."""
+    return any(m in text for m in ("Exiting on maximum time", "Partial search", "Result - "))
+
+
+def _line_buffered(args: list[str]) -> list[str]:
+    """``args`` run with line-buffered output where coreutils' stdbuf exists, so a solver
+    that crashes still leaves its log up to the crash (a file is otherwise block-buffered)."""
+    stdbuf = shutil.which("stdbuf")
+    return [stdbuf, "-oL", *args] if stdbuf else args
+
+
+def _kill_group(proc: subprocess.Popen, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, sig)
 
 
 class Backend:
@@ -111,8 +188,11 @@ class CBC(Backend):
         if path is None:
             raise SolverError(self.why_unavailable())
         t0 = time.perf_counter()
-        with tempfile.TemporaryDirectory(prefix="cosma-cbc-") as tmp:
-            mps, sol, mst = (os.path.join(tmp, f) for f in ("m.mps", "m.sol", "m.mst"))
+        # ignore_cleanup_errors: the folder goes even if CBC left a file open.
+        with tempfile.TemporaryDirectory(prefix="cosma-cbc-", ignore_cleanup_errors=True) as tmp:
+            mps, sol, mst, out_path = (
+                os.path.join(tmp, f) for f in ("m.mps", "m.sol", "m.mst", "cbc.log")
+            )
             vs, var_names, con_names, _ = prob.writeMPS(mps, rename=1)
             args = [
                 path,
@@ -138,35 +218,36 @@ class CBC(Backend):
             # CBC honours -sec (elapsed) to within a second or so; the watchdog only stops
             # a run that ignores it, inside the caller's 10 % + 2 s allowance.
             watchdog = max(time_limit - (time.perf_counter() - t0), 0.01) * 1.05 + 1.5
-            try:
-                run = subprocess.run(
-                    args,
-                    capture_output=True,
-                    text=True,
-                    timeout=watchdog,
-                    check=False,
-                    stdin=subprocess.DEVNULL,
-                )
-                text = run.stdout + run.stderr
-                code = run.returncode
-            except subprocess.TimeoutExpired as e:
-                out = e.stdout.decode() if isinstance(e.stdout, bytes) else (e.stdout or "")
-                return Outcome(
-                    NO_SOLUTION,
-                    seconds=time.perf_counter() - t0,
-                    note=f"CBC overran its time limit and was stopped after "
-                    f"{watchdog:.0f} s\n{out[-2000:]}",
-                )
+            code, text, overran = _run_solver_process(args, out_path, watchdog)
             if log_path:
                 with open(log_path, "w") as f:
                     f.write(text)
             seconds = time.perf_counter() - t0
-            if code != 0 or not os.path.exists(sol):
+            if overran:
                 return Outcome(
                     NO_SOLUTION,
                     seconds=seconds,
-                    note=f"CBC exited with code {code} (crashed?)\n{text[-2000:]}",
+                    note=f"CBC overran its time limit and was stopped after "
+                    f"{watchdog:.0f} s\n{text[-2000:]}",
                 )
+            stopped = interrupt.requested() is not None
+            if stopped and (code != 0 or not os.path.exists(sol)):
+                # Stopped before CBC could catch the signal (it then dies of it) or write
+                # a solution: no incumbent from this run, not a failure.
+                return Outcome(NO_SOLUTION, seconds=seconds, note="interrupted")
+            if code != 0 and _search_ended(text):
+                # CBC 2.10 sometimes crashes (SIGSEGV) while cleaning up after a search that
+                # its time limit ended: the search is over, only its incumbent is lost.
+                log.warning("CBC crashed after its search ended (exit %s); no incumbent", code)
+                return Outcome(
+                    NO_SOLUTION,
+                    seconds=seconds,
+                    note=f"CBC crashed (exit {code}) after its search ended; its incumbent is lost",
+                )
+            if code != 0:
+                raise SolverError(_failure("CBC", code, text))
+            if not os.path.exists(sol):
+                raise SolverError(_failure("CBC", code, text + "\n(no solution file written)"))
             values = {}
             _, raw, *_ = self._io(path).readsol_MPS(sol, prob, vs, var_names, con_names)
             values = {k: float(v) for k, v in raw.items()}
@@ -221,14 +302,43 @@ class HiGHS(Backend):
             params["log_file"] = log_path
         solver = pulp.HiGHS(msg=False, timeLimit=time_limit, threads=threads, **params)
         t0 = time.perf_counter()
-        prob.solve(solver)
-        seconds = time.perf_counter() - t0
+        # PuLP builds and configures the model; the run is ours: in a thread HiGHS can be
+        # interrupted from (its user-interrupt callback), and read back without PuLP, whose
+        # reader fails on an empty solution.
+        solver.createAndConfigureSolver(prob)
+        solver.buildSolverModel(prob)
         h = prob.solverModel
+        if log_path:  # msg=False turned all output off, the log file too: log to it only
+            h.setOptionValue("output_flag", True)
+            h.setOptionValue("log_to_console", False)
+            h.setOptionValue("log_file", log_path)
+        h.HandleUserInterrupt = True
+        worker = h.startSolve()
+
+        def finished(timeout: float) -> bool:
+            done, _ = h.wait(timeout)
+            return bool(done)
+
+        try:
+            interrupt.wait_stoppable(finished, h.cancelSolve)
+        finally:
+            if worker.is_alive():  # an exception while waiting: stop HiGHS before leaving
+                h.cancelSolve()
+                worker.join()
+        seconds = time.perf_counter() - t0
         info = h.getInfo()
         status = h.getModelStatus()
         ms = highspy.HighsModelStatus
+        if status in (ms.kSolveError, ms.kModelError, ms.kPresolveError, ms.kPostsolveError):
+            raise SolverError(
+                f"HiGHS failed: {h.modelStatusToString(status)}. Try another --solver, or "
+                "check the graph's sizes (sizes far apart make the model numerically hard)"
+            )
         has_sol = info.primal_solution_status == 2  # kSolutionStatusFeasible
-        values = {v.name: v.varValue for v in prob.variables()} if has_sol else {}
+        values: dict[str, float] = {}
+        if has_sol:
+            col = list(h.getSolution().col_value)
+            values = {v.name: col[i] for i, v in enumerate(prob.variables()) if i < len(col)}
         obj = info.objective_function_value if has_sol else None
         bound = info.mip_dual_bound if math.isfinite(info.mip_dual_bound) else None
         if status == ms.kOptimal:

@@ -24,8 +24,10 @@ import logging
 import math
 from collections.abc import Callable
 
+from cosma import interrupt
 from cosma import progress as progress_hook
 from cosma.deadline import Deadline
+from cosma.errors import SolverError
 from cosma.graph import TensorKind
 from cosma.memory import aligned
 from cosma.plan import Plan
@@ -204,6 +206,37 @@ def _hint(M: _Model, plan: Plan) -> None:
         m.add_hint(var, a in stored)
 
 
+def _solve_stoppable(solver, model, callback) -> int:
+    """``solver.solve`` in a worker thread, so a signal handled in the main thread can call
+    ``StopSearch``: CP-SAT then returns its best solution (:mod:`cosma.interrupt`)."""
+    import threading
+
+    result: dict[str, object] = {}
+
+    def work() -> None:
+        try:
+            result["status"] = solver.solve(model, callback)
+        except BaseException as e:  # handed to the main thread below
+            result["error"] = e
+
+    worker = threading.Thread(target=work, name="cp-sat", daemon=True)
+    worker.start()
+
+    def finished(timeout: float) -> bool:
+        worker.join(timeout)
+        return not worker.is_alive()
+
+    try:
+        interrupt.wait_stoppable(finished, solver.stop_search)
+    finally:
+        if worker.is_alive():
+            solver.stop_search()
+            worker.join()
+    if "error" in result:
+        raise result["error"]  # type: ignore[misc]
+    return result["status"]  # type: ignore[return-value]
+
+
 def cpsat(
     problem: Problem,
     *,
@@ -262,6 +295,8 @@ def _engine(ctx: exact.Context, progress: Progress | None) -> exact.EngineResult
         return max(0, math.ceil(units - 1e-6) * M.unit - M.load_offset)
 
     solver = cp_model.CpSolver()
+    # CP-SAT's own SIGINT handler would replace cosma's (cosma.interrupt) for good.
+    solver.parameters.catch_sigint_signal = False
     left = deadline.left()
     # A little of what is left stays for decoding and replaying the plan.
     solver.parameters.max_time_in_seconds = 1e9 if left is None else max(0.05, 0.95 * left)
@@ -281,7 +316,13 @@ def _engine(ctx: exact.Context, progress: Progress | None) -> exact.EngineResult
             )
 
     with deadline.phase("solve"):
-        status = solver.solve(M.m, _Callback())
+        status = _solve_stoppable(solver, M.m, _Callback())
+    if status == cp_model.MODEL_INVALID:
+        raise SolverError(
+            "CP-SAT rejected the model (MODEL_INVALID): "
+            f"{solver.solution_info() or M.m.validate() or 'no reason given'}; "
+            "check --threads and the graph's sizes"
+        )
     out = exact.EngineResult(stats={**M.stats, "cp_sat_status": solver.status_name(status)})
     if status == cp_model.INFEASIBLE:
         out.infeasible = "no schedule and placement fits the budget (proven by CP-SAT)"

@@ -92,6 +92,8 @@ def _cp_sat(
         ys.append(m.new_interval_var(a, r.size, a + r.size, f"addr[{r.tensor},{r.start}]"))
     m.add_no_overlap_2d(xs, ys)
     solver = cp_model.CpSolver()
+    # CP-SAT's own SIGINT handler would replace cosma's (cosma.interrupt) for good.
+    solver.parameters.catch_sigint_signal = False
     solver.parameters.max_time_in_seconds = time_limit
     solver.parameters.num_workers = 1
     solver.parameters.random_seed = seed
@@ -234,6 +236,8 @@ def _cp_sat_moves(
         m.add_no_overlap_2d(xs, ys)
     m.minimize(sum(load_terms) + sum(store_terms))
     solver = cp_model.CpSolver()
+    # CP-SAT's own SIGINT handler would replace cosma's (cosma.interrupt) for good.
+    solver.parameters.catch_sigint_signal = False
     solver.parameters.max_time_in_seconds = max(0.05, time_limit)
     solver.parameters.num_workers = 1
     solver.parameters.random_seed = seed

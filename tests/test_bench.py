@@ -56,5 +56,5 @@ def test_cli_bench_writes_and_refuses_to_overwrite(tmp_path):
     assert rows[0]["non_compulsory"] == 0
     assert "The reference protocol" in (tmp_path / "res.md").read_text()
     r = CliRunner().invoke(cli, args)
-    assert r.exit_code == 1 and "--force" in r.output
+    assert r.exit_code == 2 and "--force" in r.output
     assert CliRunner().invoke(cli, [*args, "--force"]).exit_code == 0

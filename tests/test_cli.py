@@ -66,7 +66,7 @@ def test_input_shape_override(tmp_path):
     [
         ("missing", "no such file"),
         ("text", "not a readable ONNX model"),
-        ("dynamic", "--input-shape x=Nx4"),
+        ("dynamic", "--input-shape x=1x4"),
         ("bad_shape", "write NAME=DIMS"),
         ("unknown_input", "not a graph input"),
         ("bad_setting", "Invalid value for '--setting'"),
@@ -98,7 +98,7 @@ def test_installed_script_runs_without_traceback(tmp_path):
         text=True,
         check=False,
     )
-    assert r.returncode == 1
+    assert r.returncode == 3  # bad input (README, cosma --help)
     assert "Error:" in r.stderr and "Traceback" not in r.stderr
 
 
@@ -113,7 +113,7 @@ def test_plan_writes_json_and_refuses_to_overwrite(tmp_path):
     assert doc["objective"] == doc["traffic"]["non_compulsory"]
     before = out.read_text()
     r = run("plan", model, "-s", "M_H", "--element-bytes", "1", "-o", str(out))
-    assert r.exit_code == 1 and "already exists" in r.output and "--force" in r.output
+    assert r.exit_code == 2 and "already exists" in r.output and "--force" in r.output
     assert out.read_text() == before  # nothing overwritten
     r = run("plan", model, "-s", "M_H", "--element-bytes", "1", "-o", str(out), "--force")
     assert r.exit_code == 0
@@ -125,7 +125,7 @@ def test_plan_writes_json_and_refuses_to_overwrite(tmp_path):
     assert r.exit_code == 0 and "valid" in r.output
     # ...and is refused for another graph (other element bytes: other sizes).
     r = run("replay", model, str(out), "--element-bytes", "4")
-    assert r.exit_code == 1 and "was made for graph" in r.output
+    assert r.exit_code == 3 and "was made for graph" in r.output
 
 
 def test_tampered_plan_is_reported(tmp_path):
@@ -136,12 +136,12 @@ def test_tampered_plan_is_reported(tmp_path):
     doc["steps"][3]["before"] = []  # drop the loads/creates of one step
     out.write_text(json.dumps(doc))
     r = run("replay", model, str(out), "--element-bytes", "1")
-    assert r.exit_code == 1 and "INVALID" in r.output and "not resident" in r.output
+    assert r.exit_code == 4 and "INVALID" in r.output and "not resident" in r.output
 
 
 def test_plan_below_m_r_is_refused():
     r = run("plan", shipped_model("squeezenet"), "-s", "1MiB", "--element-bytes", "1")
-    assert r.exit_code == 1
+    assert r.exit_code == 4  # no plan
     assert "needs at least" in r.output and "'n1' (Relu)" in r.output
     assert "Traceback" not in r.output
 
@@ -166,6 +166,6 @@ def test_plan_json_summary_and_parameter_budget():
 
 def test_plan_unknown_method_and_methods_list():
     r = run("plan", shipped_model("squeezenet"), "-s", "M_R", "-m", "magic")
-    assert r.exit_code == 1 and "unknown method 'magic'" in r.output
+    assert r.exit_code == 2 and "unknown method 'magic'" in r.output
     r = run("methods")
     assert r.exit_code == 0 and "file-arena-belady" in r.output

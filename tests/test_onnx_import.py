@@ -171,7 +171,7 @@ def test_dynamic_input_needs_an_override():
     with pytest.raises(UnsupportedModelError) as err:
         load_onnx(m)
     assert "'x' is batchx3x8" in str(err.value)
-    assert "--input-shape x=Nx3x8" in str(err.value)
+    assert "--input-shape x=1x3x8" in str(err.value)  # a hint that parses
     g = load_onnx(m, input_shapes=["x=2x3x8"])
     assert g.tensors["y"].size == 2 * 3 * 8 * 4
     assert load_onnx(m, input_shapes={"x": (5, 3, 8)}).tensors["x"].shape == (5, 3, 8)

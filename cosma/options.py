@@ -1,0 +1,144 @@
+"""Checks of option *values* shared by the library and the command line.
+
+Every check returns the value in its canonical type or raises :class:`~cosma.errors.UsageError`
+naming the option, the value, and what to give instead. They run before any work, so a bad
+value never costs a solve.
+
+>>> time_limit(2), threads(1), seed(7), alignment(64)
+(2.0, 1, 7, 64)
+>>> try:
+...     time_limit(0)
+... except UsageError as e:
+...     print(e)
+time limit must be a finite number of seconds above 0, not 0; e.g. --time-limit 60
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import os
+
+from cosma.errors import UsageError
+
+#: Largest byte count cosma works with (2^53: every size and sum stays exact in a float,
+#: and far below what a 64-bit solver variable can hold). 8 PiB.
+MAX_BYTES = 2**53
+#: Largest alignment: a scratchpad page of 1 GiB is already absurd.
+MAX_ALIGNMENT = 2**30
+#: Largest seed: CP-SAT and HiGHS take 31-bit seeds; CBC's is a C int.
+MAX_SEED = 2**31 - 2
+#: More threads than this is a typo (CP-SAT rejects the model, CBC crashes).
+MAX_THREADS = 1024
+#: Widest element: 1 KiB per element covers every real type with room to spare.
+MAX_ELEMENT_BYTES = 1024
+
+
+def _integer(value: object) -> int | None:
+    """``value`` as an int if it is an integer (Python or numpy, not bool), else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        return int(value)
+    return None
+
+
+def _real(value: object) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                return None
+        return None
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf
+
+
+def time_limit(value: object, *, option: str = "--time-limit") -> float:
+    """Seconds allowed: finite and above 0 (0 does not mean "no limit" nor "default")."""
+    v = _real(value)
+    if v is None or not math.isfinite(v) or v <= 0:
+        raise UsageError(
+            f"time limit must be a finite number of seconds above 0, not {value!r}; "
+            f"e.g. {option} 60"
+        )
+    return v
+
+
+def threads(value: object, *, option: str = "--threads") -> int:
+    """Solver threads: a whole number from 1 to :data:`MAX_THREADS` (default 1)."""
+    v = _integer(value)
+    if v is None or not 1 <= v <= MAX_THREADS:
+        cores = os.cpu_count() or 1
+        raise UsageError(
+            f"threads must be a whole number from 1 to {MAX_THREADS}, not {value!r}; "
+            f"this machine has {cores} core{'s' if cores != 1 else ''}, e.g. {option} {cores}"
+        )
+    return v
+
+
+def seed(value: object, *, option: str = "--seed") -> int:
+    """Random seed: a whole number from 0 to :data:`MAX_SEED` (every solver takes it)."""
+    v = _integer(value)
+    if v is None or not 0 <= v <= MAX_SEED:
+        raise UsageError(
+            f"seed must be a whole number from 0 to {MAX_SEED:,}, not {value!r}; e.g. {option} 0"
+        )
+    return v
+
+
+def alignment(value: object, *, option: str = "--alignment") -> int:
+    """Scratchpad alignment in bytes: a whole number from 1 to :data:`MAX_ALIGNMENT`."""
+    v = _integer(value)
+    if v is None or not 1 <= v <= MAX_ALIGNMENT:
+        raise UsageError(
+            f"alignment must be a whole number of bytes from 1 to {MAX_ALIGNMENT:,}, "
+            f"not {value!r}; use 1 for none, or your scratchpad's (e.g. {option} 64)"
+        )
+    return v
+
+
+def element_bytes(value: object, *, option: str = "--element-bytes") -> float | int:
+    """Bytes per element: finite, above 0, a whole number of bits (0.5 is 4-bit data),
+    at most :data:`MAX_ELEMENT_BYTES`. Whole values come back as ``int``."""
+    v = _real(value)
+    if (
+        v is None
+        or not math.isfinite(v)
+        or not 0 < v <= MAX_ELEMENT_BYTES
+        or not (v * 8).is_integer()
+    ):
+        raise UsageError(
+            f"element bytes must be a positive whole number of bits up to "
+            f"{MAX_ELEMENT_BYTES} bytes (e.g. 1 for 8-bit data, 4 for float32, 0.5 for "
+            f"4-bit), not {value!r}; e.g. {option} 1"
+        )
+    return int(v) if v.is_integer() else v
+
+
+def byte_count(value: object, *, what: str = "size") -> int:
+    """A count of bytes as an int in ``[0, MAX_BYTES]`` (numpy integers accepted)."""
+    v = _integer(value)
+    if v is None or not 0 <= v <= MAX_BYTES:
+        raise UsageError(
+            f"{what} must be a whole number of bytes from 0 to 2^53 ({MAX_BYTES:,}), not {value!r}"
+        )
+    return v
+
+
+def memory_limit(value: object, *, option: str = "--memory-limit") -> int:
+    """Bytes an exact model may take: a size (``8GiB``) or a whole number of bytes above 0."""
+    if isinstance(value, str):
+        from cosma.units import parse_bytes
+
+        v: int | None = parse_bytes(value)
+    else:
+        v = _integer(value)
+    if v is None or v <= 0:
+        raise UsageError(f"memory limit must be a size above 0, not {value!r}; e.g. {option} 8GiB")
+    return v
