@@ -68,7 +68,8 @@ def run_case(graph: str, budget: str, method: str, limit: float) -> dict:
         "status": doc["status"],
         "objective": doc["objective"],
         "lower_bound": doc["lower_bound"],
-        "phases": doc["stats"].get("phases", {}),
+        # Schema 2 keeps the phases under "timing"; schema 1 kept them in "stats".
+        "phases": (doc.get("timing") or {}).get("phases") or doc["stats"].get("phases", {}),
     }
     return row
 
