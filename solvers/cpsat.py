@@ -278,9 +278,10 @@ def cpsat(
 
 
 def _engine(ctx: exact.Context, progress: Progress | None) -> exact.EngineResult:
-    from ortools.sat.python import cp_model
-
     problem, deadline = ctx.problem, ctx.deadline
+    with deadline.phase("import"):  # OR-Tools takes a second or more to import
+        from ortools.sat.python import cp_model
+
     with deadline.phase("model"):
         M = _Model(problem, ctx.seq, deadline)
         for add in (_schedule, _residency, _addresses, _objective):
