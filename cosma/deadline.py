@@ -39,11 +39,15 @@ class Deadline:
         return limit if isinstance(limit, Deadline) else cls(limit)
 
     @classmethod
-    def since_process_start(cls, seconds: float | None) -> Deadline:
-        """A deadline counted from when this process started (so a command-line limit
-        covers interpreter start-up and imports too); from now where that is unknown."""
+    def since_process_start(cls, seconds: float | None, *, fresh: float = 60.0) -> Deadline:
+        """A deadline counted from when this process started, so a command-line limit
+        covers interpreter start-up and imports too. A process older than ``fresh``
+        seconds is not a fresh command (a test runner, a notebook): count from now, as
+        also where the start is unknown."""
         d = cls(seconds)
-        d.started -= _process_age()
+        age = _process_age()
+        if age <= fresh:
+            d.started -= age
         return d
 
     def elapsed(self) -> float:
