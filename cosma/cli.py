@@ -560,7 +560,8 @@ def plan(
     if solver_log:
         files.check_writable(solver_log, force=True, option="--solver-log")
     t0 = time.perf_counter()
-    deadline = Deadline(time_limit)  # the whole command shares one wall-clock limit
+    # The whole command, from interpreter start, shares one wall-clock limit.
+    deadline = Deadline.since_process_start(time_limit)
     with deadline.phase("load"):
         graph = load_model(model, input_shapes, element_bytes, training)
     chosen = Setting.parse(setting) if setting else (budget_setting(budget) or Setting.ACTIVATIONS)
