@@ -561,7 +561,8 @@ def plan(
     if solver_log:
         files.check_writable(solver_log, force=True, option="--solver-log")
     t0 = time.perf_counter()
-    deadline = Deadline(time_limit)  # the whole command shares one wall-clock limit
+    # The whole command, from interpreter start, shares one wall-clock limit.
+    deadline = Deadline.since_process_start(time_limit)
 
     def progress(info: dict) -> None:
         shown_by_log = logging.getLogger("cosma.progress").isEnabledFor(logging.INFO)
