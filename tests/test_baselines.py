@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from cases import chain, skip
 from helpers import LIGHT_MODELS, random_dags
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_simulator import chain, skip
 
 from cosma import GraphBuilder, Setting
 from cosma.graphs import load_onnx
