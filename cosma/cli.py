@@ -210,6 +210,14 @@ def _figures_text(graph: Graph, f: MemoryFigures, exact: bool) -> list[str]:
 )
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option("--bytes", "exact", is_flag=True, help="Exact byte counts only, no units.")
+@click.option(
+    "--plot",
+    default=None,
+    metavar="FILE",
+    help="Draw live bytes over the file order and the minimum-peak order, with M_R, the "
+    "must-live bound and M_P marked (.png or .svg; first setting only).",
+)
+@click.option("--force", is_flag=True, help="Overwrite the --plot file if it exists.")
 def inspect(
     model: str,
     training: bool,
@@ -219,6 +227,8 @@ def inspect(
     alignment: int,
     as_json: bool,
     exact: bool,
+    plot: str | None,
+    force: bool,
 ) -> None:
     """Print the memory figures of MODEL (an ONNX file or zoo:NAME).
 
@@ -226,9 +236,25 @@ def inspect(
     a lower bound on the peak of every schedule; the file-order peak is the peak of live
     bytes when operators run in file order with no spills.
     """
+    if plot:
+        files.check_writable(plot, force=force, option="--plot")
     graph = load_model(model, input_shapes, element_bytes, training)
     figures = [memory_figures(graph, setting=s, alignment=alignment) for s in SETTINGS[setting]]
     counts = {k.value: len(graph.tensors_of_kind(k)) for k in TensorKind}
+    if plot:
+        from cosma.pictures import live_bytes
+        from cosma.problem import budgets as graph_budgets
+
+        f0 = figures[0]
+        b = graph_budgets(graph, setting=f0.setting, alignment=alignment)
+        live_bytes(
+            graph,
+            {"file order": graph.file_order, "minimum-peak order": b.min_peak.order},
+            setting=f0.setting,
+            alignment=alignment,
+            marks={"M_R": b.m_r, "must-live": f0.must_live, "M_P": b.m_p},
+        ).save(plot)
+        log.info("live-bytes chart written to %s", plot)
     if as_json:
         doc = {
             "graph": graph.name,
@@ -749,6 +775,267 @@ def zoo(family: str | None, as_json: bool) -> None:
 
 
 @cli.command()
+def methods() -> None:
+    """List the plan finders."""
+    from cosma.solvers import METHODS, REMAT_METHODS
+
+    for name, fn in {**METHODS, **REMAT_METHODS}.items():
+        click.echo(f"{name:28s} {(fn.__doc__ or '').strip().splitlines()[0]}")
+
+
+def _budget_spec(text: str) -> str:
+    """A budget name or a size; refused early with the accepted forms."""
+    from cosma.problem import BUDGET_NAMES
+    from cosma.units import parse_bytes
+
+    if text.strip() in BUDGET_NAMES:
+        return text.strip()
+    parse_bytes(text)  # raises UsageError naming the accepted forms
+    return text.strip()
+
+
+def _write_rows(path: str, rows: list[dict]) -> str:
+    """Rows as CSV (``.csv``) or JSON (anything else); '-' is standard output (JSON)."""
+    import csv
+    import io
+
+    if path.endswith(".csv"):
+        keys = list(dict.fromkeys(k for r in rows for k in r))
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=keys, lineterminator="\n")
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in keys})
+        return _write_output(path, buf.getvalue())
+    return _write_output(path, json.dumps(rows, indent=1))
+
+
+def executor_options(f):
+    """Where cases run: local processes (default), this process, or a Dask cluster."""
+    f = click.option(
+        "--scheduler",
+        default=None,
+        metavar="ADDRESS",
+        help="Dask scheduler to send cases to (e.g. tcp://10.0.0.5:8786); implies "
+        "--executor dask. Without it, --executor dask starts a LocalCluster.",
+    )(f)
+    f = click.option(
+        "--workers",
+        type=int,
+        default=1,
+        show_default=True,
+        help="Local worker processes (process executor, or the LocalCluster's size).",
+    )(f)
+    f = click.option(
+        "--executor",
+        type=click.Choice(["process", "serial", "dask"]),
+        default="process",
+        show_default=True,
+        help="Run cases in local processes, in this process, or on Dask distributed.",
+    )(f)
+    return f
+
+
+@cli.command()
+@model_options
+@click.option(
+    "--from",
+    "start",
+    default="M_R",
+    show_default=True,
+    metavar="BUDGET",
+    help="Smallest budget: a name (M_R, M_H, M_P, M_Rp...) or bytes (256KiB).",
+)
+@click.option(
+    "--to", "stop", default="M_P", show_default=True, metavar="BUDGET", help="Largest budget."
+)
+@click.option(
+    "--steps",
+    type=int,
+    default=8,
+    show_default=True,
+    help="Budgets from --from to --to, evenly spaced, both included.",
+)
+@click.option(
+    "-b",
+    "--budget",
+    "budget_list",
+    multiple=True,
+    metavar="BUDGET",
+    help="Explicit budgets instead of a range; repeatable.",
+)
+@click.option(
+    "-m",
+    "--method",
+    "method_list",
+    multiple=True,
+    metavar="METHOD[:SOLVER]",
+    help="Methods; repeatable (e.g. -m baseline -m milp:highs). Default: auto.",
+)
+@click.option(
+    "--setting",
+    type=click.Choice(["activations", "activations+parameters"]),
+    default=None,
+    help="[default: from the budget names, else activations]",
+)
+@click.option("--alignment", type=int, default=1, show_default=True)
+@click.option("--time-limit", type=float, default=60.0, show_default=True, help="Seconds per case.")
+@executor_options
+@click.option(
+    "-o",
+    "--output",
+    default=None,
+    metavar="FILE",
+    help="Rows as CSV (.csv) or JSON (.json, '-' for standard output). Rows are "
+    "also appended to FILE.jsonl as each case finishes.",
+)
+@click.option(
+    "--plot", default=None, metavar="FILE", help="Draw traffic against budget (.png or .svg)."
+)
+@click.option("--force", is_flag=True, help="Overwrite output files.")
+@click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON.")
+def sweep(
+    model,
+    training,
+    input_shapes,
+    element_bytes,
+    start,
+    stop,
+    steps,
+    budget_list,
+    method_list,
+    setting,
+    alignment,
+    time_limit,
+    executor,
+    workers,
+    scheduler,
+    output,
+    plot,
+    force,
+    as_json,
+) -> None:
+    """Plan MODEL at many scratchpad sizes with one or more methods.
+
+    One row per (budget, method): budget, non_compulsory (the traffic), lower_bound,
+    status, seconds, with the graph's M_R, M_H and M_P. Every plan is replayed.
+    """
+    from cosma.api import sweep as run_sweep
+
+    start, stop = _budget_spec(start), _budget_spec(stop)
+    budgets_ = [_budget_spec(b) for b in budget_list]
+    if plot and not plot.lower().endswith((".png", ".svg")):
+        raise UsageError(f"--plot {plot}: pictures are .png or .svg files")
+    stream = None
+    if output and output != "-":
+        stream = Path(output + ".jsonl")
+        for path, option in ((output, "-o"), (str(stream), "-o")):
+            files.check_writable(path, force=force, option=option)
+        stream.unlink(missing_ok=True)
+    if plot:
+        files.check_writable(plot, force=force, option="--plot")
+    quiet = as_json or output == "-"
+
+    def show(row: dict) -> None:
+        if not quiet:
+            nc, lb = row["non_compulsory"], row["lower_bound"]
+            nc_text = "-" if nc is None else f"{nc:,}"
+            lb_text = "-" if lb is None else f"{lb:,}"
+            click.echo(
+                f"  {row['budget_name']:>10s} {row['budget']:>13,} B  {row['method']:20s} "
+                f"{row['status']:11s} {nc_text:>14s}  bound {lb_text}  {row['seconds']:.2f} s",
+                err=True,
+            )
+
+    graph = load_model(model, input_shapes, element_bytes, training)
+    rows = run_sweep(
+        graph,
+        budgets=budgets_ or None,
+        start=start,
+        stop=stop,
+        steps=steps,
+        methods=list(method_list) or ["auto"],
+        time_limit=time_limit,
+        setting=setting,
+        alignment=alignment,
+        executor="dask" if scheduler else executor,
+        workers=workers,
+        scheduler=scheduler,
+        out=stream,
+        progress_bar=not quiet,
+        on_row=show,
+    )
+    if output:
+        _write_rows(output, rows)
+    if plot:
+        from cosma.pictures import traffic_vs_budget
+
+        traffic_vs_budget(rows).save(plot)
+    if as_json and output != "-":
+        click.echo(json.dumps(rows, indent=1))
+    elif not quiet:
+        click.echo(
+            f"{len(rows)} rows"
+            + (f"; written to {output} (and {output}.jsonl)" if output else "")
+            + (f"; plot in {plot}" if plot else "")
+        )
+
+
+@cli.command()
+@click.argument("plan_file", metavar="PLAN")
+@click.option(
+    "-o",
+    "--output",
+    default=None,
+    metavar="FILE",
+    help="Picture file (.png or .svg) [default: PLAN with .png].",
+)
+@click.option(
+    "--labels/--no-labels",
+    default=None,
+    help="Name the blocks [default: when there are at most 60].",
+)
+@click.option("--force", is_flag=True, help="Overwrite the picture if it exists.")
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print what was drawn (blocks, loads, stores, moves) as JSON.",
+)
+def show(
+    plan_file: str, output: str | None, labels: bool | None, force: bool, as_json: bool
+) -> None:
+    """Draw the memory map of PLAN: steps across, scratchpad addresses up, one block per
+    residency, loads, stores and moves marked, the budget as a dashed line."""
+    from cosma.pictures import memory_map
+
+    p = Plan.from_dict(_read_plan_doc(plan_file))
+    target = output or str(Path(plan_file).with_suffix(".png"))
+    files.check_writable(target, force=force, option="-o")
+    m = memory_map(p, labels=labels)
+    m.save(target)
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "picture": target,
+                    "budget": m.budget,
+                    "blocks": [b.__dict__ for b in m.blocks],
+                    "loads": m.loads,
+                    "stores": m.stores,
+                    "moves": m.moves,
+                },
+                indent=1,
+            )
+        )
+    else:
+        click.echo(
+            f"wrote {target}: {len(m.blocks)} blocks, {len(m.loads)} loads, "
+            f"{len(m.stores)} stores, {len(m.moves)} moves"
+        )
+
+
+@cli.command()
 @click.option(
     "--graphs",
     "graph_list",
@@ -761,8 +1048,9 @@ def zoo(family: str | None, as_json: bool) -> None:
     "--budgets",
     "budget_list",
     multiple=True,
-    type=click.Choice(["M_R", "M_H", "M_P", "M_Rp", "M_Hp", "M_Pp"]),
-    help="Budgets; repeatable. Default: all six.",
+    metavar="BUDGET",
+    help="Budgets: names (M_R, M_H, M_P, M_Rp, M_Hp, M_Pp) or bytes (256KiB); repeatable. "
+    "Default: the six names.",
 )
 @click.option(
     "--methods",
@@ -780,19 +1068,32 @@ def zoo(family: str | None, as_json: bool) -> None:
     callback=_checked(check.time_limit),
     help="Seconds per case.",
 )
+@executor_options
 @click.option(
     "--out",
     default="benchmarks/results/protocol",
     show_default=True,
-    help="Writes OUT.json (rows) and OUT.md (report).",
+    help="Writes OUT.jsonl (each row as its case finishes), OUT.json (rows) and OUT.md (report).",
 )
 @click.option("--force", is_flag=True, help="Overwrite existing result files.")
-def bench(graph_list, budget_list, method_list, time_limit, out, force) -> None:
-    """Run the reference evaluation's protocol and write its results."""
+@click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON at the end.")
+def bench(
+    graph_list,
+    budget_list,
+    method_list,
+    time_limit,
+    executor,
+    workers,
+    scheduler,
+    out,
+    force,
+    as_json,
+) -> None:
+    """Run the reference evaluation's protocol (or a subset) and write its results."""
     from cosma import bench as bench_module
     from cosma.graphs import zoo as zoo_module
 
-    targets = [Path(out + ".json"), Path(out + ".md")]
+    targets = [Path(out + ".json"), Path(out + ".md"), Path(out + ".jsonl")]
     existing = [str(t) for t in targets if t.exists()]
     if existing and not force:
         raise UsageError(f"{', '.join(existing)} already exist; pass --force to overwrite")
@@ -801,42 +1102,45 @@ def bench(graph_list, budget_list, method_list, time_limit, out, force) -> None:
     graphs = list(graph_list) or [
         f"zoo:{n}" for n in (*zoo_module.names("human"), *zoo_module.names("nas"))
     ]
-    budgets_ = list(budget_list) or list(bench_module.BUDGETS)
+    budgets_ = [_budget_spec(b) for b in budget_list] or list(bench_module.BUDGETS)
     methods_ = list(method_list) or bench_module.default_methods()
-    total = len(graphs) * len(budgets_) * len(methods_)
+    cases = bench_module.protocol_cases(
+        graphs, budgets=budgets_, methods=methods_, time_limit=time_limit
+    )
+    targets[2].unlink(missing_ok=True)
     done = [0]
     t0 = time.perf_counter()
-
-    so_far: list[dict] = []
+    bar = sys.stderr.isatty() and not as_json
 
     def progress(row: dict) -> None:
         done[0] += 1
-        so_far.append(row)
-        files.write_text(targets[0], json.dumps(so_far, indent=1))  # a stopped run keeps rows
+        if bar or as_json:
+            return  # the bar shows progress on a terminal
         nc = row["non_compulsory"]
+        nc_text = "-" if nc is None else f"{nc:,}"
         click.echo(
-            f"[{done[0]}/{total}] {row['graph']} {row['budget_name']} {row['method']}: "
-            f"{row['status']} {'-' if nc is None else f'{nc:,}'} ({row['seconds']:.2f} s)",
+            f"[{done[0]}/{len(cases)}] {row['graph']} {row['budget_name']} {row['method']}: "
+            f"{row['status']} {nc_text} ({row['seconds']:.2f} s)",
             err=True,
         )
 
-    rows = bench_module.run(
-        graphs, budgets=budgets_, methods=methods_, time_limit=time_limit, progress=progress
+    rows = bench_module.run_cases(
+        cases,
+        executor="dask" if scheduler else executor,
+        workers=workers,
+        scheduler=scheduler,
+        out=targets[2],
+        progress_bar=bar,
+        on_row=progress,
     )
     elapsed = time.perf_counter() - t0
     files.write_text(targets[0], json.dumps(rows, indent=1), option="--out")
     report = bench_module.report(rows, time_limit=time_limit, total_seconds=elapsed)
     files.write_text(targets[1], report, option="--out")
-    click.echo(f"wrote {targets[0]} and {targets[1]} ({len(rows)} rows, {elapsed:.0f} s)")
-
-
-@cli.command()
-def methods() -> None:
-    """List the plan finders."""
-    from cosma.solvers import METHODS, REMAT_METHODS
-
-    for name, fn in {**METHODS, **REMAT_METHODS}.items():
-        click.echo(f"{name:28s} {(fn.__doc__ or '').strip().splitlines()[0]}")
+    if as_json:
+        click.echo(json.dumps(rows, indent=1))
+    else:
+        click.echo(f"wrote {targets[0]} and {targets[1]} ({len(rows)} rows, {elapsed:.0f} s)")
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -296,9 +296,12 @@ def live_bytes(
         prof = live_profile(graph, order, setting=setting, alignment=alignment)
         chart.profiles[name] = prof
         ax.step(range(len(prof)), prof, where="post", label=f"{name} (peak {max(prof):,} B)")
+    same: dict[int, list[str]] = {}
     for name, value in chart.marks.items():
+        same.setdefault(value, []).append(name)
+    for value, names in same.items():  # marks that coincide share one line and label
         ax.axhline(value, linestyle=":", linewidth=1, color="#666666")
-        ax.text(0, value, f" {name} {value:,} B", va="bottom", fontsize=7)
+        ax.text(0, value, f" {' = '.join(names)} {value:,} B", va="bottom", fontsize=7)
     ax.set_xlabel("step")
     ax.set_ylabel("live bytes (no spills)")
     ax.set_title(title or f"{graph.name}: live bytes over the schedule ({Setting.parse(setting)})")
