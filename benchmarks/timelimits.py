@@ -22,7 +22,7 @@ from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
 #: The largest zoo graphs (by operators), each at a budget where spills are needed.
-CASES = ("zoo:pnasnet5:M_Hp", "zoo:nasnet_a:M_Hp", "zoo:gpt2-onnx:M_H")
+CASES = ("zoo:pnasnet5:M_R", "zoo:nasnet_a:M_R", "zoo:gpt2-onnx:M_H", "zoo:bert_base-onnx:M_H")
 METHODS = ("milp:cbc", "milp:highs", "milp-fixed:cbc", "cpsat", "cpsat-fixed")
 
 
@@ -68,7 +68,8 @@ def run_case(graph: str, budget: str, method: str, limit: float) -> dict:
         "status": doc["status"],
         "objective": doc["objective"],
         "lower_bound": doc["lower_bound"],
-        "phases": doc["stats"].get("phases", {}),
+        # Schema 2 keeps the phases under "timing"; schema 1 kept them in "stats".
+        "phases": (doc.get("timing") or {}).get("phases") or doc["stats"].get("phases", {}),
     }
     return row
 

@@ -336,7 +336,7 @@ def _remat_method(method: str) -> str:
     if method.startswith("remat-"):
         return method
     names = {"milp": "remat-milp", "cpsat": "remat-cpsat", "baseline": "remat-chen-greedy"}
-    known = ("checkpoint-all", "sqrtn", "chen-greedy")
+    known = ("checkpoint-all", "sqrtn", "chen-greedy", "evict")
     if method in names:
         return names[method]
     if method in known:
@@ -478,7 +478,7 @@ def _remat_summary(graph: Graph, plan: Plan, elapsed: float) -> list[str]:
     show_default=True,
     help="traffic: least off-chip traffic (the accelerator model). compute: "
     "rematerialization, GPU style (pooled memory budget, no spills, least total compute); "
-    "-m milp|cpsat|checkpoint-all|sqrtn|chen-greedy, BUDGET may be 0.9xpeak.",
+    "-m milp|cpsat|checkpoint-all|sqrtn|chen-greedy|evict, BUDGET may be 0.9xpeak.",
 )
 @click.option(
     "--max-computes",
@@ -524,6 +524,11 @@ def plan(
 
     if objective == "compute" or method.startswith("remat-"):
         objective, method = "compute", _remat_method(method)
+    elif "peak" in budget.lower():
+        raise UsageError(
+            f"budget {budget!r}: fractions of the peak are for --objective compute "
+            "(rematerialization); for traffic use bytes or M_R, M_H, M_P"
+        )
     # Only the options given on the command line go to the method, so one it does not take
     # (or an unknown solver or order) is an error, not silently ignored.
     ctx = click.get_current_context()
@@ -555,7 +560,8 @@ def plan(
     if solver_log:
         files.check_writable(solver_log, force=True, option="--solver-log")
     t0 = time.perf_counter()
-    deadline = Deadline(time_limit)  # the whole command shares one wall-clock limit
+    # The whole command, from interpreter start, shares one wall-clock limit.
+    deadline = Deadline.since_process_start(time_limit)
     with deadline.phase("load"):
         graph = load_model(model, input_shapes, element_bytes, training)
     chosen = Setting.parse(setting) if setting else (budget_setting(budget) or Setting.ACTIVATIONS)

@@ -17,6 +17,7 @@ True
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -36,6 +37,18 @@ class Deadline:
     def of(cls, limit: float | Deadline | None) -> Deadline:
         """``limit`` itself if it is a Deadline (shared), else a new one starting now."""
         return limit if isinstance(limit, Deadline) else cls(limit)
+
+    @classmethod
+    def since_process_start(cls, seconds: float | None, *, fresh: float = 60.0) -> Deadline:
+        """A deadline counted from when this process started, so a command-line limit
+        covers interpreter start-up and imports too. A process older than ``fresh``
+        seconds is not a fresh command (a test runner, a notebook): count from now, as
+        also where the start is unknown."""
+        d = cls(seconds)
+        age = _process_age()
+        if age <= fresh:
+            d.started -= age
+        return d
 
     def elapsed(self) -> float:
         return time.perf_counter() - self.started
@@ -73,3 +86,16 @@ class Deadline:
             yield
         finally:
             self.phases[name] = round(self.phases.get(name, 0.0) + time.perf_counter() - t0, 4)
+
+
+def _process_age() -> float:
+    """Seconds since this process started (Linux: /proc), else 0."""
+    try:
+        with open("/proc/self/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        with open("/proc/uptime") as f:
+            uptime = float(f.read().split()[0])
+        ticks = os.sysconf("SC_CLK_TCK")
+        return max(0.0, uptime - int(fields[19]) / ticks)
+    except (OSError, ValueError, IndexError):
+        return 0.0

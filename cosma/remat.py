@@ -69,9 +69,13 @@ def stage_of(p: int) -> tuple[int, int]:
 class RematInstance:
     """A rematerialization problem in index form, for a fixed order.
 
-    Operator ``i`` is ``order[i]``; ``deps[i]`` are the operators whose values it reads,
-    ``keep[i]`` the bytes of its value (outputs someone reads), ``transient[i]`` the bytes
-    of its outputs nobody reads, ``cost[i]`` its compute. Graph inputs ``inputs[x]`` of
+    Operator ``i`` is ``order[i]``; ``deps[i]`` are the operators whose outputs it reads,
+    ``keep[i]`` the bytes of its outputs someone reads, ``transient[i]`` the bytes of its
+    outputs nobody reads, ``cost[i]`` its compute. The outputs someone reads are grouped
+    into *parts* (outputs of one operator with the same readers live and die together):
+    part ``p`` belongs to operator ``part_op[p]``, has ``part_size[p]`` bytes, tensors
+    ``part_tensors[p]`` and readers ``part_readers[p]``; ``op_parts[i]`` are operator i's
+    parts and ``reads[j]`` the parts operator j reads. Graph inputs ``inputs[x]`` of
     ``input_size[x]`` bytes are read by ``input_users[x]`` (loaded at the first).
     ``max_computes[i]`` bounds how often operator ``i`` runs (first run included).
     """
@@ -89,6 +93,12 @@ class RematInstance:
     max_computes: tuple[int, ...]
     setting: object = None
     users: tuple[tuple[int, ...], ...] = field(default=(), compare=False)
+    part_op: tuple[int, ...] = field(default=(), compare=False)
+    part_size: tuple[int, ...] = field(default=(), compare=False)
+    part_tensors: tuple[tuple[str, ...], ...] = field(default=(), compare=False)
+    part_readers: tuple[tuple[int, ...], ...] = field(default=(), compare=False)
+    op_parts: tuple[tuple[int, ...], ...] = field(default=(), compare=False)
+    reads: tuple[tuple[int, ...], ...] = field(default=(), compare=False)
 
     @property
     def n(self) -> int:
@@ -127,9 +137,30 @@ class RematInstance:
         idx = {v: i for i, v in enumerate(order)}
         n = len(order)
         keep, transient, deps = [], [], []
-        for v in order:
+        part_op: list[int] = []
+        part_size: list[int] = []
+        part_tensors: list[tuple[str, ...]] = []
+        part_readers: list[tuple[int, ...]] = []
+        op_parts: list[tuple[int, ...]] = []
+        part_of: dict[str, int] = {}
+        for i, v in enumerate(order):
             op = g.operators[v]
             outs = [t for t in op.outputs if t in tracked]
+            groups: dict[tuple[int, ...], list[str]] = {}
+            for t in outs:
+                if g.tensors[t].consumers:
+                    readers = tuple(sorted({idx[c] for c in g.tensors[t].consumers}))
+                    groups.setdefault(readers, []).append(t)
+            mine = []
+            for readers, ts in groups.items():
+                for t in ts:
+                    part_of[t] = len(part_op)
+                mine.append(len(part_op))
+                part_op.append(i)
+                part_size.append(sum(g.tensors[t].size for t in ts))
+                part_tensors.append(tuple(ts))
+                part_readers.append(readers)
+            op_parts.append(tuple(mine))
             keep.append(sum(g.tensors[t].size for t in outs if g.tensors[t].consumers))
             transient.append(sum(g.tensors[t].size for t in outs if not g.tensors[t].consumers))
             deps.append(
@@ -147,6 +178,10 @@ class RematInstance:
         for j, ds in enumerate(deps):
             for i in ds:
                 users[i].append(j)
+        reads = [
+            tuple(dict.fromkeys(part_of[t] for t in g.operators[v].inputs if t in part_of))
+            for v in order
+        ]
         cap = n if max_computes is None else max_computes
         return cls(
             graph=g,
@@ -162,6 +197,12 @@ class RematInstance:
             max_computes=tuple(min(cap, n - i) if users[i] else 1 for i in range(n)),
             setting=problem.setting,
             users=tuple(tuple(sorted(u)) for u in users),
+            part_op=tuple(part_op),
+            part_size=tuple(part_size),
+            part_tensors=tuple(part_tensors),
+            part_readers=tuple(part_readers),
+            op_parts=tuple(op_parts),
+            reads=tuple(reads),
         )
 
 
@@ -196,39 +237,50 @@ def peak_state(
     return peak, seq, state[0], state[1]
 
 
+def excess(inst: RematInstance, computations: Iterable[tuple[int, int]]) -> tuple[int, int]:
+    """(peak, bytes over the budget summed over every run) of ``computations``."""
+    levels: list[int] = []
+    peak = _memory_profile(inst, _sequence(inst.n, computations), None, levels)[0]
+    return peak, sum(max(0, x - inst.budget) for x in levels)
+
+
 def no_remat_peak(inst: RematInstance) -> int:
     """Peak bytes of running the order once with nothing recomputed (checkpoint-all)."""
     return peak_of(inst)
 
 
 def _memory_profile(
-    inst: RematInstance, seq: list[tuple[int, int]], at_peak: list | None = None
+    inst: RematInstance,
+    seq: list[tuple[int, int]],
+    at_peak: list | None = None,
+    levels: list | None = None,
 ) -> tuple[int, dict[int, list[int]], dict[int, list[int]]]:
-    """(peak, drops of values after each run, drops of inputs after each run). With
+    """(peak, drops of parts after each run, drops of inputs after each run). With
     ``at_peak`` (a list), it receives the index in ``seq`` of the first run at the peak and
-    the values resident then."""
+    the operators with a part resident then; with ``levels`` (a list), the bytes resident
+    at each run."""
     n = inst.n
     prods: dict[int, list[int]] = {i: [] for i in range(n)}
-    uses: dict[int, list[int]] = {i: [] for i in range(n)}
+    uses: dict[int, list[int]] = {p: [] for p in range(len(inst.part_op))}
     in_uses: dict[int, list[int]] = {x: [] for x in range(len(inst.inputs))}
     user_inputs: dict[int, list[int]] = {}
     for x, us in enumerate(inst.input_users):
         for j in us:
             user_inputs.setdefault(j, []).append(x)
-    for p, (_, k) in enumerate(seq):
-        prods[k].append(p)
-        for i in inst.deps[k]:
-            uses[i].append(p)
+    for q, (_, k) in enumerate(seq):
+        prods[k].append(q)
+        for p in inst.reads[k]:
+            uses[p].append(q)
         for x in user_inputs.get(k, ()):
-            in_uses[x].append(p)
-    # Each value copy lives from a production to its last use before the next production.
+            in_uses[x].append(q)
+    # Each copy of a part lives from a run of its operator to its last use before the next.
     drop_after: dict[int, list[int]] = {}
-    for i in range(n):
-        ps, us = prods[i], uses[i]
+    for p, us in uses.items():
+        ps = prods[inst.part_op[p]]
         for a, start in enumerate(ps):
             nxt = ps[a + 1] if a + 1 < len(ps) else math.inf
             last = max((u for u in us if start < u < nxt), default=start)
-            drop_after.setdefault(last, []).append(i)
+            drop_after.setdefault(last, []).append(p)
     in_drop: dict[int, list[int]] = {}
     in_load: dict[int, list[int]] = {}
     for x, us in in_uses.items():
@@ -236,30 +288,30 @@ def _memory_profile(
             in_load.setdefault(us[0], []).append(x)
             in_drop.setdefault(us[-1], []).append(x)
     resident: set[int] = set()
-    inputs_resident: set[int] = set()
     occupancy = peak = 0
-    for p, (t, k) in enumerate(seq):
-        for i in inst.deps[k]:
-            if i not in resident:
+    for q, (t, k) in enumerate(seq):
+        for p in inst.reads[k]:
+            if p not in resident:
                 raise UsageError(
-                    f"operator {inst.order[k]!r} runs in stage {t} but the value of "
-                    f"{inst.order[i]!r} is not available: recompute it first"
+                    f"operator {inst.order[k]!r} runs in stage {t} but "
+                    f"{', '.join(inst.part_tensors[p])} (of {inst.order[inst.part_op[p]]!r}) "
+                    "is not available: recompute it first"
                 )
-        for x in in_load.get(p, ()):
-            inputs_resident.add(x)
+        for x in in_load.get(q, ()):
             occupancy += inst.input_size[x]
-        resident.add(k)
+        resident.update(inst.op_parts[k])
         occupancy += inst.keep[k] + inst.transient[k]
+        if levels is not None:
+            levels.append(occupancy)
         if occupancy > peak:
             peak = occupancy
             if at_peak is not None:
-                at_peak[:] = [p, set(resident)]
+                at_peak[:] = [q, {inst.part_op[p] for p in resident}]
         occupancy -= inst.transient[k]
-        for i in drop_after.get(p, ()):
-            resident.discard(i)
-            occupancy -= inst.keep[i]
-        for x in in_drop.get(p, ()):
-            inputs_resident.discard(x)
+        for p in drop_after.get(q, ()):
+            resident.discard(p)
+            occupancy -= inst.part_size[p]
+        for x in in_drop.get(q, ()):
             occupancy -= inst.input_size[x]
     return peak, drop_after, in_drop
 
@@ -291,9 +343,8 @@ def remat_plan(
         outs = [o for o in g.operators[v].outputs if o in tracked]
         drops = [
             Event(EventKind.DROP, o)
-            for i in drop_after.get(p, ())
-            for o in g.operators[inst.order[i]].outputs
-            if o in tracked and g.tensors[o].consumers
+            for part in drop_after.get(p, ())
+            for o in inst.part_tensors[part]
         ]
         drops += [Event(EventKind.DROP, o) for o in outs if not g.tensors[o].consumers]
         drops += [Event(EventKind.DROP, inst.inputs[x]) for x in in_drop.get(p, ())]
@@ -333,21 +384,25 @@ def remat_plan(
 
 def retention(
     inst: RematInstance, computations: Iterable[tuple[int, int]]
-) -> tuple[dict[int, list[tuple[int, int]]], dict[int, int]]:
-    """Where each value is held, as position intervals ``[start, end)`` per operator (one
-    per run), and the end position (exclusive) of each graph input's interval — the form
-    of :func:`cosma.solvers.remat.remat_cpsat`, e.g. to warm-start it from a baseline."""
+) -> tuple[dict[int, list[tuple[int, int]]], dict[int, int], dict[int, list[int]]]:
+    """Where each part is held, as position intervals ``[start, end)`` (one per run of its
+    operator), the end position (exclusive) of each graph input's interval, and the
+    positions each operator runs at — the form of
+    :func:`cosma.solvers.remat.remat_cpsat`, e.g. to warm-start it from a baseline."""
     seq = _sequence(inst.n, computations)
     _, drop_after, in_drop = _memory_profile(inst, seq)
     numbered = [position(t, k) for t, k in seq]
-    held: dict[int, list[tuple[int, int]]] = {i: [] for i in range(inst.n)}
+    runs: dict[int, list[int]] = {i: [] for i in range(inst.n)}
+    held: dict[int, list[tuple[int, int]]] = {p: [] for p in range(len(inst.part_op))}
     open_at: dict[int, int] = {}
-    for p, (_, k) in enumerate(seq):
-        open_at[k] = numbered[p]
-        for i in drop_after.get(p, ()):
-            held[i].append((open_at.pop(i), numbered[p] + 1))
-    ends = {x: numbered[p] + 1 for p, xs in in_drop.items() for x in xs}
-    return held, ends
+    for q, (_, k) in enumerate(seq):
+        runs[k].append(numbered[q])
+        for p in inst.op_parts[k]:
+            open_at[p] = numbered[q]
+        for p in drop_after.get(q, ()):
+            held[p].append((open_at.pop(p), numbered[q] + 1))
+    ends = {x: numbered[q] + 1 for q, xs in in_drop.items() for x in xs}
+    return held, ends, runs
 
 
 _PEAK_FRACTION = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*[x×*]\s*peak\s*$", re.I)

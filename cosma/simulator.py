@@ -114,10 +114,13 @@ def replay(
             bad(None, "order", f"{op!r} never runs")
 
     # Remaining uses per tensor, to know whether a dropped tensor is still needed.
-    remaining = {
-        t: sum(1 for op in order if op in graph.operators and t in graph.operators[op].inputs)
-        for t in tracked
-    }
+    # (One pass over the order: counting per tensor was quadratic on 700-operator graphs.)
+    remaining = dict.fromkeys(tracked, 0)
+    for op in order:
+        if op in graph.operators:
+            for t in set(graph.operators[op].inputs):
+                if t in remaining:
+                    remaining[t] += 1
     resident: dict[str, tuple[int, int]] = {}  # tensor -> (address, aligned size)
     on_host = {t for t in tracked if tensors[t].kind in (TensorKind.INPUT, TensorKind.PARAMETER)}
     stored: set[str] = set()

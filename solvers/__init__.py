@@ -31,6 +31,7 @@ from cosma.solvers.baselines import (
     best_baseline,
 )
 from cosma.solvers.cpsat import cpsat
+from cosma.solvers.dnc import dnc
 from cosma.solvers.milp import milp
 
 __all__ = [
@@ -41,6 +42,7 @@ __all__ = [
     "baseline",
     "best_baseline",
     "check_options",
+    "dnc",
     "method_names",
     "method_options",
     "milp",
@@ -119,6 +121,18 @@ for _name, _fn in METHODS.items():
 from cosma.solvers.remat import remat_methods  # noqa: E402
 
 REMAT_METHODS: dict[str, Callable[..., Plan]] = remat_methods()
+
+
+def _dnc(problem: Problem, *, time_limit: float | Deadline | None = 120.0, **options) -> Plan:
+    return dnc(problem, time_limit=time_limit, **options)
+
+
+_dnc.__doc__ = (
+    "Divide and conquer for large graphs: exact pieces with the boundary state carried in, "
+    "joint windows across the cuts, a bound from relaxed windows."
+)
+_dnc.options = ("time_limit", *_COMMON, "solver")  # type: ignore[attr-defined]
+METHODS["dnc"] = _dnc
 
 
 def method_names() -> list[str]:

@@ -22,10 +22,11 @@ Every phase shares one :class:`~cosma.deadline.Deadline` and is timed in
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import networkx as nx
 
@@ -40,11 +41,21 @@ from cosma.solvers import timeline
 from cosma.solvers.baselines import Residency, starting_point
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class OutOfTime(Exception):
     """Raised inside an engine when the deadline passes mid-phase (e.g. while building a
     model); :func:`run` turns it into a note and returns the best plan known."""
+
+
+def ticking(items: Iterable[T], deadline: Deadline | None, every: int = 32) -> Iterator[T]:
+    """``items``, raising :class:`OutOfTime` once ``deadline`` has passed (checked every
+    ``every`` items): model builders loop with it so a big model stops at the limit."""
+    for i, item in enumerate(items):
+        if deadline is not None and i % every == 0 and deadline.expired():
+            raise OutOfTime("the time limit ran out while building the model")
+        yield item
 
 
 @dataclass
@@ -160,7 +171,7 @@ def run(
             warm, Status.OPTIMAL, lower=0, stats={"note": "the warm start has no extra traffic"}
         )
     with deadline.phase("floor"):
-        floor = traffic_floor(problem)
+        floor = max(traffic_floor(problem), crossing_floor(problem, seq))
     ctx = Context(problem, seq, warm, deadline, method, solver, threads, seed, dict(extra or {}))
     try:
         out = engine(ctx)
@@ -222,15 +233,13 @@ def traffic_floor(problem: Problem) -> int:
     (1, 0)
     """
     g = problem.graph
-    dag = g.dag
     setting = problem.setting
     tracked = list(g.tracked(setting))
     size = {a: aligned(g.tensors[a].size, problem.alignment) for a in tracked}
     positive = [g.tensors[a].size for a in tracked if g.tensors[a].size > 0]
     if not positive:
         return 0
-    desc = {v: nx.descendants(dag, v) for v in g.file_order}
-    anc = {v: nx.ancestors(dag, v) for v in g.file_order}
+    desc, anc = timeline.reach(g)
     total = {v: sum(size[a] for a in set(g.operands(v, setting))) for v in g.file_order}
     for a in tracked:
         t = g.tensors[a]
@@ -245,6 +254,116 @@ def traffic_floor(problem: Problem) -> int:
             total[v] += size[a]
     worst = max(total.values(), default=0)
     return min(positive) if worst > problem.budget else 0
+
+
+def too_big_to_stay(problem: Problem) -> dict[str, list[str]]:
+    """For each operator ``v``, the tracked tensors that cannot be resident while ``v``
+    runs: not operands of ``v`` and bigger than what ``v``'s operands leave of the budget.
+
+    >>> from cosma.graph import GraphBuilder
+    >>> g = (GraphBuilder().input("x", 1).op("a", ["x"], {"p": 10}).op("b", ["p"], {"q": 5})
+    ...      .op("c", ["q"], {"r": 5}).op("d", ["p", "r"], {"z": 1}).output("z").build())
+    >>> too_big_to_stay(Problem(g, 16))["c"]  # c holds q, r: 6 bytes left, p needs 10
+    ['p']
+    """
+    g = problem.graph
+    tracked = list(g.tracked(problem.setting))
+    size = {a: aligned(g.tensors[a].size, problem.alignment) for a in tracked}
+    by_size = sorted(tracked, key=lambda a: (-size[a], a))
+    out: dict[str, list[str]] = {}
+    for v in g.file_order:
+        ops = set(g.operands(v, problem.setting))
+        slack = problem.budget - sum(size[a] for a in ops)
+        big = []
+        for a in by_size:
+            if size[a] <= slack:
+                break
+            if a not in ops:
+                big.append(a)
+        out[v] = big
+    return out
+
+
+def forced_reloads(problem: Problem, order: Sequence[str] | None = None) -> dict[str, int]:
+    """How many times each tracked tensor must be loaded again in *every* plan (for the
+    given order, or for every order when ``order`` is None).
+
+    Walk a chain of the tensor's use points that every order runs in sequence: its
+    creation (or, for an input or parameter, a first read), then reads ``c_1, c_2, ...``.
+    If some operator ``v`` that the tensor is too big to stay beside
+    (:func:`too_big_to_stay`) certainly runs strictly between two consecutive points, the
+    tensor is absent while ``v`` runs and present at the later read: one load after ``v``.
+    The intervals are disjoint, so the loads are distinct.
+
+    >>> from cosma.graph import GraphBuilder
+    >>> g = (GraphBuilder().input("x", 1).op("a", ["x"], {"p": 10}).op("b", ["p"], {"q": 5})
+    ...      .op("c", ["q"], {"r": 5}).op("d", ["p", "r"], {"z": 1}).output("z").build())
+    >>> forced_reloads(Problem(g, 16))   # p leaves for c and comes back for d
+    {'p': 1}
+    """
+    g = problem.graph
+    big = too_big_to_stay(problem)
+    if order is not None:
+        pos = {v: i for i, v in enumerate(order)}
+
+        def between(u: str, w: str) -> list[str]:
+            return list(order[pos[u] + 1 : pos[w]])
+
+        def chain(points: list[str]) -> list[str]:
+            return sorted(points, key=pos.__getitem__)
+    else:
+        desc, anc = timeline.reach(g)
+        index = {v: i for i, v in enumerate(nx.topological_sort(g.dag))}
+
+        def between(u: str, w: str) -> list[str]:
+            return list(desc[u] & anc[w])
+
+        def chain(points: list[str]) -> list[str]:
+            out: list[str] = []
+            for v in sorted(points, key=index.__getitem__):
+                if not out or v in desc[out[-1]]:
+                    out.append(v)
+            return out
+
+    blocked: dict[str, set[str]] = {}
+    for v, tensors in big.items():
+        for a in tensors:
+            blocked.setdefault(a, set()).add(v)
+    out: dict[str, int] = {}
+    for a in sorted(blocked):
+        t = g.tensors[a]
+        head = [t.producer] if t.producer is not None else []
+        points = chain(head + list(dict.fromkeys(t.consumers)))
+        if t.producer is not None and points[:1] != [t.producer]:
+            continue  # cannot happen (the producer precedes its readers); be safe
+        k = sum(
+            1
+            for u, w in itertools.pairwise(points)
+            if any(v in blocked[a] for v in between(u, w))
+        )
+        if k:
+            out[a] = k
+    return out
+
+
+def crossing_floor(problem: Problem, order: Sequence[str] | None = None) -> int:
+    """Bytes every plan (for ``order``, or any order) moves because of
+    :func:`forced_reloads`: each forced load, and one store for an activation that is
+    not a graph output (an output is stored anyway; inputs and parameters are on host).
+    Tensors' traffic is disjoint, so the sum is a lower bound.
+
+    >>> from cosma.graph import GraphBuilder
+    >>> g = (GraphBuilder().input("x", 1).op("a", ["x"], {"p": 10}).op("b", ["p"], {"q": 5})
+    ...      .op("c", ["q"], {"r": 5}).op("d", ["p", "r"], {"z": 1}).output("z").build())
+    >>> crossing_floor(Problem(g, 16))   # store p, load it again
+    20
+    """
+    g = problem.graph
+    total = 0
+    for a, k in forced_reloads(problem, order).items():
+        t = g.tensors[a]
+        total += k * t.size + (t.size if t.kind is TensorKind.ACTIVATION else 0)
+    return total
 
 
 def tensor_costs(problem: Problem) -> tuple[dict[str, int], dict[str, int]]:

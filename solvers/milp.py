@@ -29,16 +29,27 @@ model's optimum, and any bound a solver proves on it, is a lower bound on every 
 no host copy). The plan is replayed; if it needs no moves its traffic is at most the
 solution's objective, so when the solver proved that objective optimal, the plan is.
 
-**Cuts, and why each is valid.** If placing a set ``P`` of residencies (tensor, steps)
-needs moves, with at least ``c`` bytes loaded by moves (``c``: the placement's proven
-bound on move loads, or at least the smallest tensor of ``P`` with a block over two or
-more steps), the cut is ``mv >= c * (1 - sum_{(a,t) in P} (1 - r[a,t]))``. It binds only
-for solutions resident at every (a,t) of ``P``. Take a plan whose ``r`` covers ``P``:
-inside each block of ``P`` its tensor stays resident, so the plan's blocks restricted to
-``P``'s steps are a placement of ``P`` split only where the plan moves a tensor of ``P``.
-So the plan loads at least ``c`` bytes by moves, and its ``mv`` satisfies the cut. (The
-cut of the first version, "not all of ``P``, nor any superset", was valid only without
-moves, and is gone.) The bound after cuts is therefore still a lower bound.
+**Cuts, and why each is valid.** Let ``P`` be a set of residencies (tensor, steps) whose
+placement needs moves, and ``c`` a proven lower bound on what the moves cost when every
+move pays a load and every moved activation pays its store (the placement's proven
+optimum, or at least one move of the cheapest tensor of ``P`` with a block over two or
+more steps). The cut is ``mv + sum_{a in act(P)} size[a] s[a] >= c * (1 - sum_{(a,t) in
+P} (1 - r[a,t]))``, ``act(P)`` the activations of ``P``. It binds only for solutions
+resident at every (a,t) of ``P``. Take a plan resident there: inside each block of ``P``
+its tensor stays resident, so the plan's blocks restricted to ``P``'s steps are a
+placement of ``P`` split only where the plan moves a tensor of ``P``; the plan's move loads
+(its ``mv``) plus the stores of the activations it moves (each has ``s[a] = 1``, since a
+move needs a host copy) are at least ``c``, so the plan satisfies the cut. A second cut of
+the same form is added for a smaller subset of ``P`` that is still proven to need a move
+(a deletion filter), with ``c`` the cheapest single move in it. (The cut of the first
+version, "not all of ``P``, nor any superset", was valid only without moves, and is gone.)
+So the bound after cuts is still a lower bound; tests/test_exact.py checks it on the
+issue's example and an independent exhaustive search checks it on address puzzles.
+
+**Rows every plan satisfies** (:func:`_forced`): each input and parameter is loaded at
+least once, and a tensor that must leave and come back in every order
+(:func:`cosma.solvers.exact.forced_reloads`) is loaded that many more times and, if an
+activation, stored.
 
 Loads happen at uses and blocks leave right after their last use in a residency (both
 without loss of generality), so the plan never needs more than the model counts.
@@ -66,7 +77,7 @@ from cosma.problem import Problem
 from cosma.progress import report
 from cosma.solvers import backends, exact, timeline
 from cosma.solvers.baselines import Residency
-from cosma.solvers.placement import place_with_moves
+from cosma.solvers.placement import place, place_with_moves
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +110,7 @@ class Model:
     load_offset: int  # bytes of compulsory first loads, which the objective includes
     cuts: int = 0
     mv: pulp.LpVariable | None = None
+    deadline: Deadline | None = None
     stats: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -133,13 +145,13 @@ def build_model(
         (v, t): 1
         if order is not None
         else _var(prob, f"run_{oi[v]}_{_safe(v)}_t{t}", cat=pulp.LpBinary)
-        for v in ops
+        for v in exact.ticking(ops, deadline)
         for t in range(window[v][0], window[v][1] + 1)
     }
     nx_vars = 0 if order is not None else len(x)
     r = {
         (a, t): _var(prob, f"resident_{ti[a]}_{_safe(a)}_t{t}", cat=pulp.LpBinary)
-        for a in tensors
+        for a in exact.ticking(tensors, deadline)
         for t in range(life[a][0], life[a][1] + 1)
     }
     ld = {
@@ -167,6 +179,7 @@ def build_model(
         # Every input and parameter is loaded at least once: those first loads are in the
         # objective (it counts every load) but are compulsory, so they come off the bound.
         load_offset=sum(g.tensors[a].size for a in tensors if g.tensors[a].producer is None),
+        deadline=deadline,
     )
     families = [
         lambda: _operands_resident(m, problem),
@@ -174,6 +187,7 @@ def build_model(
         lambda: _loads(m, problem),
         lambda: _stores(m),
         lambda: _capacity(m, problem, sizes),
+        lambda: _forced(m, problem, sizes),
         lambda: _objective(m, problem, sizes),
     ]
     if order is None:
@@ -197,7 +211,7 @@ def build_model(
 
 def _one_step_per_operator(m: Model) -> None:
     """sum_t x[v,t] = 1: every operator runs once."""
-    for v in m.ops:
+    for v in exact.ticking(m.ops, m.deadline):
         lo, hi = m.window[v]
         m.prob += (
             pulp.lpSum(m.x[v, t] for t in range(lo, hi + 1)) == 1,
@@ -208,9 +222,9 @@ def _one_step_per_operator(m: Model) -> None:
 def _one_operator_per_step(m: Model, n: int) -> None:
     """sum_v x[v,t] = 1: one operator per step (the published form leaves this out)."""
     per_step: dict[int, list] = {t: [] for t in range(n)}
-    for (_, t), var in m.x.items():
+    for (_, t), var in exact.ticking(m.x.items(), m.deadline):
         per_step[t].append(var)
-    for t, vs in per_step.items():
+    for t, vs in exact.ticking(per_step.items(), m.deadline):
         m.prob += pulp.lpSum(vs) == 1, f"one_op_at_t{t}"
 
 
@@ -223,7 +237,7 @@ def _precedence(m: Model, problem: Problem) -> None:
     import networkx as nx
 
     red = nx.transitive_reduction(problem.graph.dag)
-    for u, v in red.edges:
+    for u, v in exact.ticking(red.edges, m.deadline):
         lo, hi = m.window[v]
         for t in range(lo, hi + 1):
             if t - 1 >= m.window[u][1]:
@@ -236,7 +250,7 @@ def _precedence(m: Model, problem: Problem) -> None:
 def _operands_resident(m: Model, problem: Problem) -> None:
     """r[a,t] >= x[v,t] for every tracked operand a of v: operands are resident when v runs."""
     g = problem.graph
-    for v in m.ops:
+    for v in exact.ticking(m.ops, m.deadline):
         lo, hi = m.window[v]
         for a in g.operands(v, problem.setting):
             for t in range(lo, hi + 1):
@@ -249,7 +263,7 @@ def _operands_resident(m: Model, problem: Problem) -> None:
 def _created_before_resident(m: Model, problem: Problem) -> None:
     """r[a,t] <= sum_{t'<=t} x[p,t']: an activation is resident only once produced."""
     g = problem.graph
-    for a in m.tensors:
+    for a in exact.ticking(m.tensors, m.deadline):
         p = g.tensors[a].producer
         if p is None:
             continue
@@ -266,7 +280,7 @@ def _loads(m: Model, problem: Problem) -> None:
     """l[a,t] >= r[a,t] - r[a,t-1] - x[p,t]: becoming resident other than by being made is
     a load (the first step of a lifetime has no predecessor: r[a,t-1] = 0 there)."""
     g = problem.graph
-    for a in m.tensors:
+    for a in exact.ticking(m.tensors, m.deadline):
         p = g.tensors[a].producer
         lo, hi = m.life[a]
         for t in range(lo, hi + 1):
@@ -283,19 +297,53 @@ def _loads(m: Model, problem: Problem) -> None:
 
 def _stores(m: Model) -> None:
     """s[a] >= l[a,t]: an activation is reloaded only if it was stored (once)."""
-    for (a, t), var in m.loads.items():
+    for (a, t), var in exact.ticking(m.loads.items(), m.deadline):
         if a in m.s:
             m.prob += m.s[a] >= var, f"stored_{m.ti[a]}_t{t}"
+
+
+def _forced(m: Model, problem: Problem, sizes: dict[str, int]) -> None:
+    """Rows every plan satisfies that the capacity rows alone leave weak:
+
+    - every input and parameter is loaded at least once: ``sum_t l[a,t] >= 1``;
+    - a tensor that must leave and come back ``k`` times in every order
+      (:func:`cosma.solvers.exact.forced_reloads`) is loaded ``k`` more times
+      (``sum_t l[a,t] >= k``, plus its compulsory first load for an input) and, if it is
+      an activation, stored: ``s[a] = 1``;
+    - with a fixed order, a tensor too big to stay while an operator runs is not resident
+      at that step (``r[a,t] = 0``; see :func:`cosma.solvers.exact.too_big_to_stay`).
+    """
+    g = problem.graph
+    fixed = all(isinstance(x, int) for x in m.x.values())
+    seq = [v for (v, _t) in sorted(m.x, key=lambda k: k[1])] if fixed else None
+    reloads = exact.forced_reloads(problem, seq)
+    for a in exact.ticking(m.tensors, m.deadline):
+        first = 1 if g.tensors[a].producer is None else 0
+        need = first + reloads.get(a, 0)
+        if need:
+            terms = [var for (b, _), var in m.loads.items() if b == a]
+            m.prob += pulp.lpSum(terms) >= need, f"loaded_{m.ti[a]}"
+        if reloads.get(a) and a in m.s:
+            m.s[a].lowBound = 1
+    fixings = 0
+    if fixed:
+        for v, tensors in exact.too_big_to_stay(problem).items():
+            t = m.window[v][0]
+            for a in tensors:
+                if (a, t) in m.r:
+                    m.r[a, t].upBound = 0
+                    fixings += 1
+    m.stats |= {"forced_reloads": sum(reloads.values()), "fixed_absent": fixings}
 
 
 def _capacity(m: Model, problem: Problem, sizes: dict[str, int]) -> None:
     """sum_a size[a] r[a,t] <= S: what is resident fits (sizes in units of their GCD)."""
     per_step: dict[int, list] = {}
-    for (a, t), var in m.r.items():
+    for (a, t), var in exact.ticking(m.r.items(), m.deadline):
         if sizes[a]:
             per_step.setdefault(t, []).append((sizes[a] // m.scale) * var)
     cap = problem.budget // m.scale
-    for t, terms in sorted(per_step.items()):
+    for t, terms in exact.ticking(sorted(per_step.items()), m.deadline):
         m.prob += pulp.lpSum(terms) <= cap, f"capacity_t{t}"
 
 
@@ -351,37 +399,79 @@ def _warm_start(m: Model, problem: Problem, plan: Plan) -> bool:
         if not isinstance(var, int):
             var.setInitialValue(1 if pos[v] == t else 0)
     during, loads, stored = timeline.plan_state(plan)
-    for (a, t), var in m.r.items():
+    for (a, t), var in exact.ticking(m.r.items(), m.deadline):
         var.setInitialValue(1 if a in during.get(t, ()) else 0)
-    for (a, t), var in m.loads.items():
+    for (a, t), var in exact.ticking(m.loads.items(), m.deadline):
         var.setInitialValue(1 if (a, t) in loads else 0)
     for a, var in m.s.items():
         var.setInitialValue(1 if a in stored else 0)
     return True
 
 
-def _move_cut(m: Model, res: list[Residency], cost: int) -> None:
-    """Cut: ``mv >= cost * (1 - sum_{(a,t) in P} (1 - r[a,t]))`` for the residencies ``P``
-    that cannot be placed without moves loading at least ``cost`` bytes (validity: module
-    docstring)."""
+def _move_cut(m: Model, res: list[Residency], cost: int, problem: Problem) -> None:
+    """Cut: ``mv + sum_{a in act(P)} size[a] s[a] >= cost * (1 - sum_{(a,t) in P} (1 -
+    r[a,t]))`` for residencies ``P`` whose placement needs moves costing at least ``cost``
+    bytes, counting a load per move and a store per moved activation (``act(P)``: the
+    activations of ``P``, which must be stored to move). Validity: module docstring."""
     units = cost // m.stats["objective_unit"]
     if units <= 0:
         return
+    unit = m.stats["objective_unit"]
+    g = problem.graph
     terms = [
         m.r[r.tensor, t] for r in res for t in range(r.start, r.end + 1) if (r.tensor, t) in m.r
     ]
+    acts = sorted({r.tensor for r in res if r.tensor in m.s}, key=m.ti.__getitem__)
     if m.mv is None:
         m.mv = _var(m.prob, "moved_bytes", lowBound=0)
         m.prob.setObjective(m.prob.objective + m.mv)
     m.cuts += 1
-    m.prob += m.mv >= units * (1 - pulp.lpSum(1 - v for v in terms)), f"moves_{m.cuts}"
+    lhs = m.mv + pulp.lpSum((g.tensors[a].size // unit) * m.s[a] for a in acts)
+    m.prob += lhs >= units * (1 - pulp.lpSum(1 - v for v in terms)), f"moves_{m.cuts}"
 
 
-def _cut_cost(res: list[Residency], loads: dict[str, int], proven_loads: int) -> int:
-    """Bytes of move loads any plan resident at all of ``res`` pays: the placement's proven
-    bound, and at least one load of the smallest tensor that has a block to split."""
-    splittable = [loads[r.tensor] for r in res if r.end > r.start and loads[r.tensor] > 0]
-    return max(proven_loads, min(splittable, default=0))
+def _move_costs(problem: Problem, res: list[Residency]) -> tuple[dict, dict]:
+    """Per tensor of ``res``: bytes of one load, and of the store an activation needs to
+    move (graph outputs are stored anyway; inputs and parameters are on host)."""
+    g = problem.graph
+    loads = {r.tensor: g.tensors[r.tensor].size for r in res}
+    stores = {a: n for a, n in loads.items() if g.tensors[a].kind is TensorKind.ACTIVATION}
+    return loads, stores
+
+
+def _shrink(res: list[Residency], problem: Problem, deadline: Deadline, seed: int):
+    """A smaller set of residencies that still cannot be placed without moves (deletion
+    filter: drop a block when the rest is proven unplaceable), so its cut binds for many
+    more solutions. Spends at most a few seconds; keeps a block whenever unsure."""
+    budget_s = min(5.0, 0.2 * (deadline.left() or 25.0))
+    stop = deadline.elapsed() + budget_s
+    core = [r for r in res if r.size > 0]
+    for r in sorted(core, key=lambda r: (r.size, r.end - r.start, r.tensor)):
+        if deadline.elapsed() >= stop:
+            break
+        rest = [Residency(q.tensor, q.start, q.end, q.size) for q in core if q is not r]
+        if place(
+            rest,
+            problem.budget,
+            alignment=problem.alignment,
+            time_limit=max(0.05, min(1.0, stop - deadline.elapsed())),
+            seed=seed,
+        ).proven_impossible:
+            core = [q for q in core if q is not r]
+    return core
+
+
+def _cut_cost(res: list[Residency], problem: Problem, proven: int) -> int:
+    """Bytes any plan resident at all of ``res`` pays for moves (loads, and stores of moved
+    activations): the placement's proven bound, and at least one move of the cheapest
+    tensor that has a block to split."""
+    loads, stores = _move_costs(problem, res)
+    splittable = [
+        loads[r.tensor] + stores.get(r.tensor, 0)
+        for r in res
+        if r.end > r.start and loads[r.tensor] > 0
+    ]
+    return max(proven, min(splittable, default=0))
 
 
 # --- the method -----------------------------------------------------------------------------
@@ -467,14 +557,13 @@ def _engine(
     with deadline.phase("model"):
         try:
             m = build_model(problem, order=ctx.seq, deadline=deadline)
+            warm_ok = _warm_start(m, problem, warm) if warm is not None else False
         except exact.OutOfTime as e:
             out.note = str(e)
             return out
         if write_model:
             (m.prob.writeMPS if write_model.endswith(".mps") else m.prob.writeLP)(write_model)
-        warm_ok = _warm_start(m, problem, warm) if warm is not None else False
     out.stats = dict(m.stats)
-    loads, stores = exact.tensor_costs(problem)
     best = min((p.objective for p in out.plans), default=None)
     if warm is not None:
         best = warm.objective if best is None else min(best, warm.objective)
@@ -524,16 +613,30 @@ def _engine(
             break
         with deadline.phase("placement"):
             seq_out, res = _decode(m, problem, res_.values)
-            stored = {a for a, var in m.s.items() if res_.values.get(var.name, 0) > 0.5}
+            move_loads, move_stores = _move_costs(problem, res)
             pl = place_with_moves(
                 res,
                 problem.budget,
                 alignment=problem.alignment,
-                load_cost=loads,
-                store_cost={a: c for a, c in stores.items() if a not in stored},
+                # Every activation that moves pays its store here, whether or not the
+                # solution stores it anyway: then the proven optimum bounds the cut below.
+                load_cost=move_loads,
+                store_cost=move_stores,
                 time_limit=max(0.1, min(deadline.left() or 30.0, 30.0)),
                 seed=ctx.seed,
             )
+            needs_moves = pl.needs_moves
+            if pl.cost > 0 and not needs_moves:
+                # Proving that moves are needed (feasibility) is easier than proving their
+                # least cost: without that proof no cut is valid.
+                trial = [Residency(r.tensor, r.start, r.end, r.size) for r in res]
+                needs_moves = place(
+                    trial,
+                    problem.budget,
+                    alignment=problem.alignment,
+                    time_limit=max(0.1, min(deadline.left() or 10.0, 10.0)),
+                    seed=ctx.seed,
+                ).proven_impossible
             if pl.blocks is not None:
                 cand = ctx.make_plan(seq_out, timeline.retrim(problem, seq_out, pl.blocks))
                 out.plans.append(cand)
@@ -544,13 +647,17 @@ def _engine(
         if res_.status == backends.OPTIMAL and pl.blocks is not None and pl.cost == 0:
             # The solver's optimum is placed without moves: it meets the bound.
             break
-        if not pl.needs_moves:
+        if not needs_moves:
             notes.append("placement stopped unproven: no cut")
             break
         if m.cuts >= max_cuts:
             notes.append(f"{m.cuts} move cuts, limit reached")
             break
-        _move_cut(m, res, _cut_cost(res, loads, pl.move_bound))
+        _move_cut(m, res, _cut_cost(res, problem, pl.bound), problem)
+        with deadline.phase("shrink"):
+            core = _shrink(res, problem, deadline, ctx.seed)
+        if len(core) < len(res):
+            _move_cut(m, core, _cut_cost(core, problem, 0), problem)
         warm_ok = False
     out.note = "; ".join(dict.fromkeys(notes))
     out.stats |= {"cuts": m.cuts, "placement": out.note}

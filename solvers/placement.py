@@ -9,7 +9,9 @@ placement exists.
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -120,6 +122,7 @@ class MovePlacement:
     needs_moves: bool
     move_bound: int
     method: str
+    bound: int = 0  #: a proven lower bound on ``cost`` (loads and stores of moves)
 
 
 def place_with_moves(
@@ -162,7 +165,17 @@ def place_with_moves(
             return MovePlacement(rs, 0, True, False, 0, method)
     if _max_load(rs) > budget:
         return MovePlacement(None, 0, True, True, 0, "load exceeds budget")
-    return _cp_sat_moves(rs, budget, alignment, load_cost, store_cost, time_limit, seed)
+    # Most sets fit at fixed addresses, and that feasibility model (one box per block) is
+    # much smaller than the one with moves: try it first, with part of the time.
+    t0 = time.perf_counter()
+    fixed = _cp_sat(rs, budget, alignment, time_limit / 2, seed)
+    if fixed.placed:
+        return MovePlacement(rs, 0, True, False, 0, "cp-sat")
+    left = max(0.05, time_limit - (time.perf_counter() - t0))
+    out = _cp_sat_moves(rs, budget, alignment, load_cost, store_cost, left, seed)
+    if fixed.proven_impossible and not out.needs_moves:
+        return dataclasses.replace(out, needs_moves=True)
+    return out
 
 
 def _cp_sat_moves(
@@ -236,7 +249,7 @@ def _cp_sat_moves(
     # of the bound is a bound on the loads.
     load_bound = max(0, bound - sum(store_cost.get(t, 0) for t in moved_tensor))
     if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
-        return MovePlacement(None, 0, False, bound > 0, load_bound, "cp-sat: time limit")
+        return MovePlacement(None, 0, False, bound > 0, load_bound, "cp-sat: time limit", bound)
     out: list[Residency] = []
     for r, ps in zip(rs, pieces, strict=True):
         cur: Residency | None = None
@@ -255,4 +268,5 @@ def _cp_sat_moves(
         bound > 0,
         load_bound,
         "cp-sat with moves" if cost else "cp-sat",
+        cost if status == cp_model.OPTIMAL else bound,
     )

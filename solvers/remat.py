@@ -32,6 +32,7 @@ from cosma.problem import Problem
 from cosma.remat import (
     REMAT_OPTIONS,
     RematInstance,
+    excess,
     no_remat_peak,
     peak_of,
     peak_state,
@@ -65,7 +66,7 @@ def _infeasible_reason(inst: RematInstance) -> str | None:
     the budget."""
     worst, who = 0, None
     for j in range(inst.n):
-        need = inst.keep[j] + inst.transient[j] + sum(inst.keep[i] for i in inst.deps[j])
+        need = inst.keep[j] + inst.transient[j] + sum(inst.part_size[p] for p in inst.reads[j])
         need += sum(s for s, us in zip(inst.input_size, inst.input_users, strict=True) if j in us)
         if need > worst:
             worst, who = need, inst.order[j]
@@ -127,13 +128,15 @@ def _milp_model(inst: RematInstance, budget: int) -> tuple[pulp.LpProblem, dict,
     """Variables, constraint families, objective (Checkmate's formulation, stage frame).
 
     - ``R[t,i]`` = 1 if operator i is recomputed in stage t (i < t; first runs are fixed);
-    - ``S[t,i]`` = 1 if i's value is kept from stage t-1 into stage t;
-    - ``F[t,i,k]`` (continuous) = 1 if i's value is freed right after position (t,k);
+    - ``S[t,p]`` = 1 if part p (outputs of one operator with the same readers) is kept from
+      stage t-1 into stage t; graph inputs likewise after their first use;
+    - ``F[t,p,k]`` (continuous) = 1 if p is freed right after position (t,k);
     - ``A[t,k]`` (continuous) = bytes resident after position (t,k) and its frees.
     """
     n = inst.n
-    g = math.gcd(*[m for m in (*inst.keep, *inst.transient, *inst.input_size) if m]) or 1
-    keep = [m // g for m in inst.keep]
+    g = math.gcd(*[m for m in (*inst.part_size, *inst.transient, *inst.input_size) if m]) or 1
+    psize = [m // g for m in inst.part_size]
+    keep = [sum(psize[p] for p in inst.op_parts[i]) for i in range(n)]
     trans = [m // g for m in inst.transient]
     isize = [m // g for m in inst.input_size]
     cap = budget // g
@@ -141,6 +144,7 @@ def _milp_model(inst: RematInstance, budget: int) -> tuple[pulp.LpProblem, dict,
     prob = pulp.LpProblem("remat", pulp.LpMinimize)
     first_user = {x: us[0] for x, us in enumerate(inst.input_users) if us}
     in_users = {x: set(us) for x, us in enumerate(inst.input_users)}
+    owner = inst.part_op
 
     # R: recompute i in stage t, only where a reader of i can run (some user j <= t).
     R: dict[tuple[int, int], object] = {}
@@ -154,33 +158,32 @@ def _milp_model(inst: RematInstance, budget: int) -> tuple[pulp.LpProblem, dict,
     def r(t: int, i: int):
         return 1 if t == i else R.get((t, i), 0)
 
-    # S: keep i's value into stage t (i < t), values someone reads; inputs after first use.
+    # S: keep part p into stage t (after its operator's stage); inputs after first use.
     S: dict[tuple[int, object], object] = {}
-    for i in range(n):
-        if inst.users[i]:
-            for t in range(i + 1, n):
-                S[t, i] = _var(prob, f"S_{t}_{i}", cat=pulp.LpBinary)
+    for p, i in enumerate(owner):
+        for t in range(i + 1, n):
+            S[t, p] = _var(prob, f"S_{t}_{p}", cat=pulp.LpBinary)
     for x, f in first_user.items():
         for t in range(f + 1, n):
             S[t, ("in", x)] = _var(prob, f"S_{t}_in{x}", cat=pulp.LpBinary)
 
-    # keep_or_compute: S[t+1,i] <= S[t,i] + R[t,i]  (a value kept was there in stage t)
-    for (t, i), var in S.items():
-        if isinstance(i, tuple):
-            x = i[1]
+    # carry: S[t+1,p] <= S[t,p] + R[t,op(p)]  (a part kept was there in stage t)
+    for (t, p), var in S.items():
+        if isinstance(p, tuple):
+            x = p[1]
             if t - 1 > first_user[x]:
-                prob += var <= S[t - 1, i], f"carry_{t}_in{x}"
-        elif t - 1 > i:
-            prob += var <= S[t - 1, i] + r(t - 1, i), f"carry_{t}_{i}"
+                prob += var <= S[t - 1, p], f"carry_{t}_in{x}"
+        elif t - 1 > owner[p]:
+            prob += var <= S[t - 1, p] + r(t - 1, owner[p]), f"carry_{t}_{p}"
 
-    # available: R[t,j] <= R[t,i] + S[t,i] for every read i -> j  (inputs present to run)
+    # available: R[t,j] <= R[t,op(p)] + S[t,p] for every part p j reads (inputs present)
     for j in range(n):
         for t in range(j, n):
             rj = r(t, j)
             if isinstance(rj, int) and rj == 0:
                 continue
-            for i in inst.deps[j]:
-                prob += rj <= r(t, i) + S.get((t, i), 0), f"dep_{t}_{i}_{j}"
+            for p in inst.reads[j]:
+                prob += rj <= r(t, owner[p]) + S.get((t, p), 0), f"dep_{t}_{p}_{j}"
             for x in range(len(inst.inputs)):
                 if j in in_users[x] and t > first_user[x]:
                     prob += rj <= S[t, ("in", x)], f"depin_{t}_{x}_{j}"
@@ -191,12 +194,12 @@ def _milp_model(inst: RematInstance, budget: int) -> tuple[pulp.LpProblem, dict,
         if rs and inst.max_computes[i] - 1 < len(rs):
             prob += pulp.lpSum(rs) <= inst.max_computes[i] - 1, f"cap_{i}"
 
-    # memory: A[t,k] = A[t,k-1] + keep_k R[t,k] + loads - sum M_i F[t,i,k];
+    # memory: A[t,k] = A[t,k-1] + keep_k R[t,k] + loads - sum size_p F[t,p,k];
     #         A[t,k-1] + (keep_k + transient_k) R[t,k] + loads <= budget
     for t in range(n):
-        carried = pulp.lpSum(keep[i] * S[t, i] for i in range(t) if (t, i) in S) + pulp.lpSum(
-            isize[x] * S[t, ("in", x)] for x in first_user if (t, ("in", x)) in S
-        )
+        carried = pulp.lpSum(
+            psize[p] * S[t, p] for p in range(len(owner)) if (t, p) in S
+        ) + pulp.lpSum(isize[x] * S[t, ("in", x)] for x in first_user if (t, ("in", x)) in S)
         prev = carried
         for k in range(t + 1):
             rk = r(t, k)
@@ -204,27 +207,25 @@ def _milp_model(inst: RematInstance, budget: int) -> tuple[pulp.LpProblem, dict,
                 continue
             loads = sum(isize[x] for x, f in first_user.items() if f == t == k)
             prob += prev + (keep[k] + trans[k]) * rk + loads <= cap, f"mem_{t}_{k}"
-            # frees after (t,k): i == k, or i read by k; not if kept into t+1 or read later
+            # frees after (t,k): k's parts, or parts k reads; not if kept into t+1 or read
+            # later in the stage
             frees = []
-            cands = [(i, i) for i in [k] if inst.users[k]] + [(i, None) for i in inst.deps[k]]
-            cands += [(("in", x), None) for x in range(len(inst.inputs)) if k in in_users[x]]
-            for i, _ in cands:
-                if isinstance(i, tuple):
-                    size = isize[i[1]]
-                    later = [j for j in inst.input_users[i[1]] if k < j <= t]
-                    if t < first_user[i[1]]:
+            cands: list[object] = [*inst.op_parts[k], *inst.reads[k]]
+            cands += [("in", x) for x in range(len(inst.inputs)) if k in in_users[x]]
+            for p in dict.fromkeys(cands):
+                if isinstance(p, tuple):
+                    size = isize[p[1]]
+                    later = [j for j in inst.input_users[p[1]] if k < j <= t]
+                    if t < first_user[p[1]]:
                         continue
+                    label = f"in{p[1]}"
                 else:
-                    size = keep[i]
-                    later = [j for j in inst.users[i] if k < j <= t]
-                f = _var(
-                    prob,
-                    f"F_{t}_{'in' + str(i[1]) if isinstance(i, tuple) else i}_{k}",
-                    lowBound=0,
-                    upBound=1,
-                )
+                    size = psize[p]
+                    later = [j for j in inst.part_readers[p] if k < j <= t]
+                    label = str(p)
+                f = _var(prob, f"F_{t}_{label}_{k}", lowBound=0, upBound=1)
                 prob += f <= rk, f"{f.name}_run"
-                nxt = S.get((t + 1, i))
+                nxt = S.get((t + 1, p))
                 if nxt is not None:
                     prob += f <= 1 - nxt, f"{f.name}_kept"
                 for j in later:
@@ -273,7 +274,7 @@ def remat_milp(
         return _finish(inst, plan, None, Status.INFEASIBLE, None, t0)
     backend = backends.backend(solver)
     prob, R, S, cg = _milp_model(inst, problem.budget)
-    warm = _warm_start(inst)
+    warm = _warm_start(inst, time_limit / 2)
     if warm is not None:
         _milp_warm(inst, warm, R, S)
     out = backend.solve(
@@ -312,15 +313,15 @@ def _milp_warm(inst: RematInstance, warm: list, R: dict, S: dict) -> None:
     chosen = set(warm)
     for key, var in R.items():
         var.setInitialValue(1 if key in chosen else 0)
-    held, in_ends = retention(inst, warm)
+    held, in_ends, _ = retention(inst, warm)
     first = {x: us[0] for x, us in enumerate(inst.input_users) if us}
-    for (t, i), var in S.items():
+    for (t, p), var in S.items():
         edge = position(t, 0)
-        if isinstance(i, tuple):
-            x = i[1]
+        if isinstance(p, tuple):
+            x = p[1]
             on = position(first[x], first[x]) < edge <= in_ends.get(x, 0) - 1
         else:
-            on = any(a < edge <= b - 1 for a, b in held[i])
+            on = any(a < edge <= b - 1 for a, b in held[p])
         var.setInitialValue(1 if on else 0)
 
 
@@ -370,19 +371,19 @@ def remat_cpsat(
     horizon = position(n - 1, n - 1) + 1
     # common factors out of costs and sizes (MOCCASIN does the same): smaller numbers
     cg = math.gcd(*inst.cost) or 1
-    mg = math.gcd(*[b for b in (*inst.keep, *inst.transient, *inst.input_size) if b]) or 1
+    mg = math.gcd(*[b for b in (*inst.part_size, *inst.transient, *inst.input_size) if b]) or 1
     m = cp_model.CpModel()
     intervals, demands = [], []
     starts: dict[int, list] = {}
-    ends: dict[int, list] = {}
     present: dict[int, list] = {}
-    lengths: dict[int, list] = {}
-    serves: dict[tuple[int, int, int, int], object] = {}
+    ends: dict[tuple[int, int], object] = {}  # (part, copy) -> end
+    lengths: dict[tuple[int, int], object] = {}
+    serves: dict[tuple[int, int, int, int], object] = {}  # (part, copy, reader, copy)
     objective = []
     for i in range(n):
         slots = [position(t, i) for t in range(max(i + 1, (inst.users[i] or [n])[0]), n)]
         copies = min(inst.max_computes[i], 1 + len(slots)) if inst.users[i] else 1
-        starts[i], ends[i], present[i], lengths[i] = [], [], [], []
+        starts[i], present[i] = [], []
         for c in range(copies):
             if c == 0:
                 s = m.new_constant(position(i, i))
@@ -391,18 +392,19 @@ def remat_cpsat(
                 s = m.new_int_var_from_domain(cp_model.Domain.from_values(slots), f"start_{i}_{c}")
                 p = m.new_bool_var(f"present_{i}_{c}")
                 m.add_implication(p, present[i][c - 1])
-                m.add(ends[i][c - 1] <= s).only_enforce_if(p)
+                for q in inst.op_parts[i]:
+                    m.add(ends[q, c - 1] <= s).only_enforce_if(p)
                 objective.append((inst.cost[i] // cg) * p)
-            e = m.new_int_var(0, horizon, f"end_{i}_{c}")
-            length = m.new_int_var(1, 1 if not inst.users[i] else horizon, f"length_{i}_{c}")
-            m.add(s + length == e)
             starts[i].append(s)
-            ends[i].append(e)
             present[i].append(p)
-            lengths[i].append(length)
-            if inst.keep[i]:
-                intervals.append(m.new_optional_interval_var(s, length, e, p, f"hold_{i}_{c}"))
-                demands.append(inst.keep[i] // mg)
+            # one retention interval per part of i's outputs: [run, last read + 1)
+            for q in inst.op_parts[i]:
+                e = m.new_int_var(0, horizon, f"end_{q}_{c}")
+                length = m.new_int_var(1, horizon, f"length_{q}_{c}")
+                m.add(s + length == e)
+                ends[q, c], lengths[q, c] = e, length
+                intervals.append(m.new_optional_interval_var(s, length, e, p, f"hold_{q}_{c}"))
+                demands.append(inst.part_size[q] // mg)
             if inst.transient[i]:
                 intervals.append(m.new_optional_fixed_size_interval_var(s, 1, p, f"run_{i}_{c}"))
                 demands.append(inst.transient[i] // mg)
@@ -421,19 +423,20 @@ def remat_cpsat(
         m.add(s0 + length == e)
         intervals.append(m.new_interval_var(s0, length, e, f"hold_in{x}"))
         demands.append(inst.input_size[x] // mg)
-    # reads: every run of j lies inside some interval of each value it reads
+    # reads: every run of j lies inside some interval of each part it reads
     for j in range(n):
         for c, sj in enumerate(starts[j]):
             pj = present[j][c]
-            for i in inst.deps[j]:
+            for q in inst.reads[j]:
+                i = inst.part_op[q]
                 serve = []
                 for c2 in range(len(starts[i])):
-                    z = m.new_bool_var(f"serve_{i}_{c2}_{j}_{c}")
+                    z = m.new_bool_var(f"serve_{q}_{c2}_{j}_{c}")
                     m.add_implication(z, present[i][c2])
                     m.add(starts[i][c2] < sj).only_enforce_if(z)
-                    m.add(ends[i][c2] > sj).only_enforce_if(z)
+                    m.add(ends[q, c2] > sj).only_enforce_if(z)
                     serve.append(z)
-                    serves[i, c2, j, c] = z
+                    serves[q, c2, j, c] = z
                 m.add_bool_or(serve).only_enforce_if(pj)
             for x, us in enumerate(inst.input_users):
                 if j in us:
@@ -441,41 +444,40 @@ def remat_cpsat(
     # dominance: a recomputed copy serves some run (one that serves nothing can be left out
     # at no cost and no memory), which prunes the search
     served_by: dict[tuple[int, int], list] = {}
-    for (i, c2, _, _), z in serves.items():
-        served_by.setdefault((i, c2), []).append(z)
+    for (q, c2, _, _), z in serves.items():
+        served_by.setdefault((inst.part_op[q], c2), []).append(z)
     for i in range(n) if dominance else ():
         for c in range(1, len(starts[i])):
             m.add_bool_or(served_by.get((i, c), [])).only_enforce_if(present[i][c])
     m.add_cumulative(intervals, demands, problem.budget // mg)
     m.minimize(sum(objective))
-    warm = _warm_start(inst) if hint else None
+    warm = _warm_start(inst, time_limit / 2) if hint else None
     if warm is not None:
         # A complete hint (every variable) from the best baseline, so the search starts
         # from a feasible plan instead of repairing a partial one.
-        held, in_ends = retention(inst, warm)
-        if all(len(held[i]) <= len(starts[i]) for i in range(n)):
-            at: dict[int, list[int]] = {}
+        held, in_ends, runs = retention(inst, warm)
+        if all(len(runs[i]) <= len(starts[i]) for i in range(n)):
             for i in range(n):
-                at[i] = []
                 for c in range(len(starts[i])):
-                    if c < len(held[i]):
-                        a, b = held[i][c]
-                        if c:
-                            m.add_hint(present[i][c], True)
-                    else:
-                        a = starts[i][c].proto.domain[0] if c else position(i, i)
-                        b = a + 1
-                        m.add_hint(present[i][c], False)
+                    on = c < len(runs[i])
+                    a = (
+                        runs[i][c]
+                        if on
+                        else (starts[i][c].proto.domain[0] if c else position(i, i))
+                    )
                     if c:
+                        m.add_hint(present[i][c], on)
                         m.add_hint(starts[i][c], a)
-                    m.add_hint(ends[i][c], b)
-                    m.add_hint(lengths[i][c], b - a)
-                    at[i].append(a)
-            for (i, c2, j, c), z in serves.items():
-                on = c < len(held[j]) and c2 < len(held[i])
+                    for q in inst.op_parts[i]:
+                        b = held[q][c][1] if on else a + 1
+                        m.add_hint(ends[q, c], b)
+                        m.add_hint(lengths[q, c], b - a)
+            for (q, c2, j, c), z in serves.items():
+                i = inst.part_op[q]
+                on = c < len(runs[j]) and c2 < len(runs[i])
                 if on:
-                    sj = held[j][c][0]
-                    a, b = held[i][c2]
+                    sj = runs[j][c]
+                    a, b = held[q][c2]
                     on = a < sj < b
                 m.add_hint(z, on)
             for x, e in in_ends.items():
@@ -516,12 +518,14 @@ def remat_cpsat(
 # --- baselines --------------------------------------------------------------------------------
 
 
-def _warm_start(inst: RematInstance) -> list[tuple[int, int]] | None:
-    """The cheapest baseline's computations that fit (checkpoint-all, greedy, √n), or None."""
+def _warm_start(inst: RematInstance, seconds: float | None = None) -> list[tuple[int, int]] | None:
+    """The cheapest baseline's computations that fit (checkpoint-all, Chen's two, the
+    eviction greedy — given at most ``seconds``), or None."""
     best = None
+    stop = None if seconds is None else time.perf_counter() + seconds
     for choose in (_choose_all, _choose_greedy, _choose_sqrtn, _choose_evict):
         try:
-            comps, _ = choose(inst)
+            comps, _ = choose(inst, stop) if choose is _choose_evict else choose(inst)
         except UsageError:
             continue
         if comps is None:
@@ -654,24 +658,55 @@ def _choose_greedy(inst: RematInstance) -> tuple[list | None, dict]:
     return best[1], {"checkpoints": best[2], "threshold": round(best[3]), "tried": tried}
 
 
-def _choose_evict(inst: RematInstance) -> tuple[list | None, dict]:
+def _choose_evict(inst: RematInstance, stop: float | None = None) -> tuple[list | None, dict]:
     """A greedy for any graph: while the peak is over the budget, take the values resident
-    at the peak that are kept for a later run, and recompute the one that lowers the peak
-    most per unit of compute right before that later run."""
+    at the peak that are kept for a later run, and recompute the one that lowers (the peak,
+    then the bytes over the budget summed over all runs) most per unit of compute right
+    before that later run — together with the inputs of that recomputation that would
+    otherwise have to be kept for it (a chain back to values alive anyway, at most 8 deep)."""
     comps: list[tuple[int, int]] = []
     runs = [1] * inst.n
     for _ in range(4 * inst.n):
+        if stop is not None and time.perf_counter() > stop:
+            return None, {"reason": "the eviction greedy ran out of time"}
         peak, seq, at, resident = peak_state(inst, comps)
         if peak <= inst.budget:
             return comps, {"steps": len(comps)}
+        over = excess(inst, comps)[1]
         t_p, k_p = seq[at]
         here = position(t_p, k_p)
-        best = None
+        pos = [position(t, k) for t, k in seq]
+        uses: dict[int, list[int]] = {}
+        prods: dict[int, list[int]] = {}
+        for q, (_, k) in enumerate(seq):
+            prods.setdefault(k, []).append(pos[q])
+            for d in inst.deps[k]:
+                uses.setdefault(d, []).append(pos[q])
+
+        def alive_after(d: int, p: int, uses=uses, prods=prods) -> bool:
+            nu = next((u for u in uses.get(d, ()) if u > p), None)
+            np_ = next((x for x in prods.get(d, ()) if x > p), None)
+            return nu is not None and (np_ is None or nu < np_)
+
+        def chain(t: int, i: int, depth: int, taken: set) -> list[tuple[int, int]]:
+            adds = [(t, i)]
+            taken.add(i)
+            for d in inst.deps[i]:
+                if d in taken or alive_after(d, position(t, i)) or depth == 0:
+                    continue
+                if runs[d] >= inst.max_computes[d] or (t, d) in comps:
+                    continue
+                adds += chain(t, d, depth - 1, taken)
+            return adds
+
         next_use: dict[int, int] = {}
         for q in range(len(seq) - 1, at, -1):
             for d in inst.deps[seq[q][1]]:
                 next_use[d] = q
+        best = None
         for i in sorted(resident):
+            if stop is not None and time.perf_counter() > stop:
+                return None, {"reason": "the eviction greedy ran out of time"}
             if i == k_p or i in inst.deps[k_p] or runs[i] >= inst.max_computes[i]:
                 continue
             if i not in next_use:
@@ -679,19 +714,23 @@ def _choose_evict(inst: RematInstance) -> tuple[list | None, dict]:
             t_q = seq[next_use[i]][0]
             if position(t_q, i) <= here or (t_q, i) in comps:
                 continue
-            trial = [*comps, (t_q, i)]
-            try:
-                new_peak = peak_of(inst, trial)
-            except UsageError:
-                continue
-            if new_peak < peak:
-                score = (peak - new_peak) / max(1, inst.cost[i])
-                if best is None or score > best[0]:
-                    best = (score, (t_q, i))
+            for adds in ([(t_q, i)], chain(t_q, i, 8, set())):
+                if any(position(t, k) <= here for t, k in adds):
+                    continue
+                try:
+                    new_peak, new_over = excess(inst, [*comps, *adds])
+                except UsageError:
+                    continue
+                if (new_peak, new_over) < (peak, over):
+                    cost = max(1, sum(inst.cost[k] for _, k in adds))
+                    score = ((peak - new_peak) / cost, (over - new_over) / cost)
+                    if best is None or score > best[0]:
+                        best = (score, adds)
         if best is None:
             return None, {"reason": f"the eviction greedy is stuck at a peak of {peak:,} bytes"}
-        comps.append(best[1])
-        runs[best[1][1]] += 1
+        for t, k in best[1]:
+            comps.append((t, k))
+            runs[k] += 1
     return None, {"reason": "the eviction greedy did not converge"}
 
 
@@ -730,24 +769,36 @@ def _seconds(limit: object, default: float = 60.0) -> float:
     return default if limit is None else float(limit)  # type: ignore[arg-type]
 
 
+def evict_greedy(problem: Problem, *, order: list[str] | None = None, **_: object) -> Plan:
+    """Rematerialization heuristic: evict at the peak, recompute before the next use.
+
+    While the peak is over the budget, recompute (with the chain of inputs it needs) the
+    value kept across the peak that lowers it most per unit of compute."""
+    return _baseline(problem, "remat-evict", _choose_evict, order)
+
+
 def remat_methods() -> dict[str, Callable[..., Plan]]:
     """Registry entries for :data:`cosma.solvers.REMAT_METHODS`; each declares the options
     it takes (``.options``)."""
 
-    def keep(kw: dict) -> dict:
-        # the traffic methods' --order names (file, minpeak...) do not apply: the
-        # rematerialization order is the graph's (topological, closest to file order)
-        return {k: v for k, v in kw.items() if k != "order" or isinstance(v, list)}
+    def keep(problem: Problem, kw: dict) -> dict:
+        # an order may be named as for the traffic methods (file, greedy, minpeak)
+        order = kw.get("order")
+        if isinstance(order, str):
+            from cosma.solvers.baselines import make_order
+
+            kw = {**kw, "order": make_order(problem, order)}
+        return kw
 
     def milp_entry(problem: Problem, *, time_limit: object = 60.0, **kw) -> Plan:
-        return remat_milp(problem, time_limit=_seconds(time_limit), **keep(kw))
+        return remat_milp(problem, time_limit=_seconds(time_limit), **keep(problem, kw))
 
     def cpsat_entry(problem: Problem, *, time_limit: object = 60.0, **kw) -> Plan:
-        return remat_cpsat(problem, time_limit=_seconds(time_limit), **keep(kw))
+        return remat_cpsat(problem, time_limit=_seconds(time_limit), **keep(problem, kw))
 
     def base(fn):
         def run(problem: Problem, *, time_limit: object = None, **kw) -> Plan:
-            return fn(problem, **keep(kw))
+            return fn(problem, **keep(problem, kw))
 
         run.__doc__ = fn.__doc__
         run.options = ("time_limit", "order")  # type: ignore[attr-defined]
@@ -777,4 +828,5 @@ def remat_methods() -> dict[str, Callable[..., Plan]]:
         "remat-checkpoint-all": base(checkpoint_all),
         "remat-sqrtn": base(chen_sqrtn),
         "remat-chen-greedy": base(chen_greedy),
+        "remat-evict": base(evict_greedy),
     }

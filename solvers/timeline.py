@@ -25,10 +25,34 @@ def windows(problem: Problem, order: Sequence[str] | None) -> dict[str, tuple[in
     if order is not None:
         return {op: (i, i) for i, op in enumerate(order)}
     n = g.num_operators
-    return {
-        v: (len(nx.ancestors(g.dag, v)), n - 1 - len(nx.descendants(g.dag, v)))
-        for v in g.file_order
-    }
+    desc, anc = reach(g)
+    return {v: (len(anc[v]), n - 1 - len(desc[v])) for v in g.file_order}
+
+
+_REACH: dict[str, tuple[dict[str, frozenset[str]], dict[str, frozenset[str]]]] = {}
+
+
+def reach(graph) -> tuple[dict[str, frozenset[str]], dict[str, frozenset[str]]]:
+    """Descendants and ancestors of every operator (remembered per graph identity: the
+    windows, the bounds and the models all need them)."""
+    key = graph.identity()
+    if key not in _REACH:
+        order = list(nx.topological_sort(graph.dag))
+        desc: dict[str, frozenset[str]] = {}
+        for v in reversed(order):
+            acc: set[str] = set()
+            for w in graph.dag.successors(v):
+                acc.add(w)
+                acc |= desc[w]
+            desc[v] = frozenset(acc)
+        anc: dict[str, set[str]] = {v: set() for v in order}
+        for v, ds in desc.items():
+            for w in ds:
+                anc[w].add(v)
+        if len(_REACH) > 16:
+            _REACH.clear()
+        _REACH[key] = (desc, {v: frozenset(a) for v, a in anc.items()})
+    return _REACH[key]
 
 
 def lifetimes(

@@ -4,6 +4,7 @@ option names checked, phases timed."""
 from __future__ import annotations
 
 import pytest
+from cases import fan_out
 from helpers import SOLVERS, brute_force_traffic, check, skip
 
 from cosma import GraphBuilder, UsageError
@@ -12,7 +13,7 @@ from cosma.plan import Status, Step, create, drop, load, store
 from cosma.problem import Problem
 from cosma.simulator import replay
 from cosma.solvers import cpsat, milp, solve
-from cosma.solvers.exact import EngineResult, run, traffic_floor
+from cosma.solvers.exact import EngineResult, crossing_floor, forced_reloads, run
 
 
 def move_puzzle():
@@ -84,12 +85,11 @@ def test_cpsat_moves_a_tensor(order):
     assert plan.status is Status.OPTIMAL and plan.lower_bound == 1
 
 
-def test_an_engine_claiming_infeasible_with_a_known_plan_is_overruled():
-    # The scaffold never reports infeasible when a valid plan (here the warm start) exists.
-    g = skip()
-    plan = run(
-        Problem(g, 16),
-        lambda ctx: EngineResult(infeasible="made-up claim", bound=10**9),
+def _run_stub(problem, result):
+    # Not a solver mock: a stand-in *engine* to test the scaffold's choice of the answer.
+    return run(
+        problem,
+        lambda ctx: result,
         method="test",
         solver="none",
         order=None,
@@ -97,28 +97,65 @@ def test_an_engine_claiming_infeasible_with_a_known_plan_is_overruled():
         threads=1,
         seed=0,
     )
+
+
+def test_an_engine_claiming_infeasible_with_a_known_plan_is_overruled():
+    # The scaffold never reports infeasible when a valid plan (here the warm start) exists,
+    # and drops the claiming engine's bound.
+    g = fan_out()
+    plan = _run_stub(Problem(g, 10), EngineResult(infeasible="made-up claim", bound=10**9))
     check(g, plan)
     assert plan.status is Status.FEASIBLE
-    assert plan.lower_bound <= plan.objective
+    assert plan.lower_bound == 0 < plan.objective
     assert "bug" in plan.stats
 
 
-def test_stopped_engine_returns_the_warm_start_with_a_valid_floor():
-    g = skip()  # at 16 B, p, q, r are all live at c: some extra traffic is certain
-    plan = run(
-        Problem(g, 16),
-        lambda ctx: EngineResult(),
-        method="test",
-        solver="none",
-        order=None,
-        time_limit=10,
-        threads=1,
-        seed=0,
-    )
+def test_stopped_engine_returns_the_warm_start():
+    g = fan_out()  # optimum 6 (see test_milp); no bound without an engine
+    plan = _run_stub(Problem(g, 10), EngineResult(note="stopped"))
     check(g, plan)
     assert plan.status is Status.FEASIBLE and plan.method == "test"
-    assert plan.lower_bound == traffic_floor(Problem(g, 16)) == 1  # smallest tensor: x, z
-    assert plan.objective == 20
+    assert plan.lower_bound == 0 and plan.objective >= 6
+
+
+def test_crossing_floor_proves_the_warm_start():
+    # skip at 16 B: p (10) cannot stay beside c's q and r (6 B left) and is read after c:
+    # stored and loaded again in every plan, 20 B, which the warm start meets.
+    g = skip()
+    assert crossing_floor(Problem(g, 16)) == 20
+    plan = _run_stub(Problem(g, 16), EngineResult(note="stopped"))
+    check(g, plan, 20)
+    assert plan.status is Status.OPTIMAL and plan.lower_bound == 20
+
+
+def test_forced_reloads_count_each_separate_crossing():
+    # Parameter w (4 B) is read by a, c and e, which every order runs in that sequence;
+    # b, b2 and d, d2 each hold 7 B. At 10 B they leave 3 B, too little for w: w leaves
+    # before b and before d and comes back for c and for e, two loads = 8 B (a parameter
+    # needs no store). At 11 B w fits beside them: nothing is forced.
+    from cosma import Setting
+
+    g = (
+        GraphBuilder("crossings")
+        .input("x", 1)
+        .parameter("w", 4)
+        .op("a", ["x", "w"], {"p": 1})
+        .op("b", ["p"], {"q": 6})
+        .op("b2", ["q"], {"q2": 1})
+        .op("c", ["q2", "w"], {"r": 1})
+        .op("d", ["r"], {"s": 6})
+        .op("d2", ["s"], {"s2": 1})
+        .op("e", ["s2", "w"], {"z": 1})
+        .output("z")
+        .build()
+    )
+    P = Setting.ACTIVATIONS_PARAMETERS
+    assert forced_reloads(Problem(g, 10, P)) == {"w": 2}
+    assert crossing_floor(Problem(g, 10, P)) == 8
+    assert forced_reloads(Problem(g, 11, P)) == {}
+    assert brute_force_traffic(g, 10, P) == 8
+    plan = milp(Problem(g, 10, P), time_limit=30, shortcut=False)
+    check(g, plan, 8)
 
 
 def test_result_is_a_new_plan_with_phases():

@@ -75,7 +75,9 @@ def test_milp_equals_exhaustive_search_larger(g, data, setting):
 @given(random_dags(max_ops=9, max_size=30), st.integers(0, 20), st.sampled_from(list(Setting)))
 def test_milp_never_above_any_baseline(g, extra, setting):
     problem = Problem(g, min_required(g, setting=setting)[0] + extra, setting)
-    plan = milp(problem, time_limit=30)
+    # The limit covers the whole call (warm start, fixed-order start, solves, placement);
+    # a few 9-operator graphs take CBC several seconds on a loaded machine.
+    plan = milp(problem, time_limit=90)
     check(g, plan)
     assert plan.status is Status.OPTIMAL
     for o, a, r in PROTOCOL:

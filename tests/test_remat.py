@@ -21,6 +21,7 @@ from cosma.solvers.remat import (
     checkpoint_all,
     chen_greedy,
     chen_sqrtn,
+    evict_greedy,
     remat_cpsat,
     remat_milp,
 )
@@ -140,7 +141,7 @@ def test_baselines_replay_and_never_beat_the_optimum():
     for frac in (1.0, 0.8, 0.7):
         problem = Problem(g, math.ceil(frac * peak))
         best = remat_cpsat(problem, time_limit=30, max_computes=None)
-        for fn in (checkpoint_all, chen_sqrtn, chen_greedy):
+        for fn in (checkpoint_all, chen_sqrtn, chen_greedy, evict_greedy):
             plan = fn(problem)
             if plan.status.has_plan:
                 r = replay(g, plan)
@@ -211,6 +212,24 @@ def test_cli_objective_compute(tmp_path):
     )
     assert bad.exit_code != 0 and "does not minimise compute" in bad.output
     assert "Traceback" not in bad.output
+    traffic = runner.invoke(cli, ["plan", "zoo:resnet50:training", "-s", "0.9xpeak"])
+    assert traffic.exit_code != 0 and "--objective compute" in traffic.output
+    named = runner.invoke(
+        cli,
+        [
+            "plan",
+            "zoo:resnet50:training",
+            "-s",
+            "0.9xpeak",
+            "--objective",
+            "compute",
+            "-m",
+            "evict",
+            "--order",
+            "greedy",
+        ],
+    )
+    assert named.exit_code == 0, named.output
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -237,3 +256,31 @@ def test_eviction_greedy_and_milp_fallback_give_valid_plans(seed):
         r = replay(g, plan)
         assert r.valid and r.peak <= problem.budget
         assert plan.lower_bound <= plan.objective
+
+
+def test_engines_agree_on_a_generated_training_graph():
+    # a two-layer forward net; its training graph has multi-output backward operators
+    # (input and weight gradients) and a graph input read forward and backward
+    from cosma.graphs.training import training_graph
+
+    fwd = (
+        GraphBuilder("two")
+        .input("x", 3, shape=(1, 3))
+        .parameter("w", 6, shape=(3, 2))
+        .op("mm", ["x", "w"], {"h": 2}, "MatMul", shapes={"h": (1, 2)})
+        .op("act", ["h"], {"y": 2}, "Tanh", shapes={"y": (1, 2)})
+        .output("y")
+        .build()
+    )
+    g = training_graph(fwd)
+    peak = no_remat_peak(RematInstance.build(Problem(g, 0)))
+    for frac in (1.0, 0.8):
+        problem = Problem(g, math.ceil(frac * peak))
+        expected = brute_force(RematInstance.build(problem, max_computes=None))
+        for name, run in engines():
+            plan = run(problem, max_computes=None)
+            if expected is None:
+                assert plan.status is Status.INFEASIBLE, name
+            else:
+                assert (plan.status, plan.objective) == (Status.OPTIMAL, expected), name
+                assert replay(g, plan).valid

@@ -1,0 +1,1162 @@
+"""Divide and conquer for the joint problem on large graphs (schedule, addresses, replacement).
+
+A plan is held as an order plus placed *blocks* (:class:`~cosma.solvers.baselines.Residency`:
+tensor, first and last step, address); its traffic follows from the blocks alone (a block
+that does not start at its producer's step is a load; an activation with a load is stored
+once, right after it is made).
+
+1. **Start** from the best of the protocol's four baselines (so the result is never worse).
+2. **Cut** the order where few bytes are live across (cut points chosen near evenly spaced
+   targets, at the local minimum of the bytes crossing).
+3. **Solve each piece exactly** with the existing engine (:func:`cosma.solvers.milp.milp`),
+   carrying the boundary state in. A piece is posed as a *new graph* the engines accept
+   unchanged (:func:`window_problem`): a synthetic first operator ``pre`` holds what is
+   resident at the entry cut (tensors that host already has are graph inputs it reads; those
+   it has not are outputs it creates, so dropping one costs a store and a reload), a
+   synthetic last operator ``post`` reads what the rest of the plan expects resident at the
+   exit cut, tensors the rest of the plan reloads are graph outputs (they must be stored),
+   and tensors on host that the piece reads are graph inputs. Zero-byte tokens make ``pre``
+   run first and ``post`` last, so the order inside the piece stays free (joint mode).
+   The piece's optimum differs from the true cost of the piece by a constant (first loads
+   of host tensors, forced stores), so it is the true optimum of the piece for that
+   boundary state.
+4. **Stitch**: the piece's residencies replace the window's; blocks that cross a cut keep
+   the address they have outside (resident tensors carry their addresses across), blocks
+   inside the window are placed around them (best fit, then CP-SAT ``NoOverlap2D``). A
+   piece is kept only if it lowers the traffic.
+5. **Improve across the cuts** (large-neighbourhood search): re-solve windows that straddle
+   the cuts, then windows at shifted offsets, growing them when a round finds nothing,
+   until the time limit.
+6. **Bound**: :func:`spill_bound`, a covering relaxation of the whole problem (see there);
+   ``optimal`` only when the plan meets it.
+
+The final plan is replayed by the simulator before it is returned.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import pulp
+
+from cosma.deadline import Deadline
+from cosma.errors import CosmaError
+from cosma.graph import Graph, Operator, Setting, TensorKind
+from cosma.memory import aligned
+from cosma.plan import Plan, Status
+from cosma.problem import Problem
+from cosma.progress import Progress, current, report, reporting
+from cosma.simulator import verify
+from cosma.solvers import backends, timeline
+from cosma.solvers.baselines import PROTOCOL, Residency, baseline
+
+log = logging.getLogger(__name__)
+
+
+def _quiet(info: dict) -> None:
+    """Progress sink for the engines dnc runs on windows."""
+
+
+PRE, POST = "__dnc_pre", "__dnc_post"
+_TOKEN = "__dnc_token"
+
+
+# --- plans as blocks ------------------------------------------------------------------------
+
+
+@dataclass
+class Solution:
+    """A plan as an order and placed blocks, with its non-compulsory traffic."""
+
+    order: list[str]
+    blocks: list[Residency]
+    cost: int
+
+
+def blocks_of(problem: Problem, plan: Plan) -> list[Residency]:
+    """The placed blocks of a replayed plan, trimmed without loss: a block that starts with
+    a load starts at its first use, every block ends at its last use (or its creation), and
+    a loaded block nothing reads is left out. A tensor moved between two steps gives two
+    blocks."""
+    g = problem.graph
+    pos = {v: i for i, v in enumerate(plan.order)}
+    uses = {t: sorted(pos[c] for c in g.tensors[t].consumers) for t in g.tensors}
+    open_: dict[str, tuple[int, int, bool]] = {}
+    raw: list[tuple[str, int, int, int, bool]] = []
+
+    def close(t: str, end: int) -> None:
+        start, addr, made = open_.pop(t)
+        raw.append((t, start, end, addr, made))
+
+    for i, step in enumerate(plan.steps):
+        for e in step.before:
+            if e.kind.value in ("load", "create"):
+                open_[e.tensor] = (i, e.address, e.kind.value == "create")
+            elif e.kind.value == "drop":
+                close(e.tensor, i - 1)
+        for e in step.after:
+            if e.kind.value == "drop":
+                close(e.tensor, i)
+    for t in list(open_):
+        close(t, len(plan.steps) - 1)
+    size = {t: aligned(g.tensors[t].size, problem.alignment) for t in g.tensors}
+    out = []
+    for t, start, end, addr, made in raw:
+        inside = [u for u in uses[t] if start <= u <= end]
+        if not made:
+            if not inside:
+                continue
+            start = inside[0]
+        end = max([start, *inside])
+        out.append(Residency(t, start, end, size[t], addr))
+    return out
+
+
+def cost_of(problem: Problem, order: Sequence[str], blocks: Sequence[Residency]) -> int:
+    """Non-compulsory bytes of a plan given by its blocks (stores once per reloaded
+    activation; graph outputs' stores and each input's first load are compulsory)."""
+    g = problem.graph
+    pos = {v: i for i, v in enumerate(order)}
+    loads: dict[str, int] = {}
+    for b in blocks:
+        p = g.tensors[b.tensor].producer
+        if p is None or pos[p] != b.start:
+            loads[b.tensor] = loads.get(b.tensor, 0) + 1
+    total = 0
+    for t, n in loads.items():
+        tensor = g.tensors[t]
+        if tensor.kind in (TensorKind.INPUT, TensorKind.PARAMETER):
+            total += (n - 1) * tensor.size
+        elif tensor.kind is TensorKind.OUTPUT:
+            total += n * tensor.size
+        else:
+            total += (n + 1) * tensor.size
+    return total
+
+
+def to_plan(problem: Problem, sol: Solution, method: str, options: dict) -> Plan:
+    """A replayed plan from a solution (raises PlanError if it breaks a rule: a bug)."""
+    plan = problem.new_plan(method, solver=options.get("solver"), options=options)
+    plan.status = Status.FEASIBLE
+    plan.steps = timeline.plan_steps(problem, sol.order, sol.blocks)
+    plan.objective = sol.cost
+    verify(problem.graph, plan)
+    return plan
+
+
+# --- a window as a problem of its own -----------------------------------------------------
+
+
+@dataclass
+class Window:
+    """A window ``[a, b)`` of a solution's order posed as a problem the engines accept."""
+
+    problem: Problem
+    a: int
+    b: int
+    ops: list[str]
+    entry: dict[str, Residency] = field(default_factory=dict)  # resident across cut a
+    exit: dict[str, Residency] = field(default_factory=dict)  # resident across cut b
+
+
+def window_problem(problem: Problem, sol: Solution, a: int, b: int) -> Window:
+    """Pose steps ``[a, b)`` of ``sol`` as a graph of their own, with the boundary state in.
+
+    - tensors resident across cut ``a`` are held by a first operator ``pre``: read by it
+      if host has a copy (graph inputs of the window), created by it if not;
+    - tensors resident across cut ``b`` are read by a last operator ``post``;
+    - tensors the rest of the plan loads, and graph outputs made in the window, are graph
+      outputs of the window (they must be stored);
+    - other tensors on host that the window reads are graph inputs;
+    - zero-byte tokens from ``pre`` to the window's first operators and from its last
+      operators to ``post`` keep ``pre`` first and ``post`` last.
+
+    The window's traffic differs from the true traffic of those steps by a constant: the
+    first load of a host tensor (free in the window, paid outside when the tensor is an
+    activation) and the stores of tensors that must be stored either way.
+    """
+    g = problem.graph
+    order = sol.order
+    ops = order[a:b]
+    inside = set(ops)
+    pos = {v: i for i, v in enumerate(order)}
+    tracked = set(g.tracked(problem.setting))
+    entry = {r.tensor: r for r in sol.blocks if r.start < a <= r.end}
+    exit_ = {r.tensor: r for r in sol.blocks if r.start < b <= r.end}
+    loaded_outside: set[str] = set()
+    loaded_after: set[str] = set()
+    for r in sol.blocks:
+        p = g.tensors[r.tensor].producer
+        made = p is not None and pos[p] == r.start
+        if not made and (r.start < a or r.start >= b):
+            loaded_outside.add(r.tensor)
+            if r.start >= b:
+                loaded_after.add(r.tensor)
+
+    def on_host_before(t: str) -> bool:
+        kind = g.tensors[t].kind
+        return kind in (TensorKind.INPUT, TensorKind.PARAMETER, TensorKind.OUTPUT) or (
+            t in loaded_outside
+        )
+
+    reads = {t for v in ops for t in g.operators[v].inputs if t in tracked}
+    made_in = {t for v in ops for t in g.operators[v].outputs if t in tracked}
+    needed = reads | set(exit_)
+    sizes: dict[str, int] = {}
+    inputs: list[str] = []
+    pre_in: list[str] = []
+    pre_out: list[str] = []
+    for t in sorted(entry):
+        if t not in needed or t in made_in:
+            continue
+        (pre_in if on_host_before(t) else pre_out).append(t)
+    for t in sorted(needed - made_in - set(pre_out) - set(pre_in)):
+        inputs.append(t)
+    outputs: list[str] = []
+    for t in sorted(made_in):
+        if g.tensors[t].kind is TensorKind.OUTPUT or t in loaded_after:
+            outputs.append(t)
+    for t in sorted(set(pre_out) & loaded_after):
+        outputs.append(t)  # cannot happen (a reloaded tensor is stored when made); kept safe
+    for t in needed | made_in:
+        sizes[t] = g.tensors[t].size
+
+    operators = [Operator(PRE, "DncEntry", tuple(pre_in), (*pre_out, _TOKEN))]
+    sizes[_TOKEN] = 0
+    succ_in = {v: [s for s in g.dag.successors(v) if s in inside] for v in ops}
+    post_in = list(sorted(exit_))
+    for i, v in enumerate(ops):
+        op = g.operators[v]
+        ins = [t for t in op.inputs if t in tracked]
+        if not any(p in inside for p in g.dag.predecessors(v)):
+            ins.append(_TOKEN)
+        outs = list(op.outputs)
+        if not succ_in[v]:
+            done = f"__dnc_done{i}"
+            outs.append(done)
+            sizes[done] = 0
+            post_in.append(done)
+        operators.append(Operator(v, op.op_type, tuple(ins), tuple(outs)))
+    operators.append(Operator(POST, "DncExit", tuple(post_in), ("__dnc_end",)))
+    sizes["__dnc_end"] = 0
+    sub = Graph(
+        f"{g.name}[{a}:{b}]",
+        operators,
+        sizes,
+        inputs=[*pre_in, *inputs],
+        outputs=[*outputs, "__dnc_end"],
+    )
+    return Window(
+        Problem(sub, problem.budget, Setting.ACTIVATIONS, problem.alignment),
+        a,
+        b,
+        ops,
+        entry,
+        exit_,
+    )
+
+
+# --- stitching ----------------------------------------------------------------------------
+
+
+def stitch(
+    problem: Problem,
+    sol: Solution,
+    win: Window,
+    sub: Plan,
+    *,
+    time_limit: float = 2.0,
+    seed: int = 0,
+) -> Solution | None:
+    """The solution with window ``win`` replaced by the window plan ``sub``; None if the
+    window's blocks cannot be placed around the blocks that keep their addresses."""
+    g = problem.graph
+    a, b = win.a, win.b
+    new_ops = [v for v in sub.order if v not in (PRE, POST)]
+    order = sol.order[:a] + new_ops + sol.order[b:]
+    during, _, _ = timeline.plan_state(sub)
+    # Steps outside the window keep the old blocks; tag each step with its block.
+    tags: dict[str, dict[int, int]] = {}
+    for k, r in enumerate(sol.blocks):
+        for t in range(r.start, r.end + 1):
+            if t < a or t >= b:
+                tags.setdefault(r.tensor, {})[t] = k
+    for s, v in enumerate(sub.order):
+        if v in (PRE, POST):
+            continue
+        for t in during[s]:
+            if t in g.tensors:
+                tags.setdefault(t, {})[a + s - 1] = -1
+    pos = {v: i for i, v in enumerate(order)}
+    blocks: list[Residency] = []
+    free: list[Residency] = []
+    for t, steps in tags.items():
+        tensor = g.tensors[t]
+        uses = sorted(pos[c] for c in tensor.consumers)
+        made = pos[tensor.producer] if tensor.producer is not None else None
+        segments: list[list[int]] = []
+        for st in sorted(steps):
+            prev = segments[-1][-1] if segments else None
+            same = prev == st - 1 and not (
+                steps[prev] >= 0 and steps[st] >= 0 and steps[prev] != steps[st]
+            )
+            if same:
+                segments[-1].append(st)
+            else:
+                segments.append([st])
+        for seg in segments:
+            pins = {sol.blocks[steps[st]].address for st in seg if steps[st] >= 0}
+            pieces = [seg]
+            if len(pins) > 1:  # kept resident where the old plan moved it: split at cut b
+                pieces = [[st for st in seg if st < b], [st for st in seg if st >= b]]
+            for part in pieces:
+                needed = [u for u in uses if part[0] <= u <= part[-1]]
+                starts_made = made is not None and part[0] == made
+                if not needed and not starts_made:
+                    continue
+                start = made if starts_made else needed[0]
+                end = max([start, *needed])
+                r = Residency(t, start, end, aligned(tensor.size, problem.alignment))
+                old = [steps[st] for st in part if steps[st] >= 0]
+                if old:
+                    r.address = sol.blocks[old[0]].address
+                    blocks.append(r)
+                else:
+                    free.append(r)
+    if not _place(blocks, free, problem, a, b, time_limit=time_limit, seed=seed):
+        return None
+    blocks.extend(free)
+    return Solution(order, blocks, cost_of(problem, order, blocks))
+
+
+def _place(
+    kept: list[Residency],
+    free: list[Residency],
+    problem: Problem,
+    a: int,
+    b: int,
+    *,
+    time_limit: float,
+    seed: int,
+) -> bool:
+    """Addresses for the window's new blocks. First around every other block where it is;
+    if that fails, blocks that live entirely within a widening neighbourhood of the window
+    are placed again too (their old addresses are only kept if they fit)."""
+    n = max([r.end for r in (*kept, *free)], default=0) + 1
+    t0 = time.perf_counter()
+    for widen in dict.fromkeys([0, b - a, 4 * (b - a), n]):
+        lo, hi = a - widen, b + widen
+        movable = [r for r in kept if widen and r.start >= lo and r.end < hi]
+        fixed = [r for r in kept if not (widen and r.start >= lo and r.end < hi)]
+        old = [r.address for r in movable]
+        left = time_limit - (time.perf_counter() - t0)
+        if _place_around(
+            fixed, free + movable, problem, lo, hi, time_limit=max(0.1, left), seed=seed
+        ):
+            return True
+        for r, addr in zip(movable, old, strict=True):
+            r.address = addr
+        if left <= 0.1:
+            break
+    return False
+
+
+def _place_around(
+    fixed: list[Residency],
+    free: list[Residency],
+    problem: Problem,
+    a: int,
+    b: int,
+    *,
+    time_limit: float,
+    seed: int,
+) -> bool:
+    """Give ``free`` blocks (inside steps ``[a, b)``) addresses around the ``fixed`` ones;
+    False if fixed blocks collide or no placement is found."""
+    S, A = problem.budget, problem.alignment
+    lo = min([r.start for r in free], default=a)
+    hi = max([r.end for r in free], default=b)
+    near = [r for r in fixed if r.start <= hi and r.end >= lo and r.size]
+    near.sort(key=lambda r: (r.start, r.address))
+    for i, r in enumerate(near):  # fixed blocks that grew into the window may collide
+        for q in near[i + 1 :]:
+            if q.start > r.end:
+                break
+            if r.address < q.address + q.size and q.address < r.address + r.size:
+                return False
+    placed = list(near)
+    for r in sorted(free, key=lambda r: (-r.size, r.start, r.tensor)):
+        if r.size == 0:
+            r.address = 0
+            continue
+        busy = sorted((p.address, p.size) for p in placed if p.start <= r.end and r.start <= p.end)
+        best = None
+        cur = 0
+        for addr, sz in [*busy, (S, 0)]:
+            start = aligned(cur, A)
+            gap = addr - start
+            if gap >= r.size and (best is None or gap < best[0]):
+                best = (gap, start)
+            cur = max(cur, addr + sz)
+        if best is None:
+            return _place_cp_sat(near, free, S, A, time_limit, seed)
+        r.address = best[1]
+        placed.append(r)
+    return True
+
+
+def _place_cp_sat(
+    fixed: list[Residency], free: list[Residency], S: int, A: int, time_limit: float, seed: int
+) -> bool:
+    from ortools.sat.python import cp_model
+
+    m = cp_model.CpModel()
+    xs, ys, slot = [], [], {}
+    for r in fixed:
+        xs.append(m.new_fixed_size_interval_var(r.start, r.end - r.start + 1, ""))
+        ys.append(m.new_fixed_size_interval_var(r.address, r.size, ""))
+    for k, r in enumerate(free):
+        if r.size == 0:
+            continue
+        slots = (S - r.size) // A
+        if slots < 0:
+            return False
+        slot[k] = m.new_int_var(0, slots, f"slot[{r.tensor},{r.start}]")
+        xs.append(m.new_fixed_size_interval_var(r.start, r.end - r.start + 1, ""))
+        ys.append(m.new_fixed_size_interval_var(slot[k] * A, r.size, ""))
+    m.add_no_overlap_2d(xs, ys)
+    solver = cp_model.CpSolver()
+    solver.parameters.max_time_in_seconds = max(0.05, time_limit)
+    solver.parameters.num_workers = 1
+    solver.parameters.random_seed = seed
+    status = solver.solve(m)
+    if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+        return False
+    for k, r in enumerate(free):
+        r.address = solver.value(slot[k]) * A if k in slot else 0
+    return True
+
+
+# --- a lower bound for the whole graph ------------------------------------------------------
+
+
+def _must_live(problem: Problem) -> tuple[list[str], dict[str, int], dict[str, int], dict]:
+    """For each tracked tensor of non-zero size, the bitset (over a topological order) of
+    the operators it is must-live at (see :func:`spill_bound`), and ``c(a)``."""
+    g = problem.graph
+    order = g.topological_order()
+    idx = {v: i for i, v in enumerate(order)}
+    n = len(order)
+    anc: list[int] = [0] * n
+    for v in order:
+        m = 0
+        for p in g.dag.predecessors(v):
+            m |= anc[idx[p]] | (1 << idx[p])
+        anc[idx[v]] = m
+    desc: list[int] = [0] * n
+    for v in reversed(order):
+        m = 0
+        for s in g.dag.successors(v):
+            m |= desc[idx[s]] | (1 << idx[s])
+        desc[idx[v]] = m
+    both: dict[str, int] = {}
+    cost: dict[str, int] = {}
+    for t in g.tracked(problem.setting):
+        tensor = g.tensors[t]
+        if tensor.size == 0:
+            continue
+        if tensor.producer is not None:
+            before = desc[idx[tensor.producer]]
+        else:
+            before = 0
+            for c in tensor.consumers:
+                before |= desc[idx[c]]
+        after = 0
+        for c in tensor.consumers:
+            after |= anc[idx[c]]
+        mask = before & after
+        for c in tensor.consumers:
+            mask &= ~(1 << idx[c])
+        if tensor.producer is not None:
+            mask &= ~(1 << idx[tensor.producer])
+        if mask:
+            both[t] = mask
+            cost[t] = tensor.size * (2 if tensor.kind is TensorKind.ACTIVATION else 1)
+    return order, idx, both, cost
+
+
+def spill_bound(
+    problem: Problem, *, time_limit: float = 10.0, solver: str | None = None
+) -> tuple[int, dict]:
+    """A lower bound on the non-compulsory traffic of every plan, whatever its order.
+
+    *Must-live tensors.* Call a tracked tensor ``a`` must-live at operator ``v`` (not one of
+    ``v``'s operands) when in every schedule it exists before ``v`` runs and is read after:
+    its producer is a strict ancestor of ``v`` (for a graph input or parameter, one of its
+    consumers is), and one of its consumers is a strict descendant of ``v``. Let
+    ``ML(v)`` be that set and ``E(v) = size(operands of v) + size(ML(v)) - S`` (aligned
+    sizes).
+
+    *Claim.* If ``a`` in ``ML(v)`` is not resident while ``v`` runs, the plan pays at least
+    ``c(a) = size(a)`` for a load, plus ``size(a)`` for a store if ``a`` is an activation
+    that is not a graph output. *Proof.* A consumer of ``a`` runs after ``v`` and needs
+    ``a`` resident, so ``a`` becomes resident between the two; it cannot be created then
+    (its producer ran before ``v``), so it is loaded. That load is not compulsory: a graph
+    input or parameter was already loaded for the consumer that ran before ``v``. A load of
+    an activation needs a host copy, which only a store makes; a graph output's store is
+    compulsory, any other activation's is not. Different tensors' loads and stores are
+    different events.
+
+    *Covering relaxation.* Let ``y(a) = 1`` if ``a`` is not resident at some operator where
+    it is must-live. While ``v`` runs, its operands and the resident part of ``ML(v)`` fit
+    in ``S``, so ``sum_{a in ML(v)} size(a) y(a) >= E(v)``; and the plan pays at least
+    ``sum_a c(a) y(a)``. The minimum of that covering program (solved as a small MILP; the
+    solver's proven bound is used when it stops early, and the best single-operator
+    fractional cover is a floor) is therefore a lower bound on every plan's non-compulsory
+    traffic. Returns the bound and a few statistics.
+
+    >>> from cosma.graph import GraphBuilder
+    >>> g = (GraphBuilder().input("x", 1).op("a", ["x"], {"p": 10}).op("b", ["p"], {"q": 5})
+    ...      .op("c", ["q"], {"r": 5}).op("d", ["p", "r"], {"z": 1}).output("z").build())
+    >>> spill_bound(Problem(g, 16))[0]  # at c: q, r and must-live p need 20 > 16: spill p
+    20
+    """
+    g = problem.graph
+    S = problem.budget
+    order, idx, both, cost = _must_live(problem)
+    asize = {t: aligned(g.tensors[t].size, problem.alignment) for t in g.tracked(problem.setting)}
+    n = len(order)
+    members: list[list[str]] = [[] for _ in range(n)]
+    for t, mask in both.items():
+        while mask:
+            low = mask & -mask
+            members[low.bit_length() - 1].append(t)
+            mask ^= low
+    rows: list[tuple[int, list[str]]] = []
+    for v in order:
+        i = idx[v]
+        excess = sum(asize[t] for t in g.operands(v, problem.setting)) - S
+        excess += sum(asize[t] for t in members[i])
+        if excess > 0:
+            rows.append((excess, members[i]))
+    stats: dict = {"rows": len(rows)}
+    if not rows:
+        return 0, stats
+    # Floor: the best single row's fractional cover (cheapest bytes per covered byte first).
+    floor = 0
+    for excess, ts in rows:
+        need, paid = excess, 0.0
+        for t in sorted(ts, key=lambda t: (cost[t] / asize[t], t)):
+            take = min(need, asize[t])
+            paid += cost[t] * take / asize[t]
+            need -= take
+            if need <= 0:
+                break
+        floor = max(floor, math.ceil(paid - 1e-9))
+    stats["single_operator"] = floor
+    used = sorted({t for _, ts in rows for t in ts})
+    unit = math.gcd(*(cost[t] for t in used))
+    prob = pulp.LpProblem("spill_cover", pulp.LpMinimize)
+    y = {t: _var(prob, f"y{k}", cat=pulp.LpBinary) for k, t in enumerate(used)}
+    prob += pulp.lpSum((cost[t] // unit) * y[t] for t in used)
+    seen: set[tuple[int, tuple[str, ...]]] = set()
+    for k, (excess, ts) in enumerate(rows):
+        key = (excess, tuple(ts))
+        if key in seen:
+            continue
+        seen.add(key)
+        prob += pulp.lpSum(asize[t] * y[t] for t in ts) >= excess, f"op{k}"
+    name = solver or _default_solver()
+    out = backends.backend(name).solve(
+        prob, time_limit=max(0.5, time_limit), threads=1, integral_gap=0.999
+    )
+    stats["cover_status"] = out.status
+    best = floor
+    if out.status == backends.OPTIMAL and out.objective is not None:
+        best = max(best, round(out.objective) * unit)
+    elif out.bound is not None:
+        best = max(best, math.ceil(out.bound - 1e-6) * unit)
+    stats["cover"] = best
+    return best, stats
+
+
+def relaxed_problem(problem: Problem, ops: Sequence[str], *, budget: int | None = None) -> Problem:
+    """The problem restricted to the operators ``ops``: a relaxation of the whole problem.
+
+    Tensors that ``ops`` read but do not make become graph inputs (on host from the start,
+    first load free); tensors they make that other operators read, and graph outputs,
+    become graph outputs (their store is free).
+
+    *Claim.* The optimum of this problem is at most the non-compulsory traffic that any plan
+    of the whole problem spends on the tensors ``ops`` touch. *Proof.* Keep the steps of the
+    whole plan that run ``ops`` and, at each, the touched tensors resident there (same
+    addresses): the order stays topological, capacity and overlaps still hold, and a
+    tensor is resident at each step of ``ops`` that reads it. Within the kept steps a
+    tensor kept resident stays at its address; each time it comes back at a kept step
+    without having been resident at the previous kept step (or at another address), the
+    whole plan loaded it in between: each such load in the restriction is a distinct load
+    of the whole plan, except the first appearance of an outside tensor, which is free here
+    (an input's first load). An activation made in ``ops`` and reloaded was stored by the
+    whole plan; outputs' stores are free here. So the restricted plan is a plan of this
+    problem that costs no more. Hence, for operator sets that share no tensor, the sum of
+    the optima (or of proven lower bounds on them) is a lower bound for the whole problem.
+
+    >>> from cosma.graph import GraphBuilder
+    >>> g = (GraphBuilder().input("x", 1).op("a", ["x"], {"p": 10}).op("b", ["p"], {"q": 5})
+    ...      .op("c", ["q"], {"r": 5}).op("d", ["p", "r"], {"z": 1}).output("z").build())
+    >>> sub = relaxed_problem(Problem(g, 16), ["b", "c"])
+    >>> sub.graph.inputs, sub.graph.outputs
+    (['p'], ['r'])
+    """
+    g = problem.graph
+    chosen = set(ops)
+    tracked = set(g.tracked(problem.setting))
+    sizes: dict[str, int] = {}
+    inputs: list[str] = []
+    outputs: list[str] = []
+    operators = []
+    for v in g.file_order:
+        if v not in chosen:
+            continue
+        op = g.operators[v]
+        ins = tuple(t for t in op.inputs if t in tracked)
+        operators.append(Operator(v, op.op_type, ins, op.outputs))
+        for t in ins:
+            sizes[t] = g.tensors[t].size
+            if g.tensors[t].producer not in chosen:
+                inputs.append(t)
+        for t in op.outputs:
+            sizes[t] = g.tensors[t].size
+            tensor = g.tensors[t]
+            if tensor.kind is TensorKind.OUTPUT or any(c not in chosen for c in tensor.consumers):
+                outputs.append(t)
+    sub = Graph(f"{g.name}-relaxed", operators, sizes, inputs=inputs, outputs=outputs)
+    cap = problem.budget if budget is None else budget
+    return Problem(sub, cap, Setting.ACTIVATIONS, problem.alignment)
+
+
+def chunk_bound(
+    problem: Problem,
+    order: Sequence[str],
+    windows: Sequence[tuple[int, int]],
+    *,
+    time_limit: float = 30.0,
+    seed: int = 0,
+) -> tuple[int, dict]:
+    """A lower bound from exact solves of windows of ``order`` (see
+    :func:`relaxed_problem`), with the tensors that live through a window.
+
+    *Pass-through tensors.* Let ``PT`` be tracked tensors no operator of window ``H``
+    touches but that are must-live (see :func:`spill_bound`) at every operator of ``H``
+    (at most the three costliest are used). In any plan, let ``Y`` be those of ``PT`` that
+    are not resident at some operator of ``H``: they cost at least ``c(Y)``, and the others
+    are resident at every step of ``H``, so the plan restricted to ``H`` fits in
+    ``S - size(PT - Y)`` and costs at least the relaxed optimum at that budget. So the
+    window's traffic (on its own tensors and ``PT``) is at least
+    ``min over Y of c(Y) + OPT(H, S - size(PT - Y))`` (an impossible budget excludes that
+    ``Y``).
+
+    Each window ``[a, b)`` is solved by CP-SAT (order free, addresses included) within its
+    share of ``time_limit``, in the order given; a stopped solve contributes its proven
+    bound. The result is the largest total over windows that pairwise share no tensor
+    (their own or pass-through; a small set-packing MILP, its answer checked).
+
+    >>> from cosma.graph import GraphBuilder
+    >>> g = (GraphBuilder().input("x", 1).op("a", ["x"], {"p": 10}).op("b", ["p"], {"q": 5})
+    ...      .op("c", ["q"], {"r": 5}).op("d", ["p", "r"], {"z": 1}).output("z").build())
+    >>> chunk_bound(Problem(g, 16), ["a", "b", "c", "d"], [(0, 4)], time_limit=10)[0]
+    20
+    >>> chunk_bound(Problem(g, 16), ["a", "b", "c", "d"], [(2, 3)], time_limit=10)[0]
+    20
+    """
+    from itertools import combinations
+
+    from cosma.solvers.cpsat import cpsat
+
+    t0 = time.perf_counter()
+    g = problem.graph
+    ranked = list(dict.fromkeys(windows))
+    _, idx, both, cost = _must_live(problem)
+    asize = {t: aligned(g.tensors[t].size, problem.alignment) for t in both}
+    touched: dict[tuple[int, int], set[str]] = {}
+    found: dict[tuple[int, int], int] = {}
+    for k, (a, b) in enumerate(ranked):
+        left = time_limit - (time.perf_counter() - t0)
+        if left < 0.5:
+            break
+        ops = order[a:b]
+        own = {t for v in ops for t in (*g.operators[v].inputs, *g.operators[v].outputs)}
+        mask = 0
+        for v in ops:
+            mask |= 1 << idx[v]
+        through = sorted(
+            (t for t, m in both.items() if m & mask == mask and t not in own),
+            key=lambda t: (-cost[t], t),
+        )[:3]
+        until = time.perf_counter() + min(left, 2 * max(0.5, left / (len(ranked) - k)))
+        best: float | None = None
+        cases = [set(c) for r in range(len(through) + 1) for c in combinations(through, r)]
+        for y in sorted(cases, key=lambda y: sum(cost[t] for t in y)):
+            paid = sum(cost[t] for t in y)
+            if best is not None and paid >= best:
+                continue
+            cap = problem.budget - sum(asize[t] for t in through if t not in y)
+            rest = until - time.perf_counter()
+            if rest < 0.2:
+                best = None  # not every case was bounded: no bound from this window
+                break
+            plan = cpsat(
+                relaxed_problem(problem, ops, budget=cap), time_limit=rest, threads=1, seed=seed
+            )
+            if plan.status is Status.INFEASIBLE:
+                continue  # this Y cannot happen
+            value = paid + (plan.lower_bound or 0)
+            best = value if best is None else min(best, value)
+        if best:
+            found[a, b] = int(best)
+            touched[a, b] = own | set(through)
+    stats = {"bound_windows": len(ranked), "bound_windows_proven": len(found)}
+    if not found:
+        return 0, stats
+    keys = sorted(found)
+    prob = pulp.LpProblem("chunk_packing", pulp.LpMaximize)
+    pick = {w: _var(prob, f"c{i}", cat=pulp.LpBinary) for i, w in enumerate(keys)}
+    prob += pulp.lpSum(found[w] * pick[w] for w in keys)
+    for i, u in enumerate(keys):
+        for w in keys[i + 1 :]:
+            if touched[u] & touched[w]:
+                prob += pick[u] + pick[w] <= 1
+    out = backends.backend(_default_solver()).solve(prob, time_limit=10.0, integral_gap=0.0)
+    chosen = [w for w in keys if out.values.get(pick[w].name, 0) > 0.5]
+    # Only a real packing counts (checked here, not taken from the solver).
+    total = 0
+    if not any(touched[u] & touched[w] for i, u in enumerate(chosen) for w in chosen[i + 1 :]):
+        total = sum(found[w] for w in chosen)
+    total = max(total, max(found.values()))
+    stats["chunk_bound"] = total
+    return total, stats
+
+
+def _var(prob: pulp.LpProblem, name: str, **kw) -> pulp.LpVariable:
+    """A variable of ``prob`` (PuLP >= 3.3 attaches it to the model; older ones cannot)."""
+    if hasattr(prob, "add_variable"):
+        return prob.add_variable(name, **kw)
+    return pulp.LpVariable(name, **kw)
+
+
+def _default_solver() -> str:
+    return "highs" if backends.backend("highs").available() else "cbc"
+
+
+# --- cuts -----------------------------------------------------------------------------------
+
+
+def crossing_bytes(problem: Problem, order: Sequence[str]) -> list[int]:
+    """Bytes live across each cut of ``order``: entry ``i`` is what was made (or first read)
+    before step ``i`` and is read at step ``i`` or later (entry 0 is 0)."""
+    g = problem.graph
+    pos = {v: i for i, v in enumerate(order)}
+    n = len(order)
+    delta = [0] * (n + 2)
+    for t in g.tracked(problem.setting):
+        tensor = g.tensors[t]
+        uses = [pos[c] for c in tensor.consumers]
+        if not uses:
+            continue
+        first = pos[tensor.producer] if tensor.producer is not None else min(uses)
+        last = max(uses)
+        if last > first:  # live across cuts first+1 .. last
+            sz = aligned(tensor.size, problem.alignment)
+            delta[first + 1] += sz
+            delta[last + 1] -= sz
+    out, cur = [], 0
+    for i in range(n):
+        cur += delta[i]
+        out.append(cur)
+    return out
+
+
+def choose_cuts(problem: Problem, order: Sequence[str], piece_ops: int) -> list[int]:
+    """Cut positions (``0 = c_0 < c_1 < ... < c_k = n``): near every ``piece_ops`` steps, at
+    the cut with the fewest bytes live across within a quarter piece of the target."""
+    n = len(order)
+    if n <= piece_ops:
+        return [0, n]
+    cross = crossing_bytes(problem, order)
+    pieces = max(1, round(n / piece_ops))
+    cuts = [0]
+    for k in range(1, pieces):
+        target = round(k * n / pieces)
+        slack = max(1, piece_ops // 4)
+        lo, hi = max(cuts[-1] + 2, target - slack), min(n - 2, target + slack)
+        if lo > hi:
+            continue
+        cuts.append(min(range(lo, hi + 1), key=lambda i: (cross[i], abs(i - target))))
+    cuts.append(n)
+    return cuts
+
+
+# --- the method -----------------------------------------------------------------------------
+
+
+@dataclass
+class _Search:
+    """The state of one run: the incumbent, the bound, the clock, counters."""
+
+    problem: Problem
+    sol: Solution
+    bound: int
+    deadline: float
+    t0: float
+    solver: str
+    threads: int
+    seed: int
+    callback: Progress | None
+    tried: int = 0
+    accepted: int = 0
+    phase: str = "start"
+    kept: Solution | None = None
+
+    def left(self) -> float:
+        return self.deadline - time.perf_counter()
+
+    def done(self) -> bool:
+        return self.left() < 1.0 or self.sol.cost <= self.bound
+
+    def report(self, piece: int, pieces: int) -> None:
+        sol = self.sol
+        if self.kept is not None and self.kept.cost <= sol.cost:
+            sol = self.kept  # another order is being tried: the incumbent is the kept one
+        lower = min(self.bound, sol.cost)
+        # Through cosma.progress (logged, and to the callback the caller installed), with
+        # the phase and which piece of how many.
+        report(
+            "dnc",
+            seconds=time.perf_counter() - self.t0,
+            objective=sol.cost,
+            bound=lower,
+            phase=self.phase,
+            callback=self.callback,
+            piece=piece,
+            pieces=pieces,
+        )
+
+    def sweep(
+        self, windows: Sequence[tuple[int, int]], *, joint: bool, limit: float, until: float
+    ) -> bool:
+        """Re-solve each window in turn; True if the incumbent improved."""
+        improved = False
+        for k, (a, b) in enumerate(windows, 1):
+            if self.done() or time.perf_counter() > until:
+                break
+            if b - a < 2 or _window_cost(self.problem, self.sol, a, b) == 0:
+                continue
+            self.tried += 1
+            new = _improve(self, a, b, joint=joint, limit=min(limit, until - time.perf_counter()))
+            if new is not None:
+                self.sol, improved = new, True
+                self.accepted += 1
+                self.report(k, len(windows))
+        return improved
+
+
+def dnc(
+    problem: Problem,
+    *,
+    time_limit: float | Deadline | None = 120.0,
+    solver: str | None = None,
+    threads: int = 1,
+    seed: int = 0,
+    piece_ops: int = 120,
+    window_ops: int = 16,
+    bound_ops: int = 32,
+) -> Plan:
+    """Divide and conquer: the best baseline, improved piece by piece with exact solves and
+    then by re-solving windows across the cuts until ``time_limit`` (wall clock, the whole
+    call: seconds, or a shared :class:`~cosma.deadline.Deadline`; None means 120 s).
+
+    - every order of the protocol's baselines (minimum-peak, file) is cut into pieces of
+      about ``piece_ops`` operators, each re-solved exactly for its order with the boundary
+      state carried in, then windows straddling the cuts likewise;
+    - the best result is improved by windows of about ``window_ops`` operators whose order
+      is left free (joint schedule and replacement), across the whole order, until the
+      time limit.
+
+    Progress goes through :mod:`cosma.progress` (engine ``dnc``, with ``piece`` and
+    ``pieces``) each time the incumbent or the bound improves; the engines it runs on pieces
+    and windows report nothing (their figures are the windows', not the whole graph's).
+
+    >>> from cosma.graph import GraphBuilder
+    >>> g = (GraphBuilder().input("x", 1).op("a", ["x"], {"p": 10}).op("b", ["p"], {"q": 5})
+    ...      .op("c", ["q"], {"r": 5}).op("d", ["p", "r"], {"z": 1}).output("z").build())
+    >>> plan = dnc(Problem(g, 16), time_limit=10)
+    >>> plan.status.value, plan.objective, plan.lower_bound
+    ('optimal', 20, 20)
+    """
+    remaining = Deadline.of(time_limit).remaining()
+    time_limit = 120.0 if math.isinf(remaining) else remaining
+    t0 = time.perf_counter()
+    deadline = t0 + time_limit
+    name = solver or _default_solver()
+    backends.backend(name)  # an unknown solver name fails here, before any work
+    options = {
+        "time_limit": time_limit,
+        "solver": name,
+        "threads": threads,
+        "seed": seed,
+        "piece_ops": piece_ops,
+        "window_ops": window_ops,
+        "bound_ops": bound_ops,
+    }
+    plan = problem.new_plan("dnc", solver=name, options=options)
+    why = problem.shortfall()
+    if why:
+        plan.status, plan.reason = Status.INFEASIBLE, why
+        plan.solve_time = time.perf_counter() - t0
+        return plan
+
+    listener = current()
+    with reporting(_quiet):  # the engines run on windows report nothing of their own
+        return _search(
+            problem,
+            plan,
+            options,
+            t0,
+            deadline,
+            time_limit,
+            (name, threads, seed),
+            (piece_ops, window_ops, bound_ops),
+            listener,
+        )
+
+
+def _search(
+    problem: Problem,
+    plan: Plan,
+    options: dict,
+    t0: float,
+    deadline: float,
+    time_limit: float,
+    engine: tuple[str, int, int],
+    sizes: tuple[int, int, int],
+    listener: Progress | None,
+) -> Plan:
+    """The phases of :func:`dnc` after the checks."""
+    name, threads, seed = engine
+    piece_ops, window_ops, bound_ops = sizes
+    g = problem.graph
+
+    def left() -> float:
+        return deadline - time.perf_counter()
+
+    # 1. The protocol's baselines, as long as time allows (each order computed once).
+    starts = _baselines(problem, time_limit, left)
+    if not starts:
+        plan.reason = "time limit reached before any baseline finished"
+        plan.solve_time = time.perf_counter() - t0
+        return plan
+    best = min(starts, key=lambda p: p.objective)
+    bound, bound_stats = spill_bound(
+        problem, time_limit=max(0.5, min(10.0, 0.1 * time_limit, left() / 4)), solver=name
+    )
+    stats: dict = {"baseline": best.objective, "baseline_method": best.method, **bound_stats}
+
+    def solution(p: Plan) -> Solution:
+        blocks = blocks_of(problem, p)
+        return Solution(list(p.order), blocks, cost_of(problem, p.order, blocks))
+
+    run = _Search(problem, solution(best), bound, deadline, t0, name, threads, seed, listener)
+    run.report(0, 0)
+    n = g.num_operators
+    # 2. Each baseline's order in pieces, exactly for that order; the best one goes on.
+    phase_end = t0 + 0.5 * time_limit
+    cut_log: dict[str, list[int]] = {}
+    for p in sorted(starts, key=lambda p: p.objective):
+        if run.done() or time.perf_counter() > phase_end:
+            break
+        own = solution(p)
+        if own.cost == 0:
+            continue
+        keep, run.sol = run.sol, own
+        run.kept = keep
+        run.phase = f"pieces of {p.method.split('-')[0]} order"
+        cuts = choose_cuts(problem, own.order, piece_ops)
+        cut_log[p.method] = cuts[1:-1]
+        pieces = list(itertools.pairwise(cuts))
+        share = max(2.0, (phase_end - time.perf_counter()) / max(1, len(pieces)))
+        run.sweep(pieces, joint=False, limit=2 * share, until=phase_end)
+        half = piece_ops // 2
+        across = [(max(0, c - half), min(n, c + half)) for c in cuts[1:-1]]
+        run.sweep(across, joint=False, limit=2 * share, until=phase_end)
+        if keep.cost <= run.sol.cost:
+            run.sol = keep
+        run.kept = None
+    stats["cuts"] = cut_log
+    # 3. A bound from exact solves of relaxed windows: around the incumbent's spills, then
+    #    chunks of the order where it has traffic.
+    if not run.done():
+        sol = run.sol
+        cuts = choose_cuts(problem, sol.order, bound_ops)
+        chunks = [w for w in itertools.pairwise(cuts) if _window_cost(problem, sol, *w) > 0]
+        candidates = [
+            *_spill_windows(problem, sol, 2, max_ops=bound_ops),
+            *_spill_windows(problem, sol, 6, max_ops=2 * bound_ops),
+            *chunks,
+        ]
+        chunk, chunk_stats = chunk_bound(
+            problem,
+            sol.order,
+            candidates,
+            time_limit=min(0.25 * time_limit, run.left() - 1.0),
+            seed=seed,
+        )
+        stats |= chunk_stats
+        if chunk > run.bound:
+            run.bound = chunk
+            run.phase = "bound from relaxed windows"
+            run.report(0, 0)
+    # 4. Joint windows (order free inside) until the time limit: first around each spill
+    #    (from the eviction to the reload, with a margin), then sweeps of growing windows.
+    rng = random.Random(seed)
+    span = max(4, window_ops)
+    run.phase = "joint windows"
+    rounds = 0
+    margin = 4
+    while not run.done():
+        rounds += 1
+        hot = _spill_windows(problem, run.sol, margin, max_ops=max(span, 4 * window_ops), snap=True)
+        if hot and margin <= 4 * window_ops:
+            run.phase = f"joint windows around spills (margin {margin})"
+            run.sweep(
+                hot, joint=True, limit=max(3.0, 0.25 * max(b - a for a, b in hot)), until=deadline
+            )
+            margin *= 2
+            continue
+        run.phase = f"joint windows of {span} operators"
+        step = max(1, span // 2)
+        offset = 0 if rounds == 1 else rng.randrange(step)
+        windows = [(a, min(n, a + span)) for a in range(offset, max(1, n - step), step)]
+        if not run.sweep(windows, joint=True, limit=max(2.0, span / 4), until=deadline):
+            if span >= n:
+                break
+            span = min(n, int(span * 1.5) + 1)
+        margin = 4
+    stats |= {"windows_tried": run.tried, "windows_accepted": run.accepted, "rounds": rounds}
+    result = to_plan(problem, run.sol, "dnc", options)
+    result.lower_bound = min(run.bound, result.objective)
+    result.status = Status.OPTIMAL if result.objective <= run.bound else Status.FEASIBLE
+    result.stats = stats
+    result.solve_time = time.perf_counter() - t0
+    return result
+
+
+def _baselines(problem: Problem, time_limit: float, left: Callable[[], float]) -> list[Plan]:
+    """For each starting order, the better of its baselines (arena allocator, Belady or
+    greedy replacement): the protocol's orders (file, minimum-peak) first, then the greedy
+    list schedule and reverse post-order as extra starts. Orders are computed once; later
+    ones are skipped when time is short."""
+    from cosma.schedule import rpo_order
+    from cosma.solvers.baselines import make_order
+
+    out: list[Plan] = []
+    names = [*dict.fromkeys(o for o, _, _ in PROTOCOL), "greedy", "rpo"]
+    for o in names:
+        if out and left() < 0.6 * time_limit:
+            break
+        if o == "rpo":
+            seq = rpo_order(problem.graph)
+        else:
+            seq = make_order(problem, o, time_limit=max(1.0, min(30.0, 0.25 * time_limit)))
+        mine = []
+        for rep in ("belady", "greedy"):
+            p = baseline(problem, order=seq, allocator="arena", replacement=rep)
+            p.method = f"{o}-arena-{rep}"
+            if p.status.has_plan:
+                mine.append(p)
+        if mine:
+            out.append(min(mine, key=lambda p: p.objective))
+    return out
+
+
+def _spill_windows(
+    problem: Problem, sol: Solution, margin: int, *, max_ops: int, snap: bool = False
+) -> list[tuple[int, int]]:
+    """Windows around each reload, from the step the tensor left to the step it came back,
+    widened by ``margin`` (with ``snap``, to the cut within ``margin`` where the fewest
+    bytes cross) and at most ``max_ops`` long; costliest first."""
+    g = problem.graph
+    n = len(sol.order)
+    cross = [*crossing_bytes(problem, sol.order), 0] if snap else None
+
+    def widen(x: int, y: int) -> tuple[int, int]:
+        a, b = max(0, x - margin), min(n, y + margin)
+        if cross is not None:
+            a = min(range(a, x + 1), key=lambda i: (cross[i], x - i))
+            b = min(range(y, b + 1), key=lambda i: (cross[i], i - y))
+        return a, b
+
+    by: dict[str, list[Residency]] = {}
+    for r in sol.blocks:
+        by.setdefault(r.tensor, []).append(r)
+    found: dict[tuple[int, int], int] = {}
+    for t, rs in by.items():
+        rs.sort(key=lambda r: r.start)
+        for prev, r in itertools.pairwise(rs):
+            a, b = widen(prev.end, r.start + 1)
+            # Too long: the two ends separately.
+            ends = [(a, a + max_ops), (b - max_ops, b)] if b - a > max_ops else [(a, b)]
+            for w in ends:
+                found[w] = found.get(w, 0) + g.tensors[t].size
+    return sorted(found, key=lambda w: (-found[w], w))
+
+
+def _window_cost(problem: Problem, sol: Solution, a: int, b: int) -> int:
+    """Bytes loaded by blocks that start inside steps ``[a, b)`` (0: nothing to gain)."""
+    g = problem.graph
+    total = 0
+    for r in sol.blocks:
+        if a <= r.start < b:
+            p = g.tensors[r.tensor].producer
+            if p is None or sol.order[r.start] != p:
+                total += g.tensors[r.tensor].size
+    return total
+
+
+def _improve(run: _Search, a: int, b: int, *, joint: bool, limit: float) -> Solution | None:
+    """Re-solve window ``[a, b)`` of the incumbent exactly (order free inside when
+    ``joint``); the stitched solution if it is cheaper."""
+    from cosma.solvers.cpsat import cpsat
+    from cosma.solvers.milp import milp
+
+    problem, sol = run.problem, run.sol
+    win = window_problem(problem, sol, a, b)
+    limit = max(0.5, min(limit, run.left() - 0.5))
+    try:
+        if joint:  # CP-SAT proves small joint windows far faster than the MILP's LP bound
+            sub = cpsat(win.problem, time_limit=limit, threads=run.threads, seed=run.seed)
+        else:
+            sub = milp(
+                win.problem,
+                solver=run.solver,
+                order=[PRE, *win.ops, POST],
+                time_limit=limit,
+                threads=run.threads,
+                seed=run.seed,
+            )
+    except CosmaError as e:  # a solver failure on one window is not fatal
+        log.warning("dnc: window [%d, %d) failed: %s", a, b, e)
+        return None
+    if not sub.status.has_plan:
+        return None
+    new = stitch(
+        problem, sol, win, sub, time_limit=min(2.0, max(0.1, run.left() - 0.3)), seed=run.seed
+    )
+    if new is None or new.cost >= sol.cost:
+        return None
+    return new
