@@ -8,8 +8,8 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from cosma import bench
-from cosma.cli import cli
+from cosma.app import bench
+from cosma.app.cli import cli
 
 # The limit covers the whole call; generous so a loaded machine still proves the optimum.
 SMALL = dict(budgets=["M_R", "M_Pp"], methods=["file-arena-greedy", "milp:cbc"], time_limit=120)

@@ -9,7 +9,7 @@ import pytest
 from cases import skip
 from click.testing import CliRunner
 
-from cosma.cli import cli
+from cosma.app.cli import cli
 from cosma.graph import GraphBuilder
 from cosma.memory import min_required
 from cosma.problem import Problem

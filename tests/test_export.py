@@ -123,7 +123,7 @@ def test_export_refuses_a_plan_without_steps():
 def test_cli_plan_replay_export(tmp_path):
     from click.testing import CliRunner
 
-    from cosma.cli import cli
+    from cosma.app.cli import cli
 
     plan_file = tmp_path / "p.json"
     runner = CliRunner()

@@ -16,7 +16,7 @@ import pytest
 from cases import skip
 from click.testing import CliRunner
 
-from cosma.cli import cli
+from cosma.app.cli import cli
 from cosma.errors import ModelTooLargeError, UsageError
 from cosma.graph import GraphBuilder
 from cosma.problem import Problem

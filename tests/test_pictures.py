@@ -126,7 +126,7 @@ def test_cli_show_and_inspect_plot(tmp_path):
 
     from click.testing import CliRunner
 
-    from cosma.cli import cli
+    from cosma.app.cli import cli
 
     runner = CliRunner()
     plan_file = tmp_path / "p.json"
