@@ -16,6 +16,7 @@ smallest peak not yet ruled out as its proven bound.
 from __future__ import annotations
 
 import heapq
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -138,16 +139,24 @@ def _downset_search(
     incumbent: int,
     deadline: Deadline,
     max_states: int,
+    chain: Sequence[int] = (),
 ) -> _SearchResult:
     """Bottleneck Dijkstra over downsets from ``done0`` to ``done0 | window``.
 
     Minimises the largest live-byte count of the steps inside the window, floored at
     ``floor`` (a peak at or below it is as good as the floor). Only orders strictly below
     ``incumbent`` are looked for; if none exists the search is complete with
-    ``bound == incumbent``.
+    ``bound == incumbent``. ``chain`` lists operators of the window that must also keep
+    this relative order (the others move freely among them).
     """
     pm = lv.pred_mask
     succs = lv.succs
+    if chain:
+        pm, succs = list(pm), list(succs)
+        for u, v in itertools.pairwise(chain):
+            pm[v] |= 1 << u
+            if v not in succs[u]:
+                succs[u] = (*succs[u], v)
     target = done0 | window
     ready0 = tuple(v for v in _bits(window) if not (pm[v] & ~done0))
     best: dict[int, int] = {done0: floor}
@@ -268,60 +277,127 @@ def _improve(
     window_states: int = 20_000,
     max_half_width: int = 64,
 ) -> tuple[list[int], int]:
-    """Large-neighbourhood search on the peak: re-order exactly (downset search) a window of
-    consecutive steps around a step at the peak, so that every step of the window ends
-    below the peak; widen the window while the exact search proves no such order exists.
-    Operators before and after the window keep their places, so only the window's steps
-    change. Stops when some peak step cannot be lowered. Returns the order and its peak."""
+    """Large-neighbourhood search on the peak. For a step at the peak, re-order exactly
+    (downset search) either a window of consecutive steps around it, widened while the
+    search proves nothing below the peak exists there, or a *move*: a few short chains of
+    operators (those making the tensors live across the peak, and those reading them) take
+    new places anywhere in a stretch of the order while the rest of the stretch keeps its
+    relative order. Every accepted change leaves the window's steps below the peak and the
+    other steps as they were. Stops when some peak step cannot be lowered. Returns the
+    order and its peak."""
     order = list(order)
-    n = len(order)
-    states = 0
     while not deadline.expired():
         prof = lv.profile(order)
         top = max(prof)
         if top <= floor:
             break
-        lowered = False
-        for i in (k for k in range(n) if prof[k] == top):
-            if prof[i] < top:  # an earlier window already lowered this step
-                continue
-            w = 4
-            while w <= max_half_width and not deadline.expired():
-                done_any = False
-                for a, b in ((i - w, i + w + 1), (i - 2 * w, i + 1), (i, i + 2 * w + 1)):
-                    a, b = max(0, a), min(n, b)
-                    window = 0
-                    for v in order[a:b]:
-                        window |= 1 << v
-                    done0 = 0
-                    for v in order[:a]:
-                        done0 |= 1 << v
-                    outside = [x for x in prof[:a] + prof[b:] if x < top]
-                    r = _downset_search(
-                        lv,
-                        done0,
-                        lv.resident(done0),
-                        window,
-                        floor=max([floor, *outside]),
-                        incumbent=top,
-                        deadline=deadline,
-                        max_states=window_states,
-                    )
-                    states += r.states
-                    if r.order is not None:
-                        order[a:b] = r.order
-                        prof = lv.profile(order)
-                        lowered = done_any = True
-                        break
-                if done_any or b - a >= n:
-                    break
-                w *= 2
-            if not lowered or prof[i] >= top:
-                # This peak step resisted every window: a local optimum for this search.
-                return order, top
-        if not lowered:
-            break
+        i = prof.index(top)
+        new = _lower_step(lv, order, prof, i, floor, deadline, window_states, max_half_width)
+        if new is None:
+            break  # a local optimum for these neighbourhoods
+        order = new
     return order, max(lv.profile(order))
+
+
+def _lower_step(
+    lv: Liveness,
+    order: list[int],
+    prof: list[int],
+    i: int,
+    floor: int,
+    deadline: Deadline,
+    window_states: int,
+    max_half_width: int,
+) -> list[int] | None:
+    """An order with step ``i`` (at the peak) and its neighbourhood below the peak, or None."""
+    n = len(order)
+    top = prof[i]
+
+    def attempt(a: int, b: int, movers: set[int] | None = None) -> list[int] | None:
+        window = 0
+        for v in order[a:b]:
+            window |= 1 << v
+        done0 = 0
+        for v in order[:a]:
+            done0 |= 1 << v
+        outside = [x for x in prof[:a] + prof[b:] if x < top]
+        chain = [] if movers is None else [v for v in order[a:b] if v not in movers]
+        r = _downset_search(
+            lv,
+            done0,
+            lv.resident(done0),
+            window,
+            floor=max([floor, *outside]),
+            incumbent=top,
+            deadline=deadline,
+            max_states=window_states,
+            chain=chain,
+        )
+        if r.order is None:
+            return None
+        return order[:a] + r.order + order[b:]
+
+    w = 4
+    while w <= max_half_width and not deadline.expired():
+        for a, b in ((i - w, i + w + 1), (i - 2 * w, i + 1), (i, i + 2 * w + 1)):
+            found = attempt(max(0, a), min(n, b))
+            if found is not None:
+                return found
+        if 2 * w + 1 >= n:
+            break
+        w *= 2
+
+    # Moves: chains that make or read the tensors live across step i.
+    pos = {v: k for k, v in enumerate(order)}
+    iv = lv.intervals(order)
+    here = set(lv.reads[order[i]]) | set(lv.writes[order[i]])
+    across = sorted(
+        (t for t, (s, e) in enumerate(iv) if s < i < e and t not in here),
+        key=lambda t: (-lv.size[t] * (iv[t][1] - iv[t][0]), t),
+    )
+    groups = []
+    for t in across[:8]:
+        if lv.producer[t] >= 0:
+            groups.append(_private_up(lv, lv.producer[t]))
+        last = max(lv.consumers[t], key=pos.__getitem__)
+        groups.append(_private_down(lv, last))
+    tried: set[frozenset[int]] = set()
+    for k in (1, 2, 3, 4, 6):
+        for start in range(len(groups)):
+            if deadline.expired():
+                return None
+            movers = set().union(*groups[start : start + k])
+            key = frozenset(movers)
+            if key in tried:
+                continue
+            tried.add(key)
+            span = [pos[v] for v in movers]
+            for v in movers:
+                span += [pos[u] for u in lv.succs[v] if u not in movers]
+                span += [pos[u] for u in lv.preds[v] if u not in movers]
+            a, b = min([i, *span]), max([i, *span]) + 1
+            found = attempt(a, b, movers)
+            if found is not None:
+                return found
+    return None
+
+
+def _private_up(lv: Liveness, v: int, limit: int = 8) -> set[int]:
+    """``v`` and the chain above it of operators that feed only the next one."""
+    out = {v}
+    while len(out) < limit and len(lv.preds[v]) == 1 and len(lv.succs[lv.preds[v][0]]) == 1:
+        v = lv.preds[v][0]
+        out.add(v)
+    return out
+
+
+def _private_down(lv: Liveness, v: int, limit: int = 8) -> set[int]:
+    """``v`` and the chain below it of operators that only the previous one feeds."""
+    out = {v}
+    while len(out) < limit and len(lv.succs[v]) == 1 and len(lv.preds[lv.succs[v][0]]) == 1:
+        v = lv.succs[v][0]
+        out.add(v)
+    return out
 
 
 def _induced(lv: Liveness, ops: Sequence[int]) -> Graph:
@@ -407,7 +483,8 @@ def min_peak_order(
     reverse post-order are always tried). ``time_limit`` (seconds, or a shared
     :class:`~cosma.deadline.Deadline`) is a wall-clock deadline for the whole call.
     ``optimal`` is True only when the peak is proven minimal; otherwise ``lower_bound`` is
-    a proven bound below it.
+    a proven bound below it. ``max_states`` caps the exact search (further capped so its
+    memory stays within a few hundred megabytes).
 
     >>> from cosma.graph import GraphBuilder
     >>> g = (GraphBuilder().input("x", 1).op("a", ["x"], {"p": 10}).op("b", ["x"], {"q": 20})
@@ -452,10 +529,10 @@ def min_peak_order(
             deadline.elapsed(),
         )
 
-    def exact(states: int) -> _SearchResult:
+    def exact(states: int, limit: Deadline) -> _SearchResult:
         nonlocal best_order, best_peak, total_states
         r = _downset_search(
-            lv, 0, 0, lv.full, floor=lb, incumbent=best_peak, deadline=deadline, max_states=states
+            lv, 0, 0, lv.full, floor=lb, incumbent=best_peak, deadline=limit, max_states=states
         )
         total_states += r.states
         if r.order is not None:
@@ -464,26 +541,33 @@ def min_peak_order(
 
     if best_peak <= lb:
         return result(best_peak, "certified by must-live bound")
-    # A short exact attempt first: most graphs of a few hundred operators end here.
-    first = min(max_states, 50_000)
-    r = exact(first)
+    # Each state of the exact search keeps a set of n bits and a ready list: cap the
+    # states so the search stays within a few hundred megabytes on large graphs.
+    max_states = min(max_states, 300_000_000 // (lv.n // 8 + 600))
+    # The exact search first: the NAS networks of 500-900 operators end here within
+    # seconds. Beyond 1,000 operators it rarely finishes; the heuristic gets the time.
+    r = exact(max_states, deadline.sub(0.4 if lv.n <= 1000 else 0.1))
     if r.complete:
         return result(best_peak, "downset search (complete)")
     lb = max(lb, r.bound)
     note("downset search stopped", lb)
 
-    # Large graphs: a heuristic order, then a lower bound, then the exact search again.
-    share = deadline.sub(0.25)
-    for width in (4, 16, 64):
-        o = _beam(lv, width=width, floor=lb, deadline=share)
-        if o is None:
-            break
-        p = lv.peak(o)[0]
-        if p < best_peak:
-            best_order, best_peak = o, p
-    o, p = _improve(lv, best_order, floor=lb, deadline=deadline.sub(0.45))
+    # Large graphs: heuristic orders (the best start, then beam searches of growing width,
+    # each improved by the search around its peak), then a lower bound from sub-problems.
+    heuristic = deadline.sub(0.7)
+    o, p = _improve(lv, best_order, floor=lb, deadline=heuristic)
     if p < best_peak:
         best_order, best_peak = o, p
+    for width in (4, 16, 64, 256):
+        if best_peak <= lb or heuristic.expired():
+            break
+        o = _beam(lv, width=width, floor=lb, deadline=heuristic)
+        if o is None:
+            break
+        o, p = _improve(lv, o, floor=lb, deadline=heuristic)
+        if p < best_peak:
+            best_order, best_peak = o, p
+            note(f"heuristic order (beam {width})", lb)
     note("heuristic order", lb)
     if best_peak <= lb:
         return result(best_peak, "heuristic, certified by must-live bound")
@@ -492,14 +576,9 @@ def min_peak_order(
         best_order,
         lower=lb,
         incumbent=best_peak,
-        deadline=deadline.sub(0.5),
+        deadline=deadline,
         max_states=200_000,
     )
     if best_peak <= lb:
         return result(best_peak, "heuristic, certified by sub-problem bound")
-    if max_states > first:
-        r = exact(max_states - first)
-        if r.complete:
-            return result(best_peak, "downset search (complete)")
-        lb = max(lb, r.bound)
     return result(lb, "heuristic (beam + windows; stopped by limit)")
