@@ -5,7 +5,7 @@ and baselines.json.
     python benchmarks/baselines.py --setting activations+parameters --graphs zoo:resnet50
 
 Each plan is replayed by the simulator (cosma.solvers does so before returning; the traffic
-in the table is the replay's). Cases run through the shared runner (cosma.bench.run_cases);
+in the table is the replay's). Cases run through the shared runner (cosma.app.bench.run_cases);
 rows are appended to results/baselines.jsonl as they finish. Times are wall-clock on a
 shared machine: read ratios and
 medians, not single values.
@@ -24,7 +24,7 @@ from pathlib import Path
 
 import onnx
 
-from cosma import bench
+from cosma.app import bench
 from cosma.graphs import zoo
 from cosma.solvers import METHODS
 

@@ -6,7 +6,7 @@ element, activations setting), with CBC and HiGHS, joint (free order) and fixed 
     python benchmarks/milp.py --graphs resnet50 --solvers highs --modes joint
 
 Solver "cpsat" runs the CP-SAT engine on the same cases (issue 5's column).
-Cases run through the shared runner (cosma.bench.run_cases): rows are appended to
+Cases run through the shared runner (cosma.app.bench.run_cases): rows are appended to
 results/milp.jsonl as they finish; --executor dask --scheduler ADDRESS runs them on a cluster.
 
 Target (issue 7): every case proven optimal, median under 10 s, none over 120 s on this
@@ -23,7 +23,7 @@ import sys
 import time
 from pathlib import Path
 
-from cosma import bench
+from cosma.app import bench
 from cosma.graphs import zoo
 from cosma.solvers import BACKENDS
 

@@ -15,8 +15,8 @@ import json
 import sys
 from pathlib import Path
 
-from cosma import bench
-from cosma.cli import main
+from cosma.app import bench
+from cosma.app.cli import main
 
 RESULTS = Path(__file__).resolve().parent / "results" / "protocol.json"
 

@@ -1,5 +1,5 @@
 """``python -m cosma`` runs the command line."""
 
-from cosma.cli import main
+from cosma.app.cli import main
 
 main()

@@ -289,7 +289,7 @@ def sweep(
     >>> [(r["budget_name"], r["budget"], r["non_compulsory"], r["status"]) for r in rows]
     [('M_R', 16, 20, 'optimal'), ('M_H', 18, 20, 'optimal'), ('M_P', 20, 0, 'optimal')]
     """
-    from cosma import bench
+    from cosma.app import bench
 
     graph = load_model(model, element_bytes=element_bytes, input_shapes=input_shapes)
     given = list(budgets) if budgets else [start, stop]

@@ -12,7 +12,7 @@ Two generators of tiny problems, both deterministic in their seed:
   no-spill peak of its file order.
 
 :func:`judge` runs one method on one case and lists its false claims against the search.
-This module sits above the solvers (like :mod:`cosma.bench`); the search itself does not
+This module sits above the solvers (like :mod:`cosma.app.bench`); the search itself does not
 import them.
 
 >>> case = random_case(3)

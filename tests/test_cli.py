@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from helpers import light
 from onnx import TensorProto
 
-from cosma.cli import cli
+from cosma.app.cli import cli
 from cosma.graphs import shipped_model
 
 

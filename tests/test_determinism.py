@@ -6,10 +6,10 @@ from __future__ import annotations
 import json
 
 import pytest
+from cases import skip
 from click.testing import CliRunner
-from helpers import skip
 
-from cosma.cli import cli
+from cosma.app.cli import cli
 from cosma.graph import GraphBuilder
 from cosma.memory import min_required
 from cosma.problem import Problem

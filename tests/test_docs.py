@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def _modules() -> list[str]:
     names = ["cosma"]
-    for pkg in ("cosma", "cosma.graphs", "cosma.solvers"):
+    for pkg in ("cosma", "cosma.graphs", "cosma.solvers", "cosma.app"):
         mod = importlib.import_module(pkg)
         names += [
             f"{pkg}.{m.name}" for m in pkgutil.iter_modules(mod.__path__) if m.name != "__main__"

@@ -8,8 +8,8 @@ import shutil
 import subprocess
 
 import pytest
+from cases import plan_for, skip, skip_spill_plan
 from helpers import light
-from test_simulator import plan_for, skip, skip_spill_plan
 
 import cosma
 from cosma.export import c_header, dma_json
@@ -123,7 +123,7 @@ def test_export_refuses_a_plan_without_steps():
 def test_cli_plan_replay_export(tmp_path):
     from click.testing import CliRunner
 
-    from cosma.cli import cli
+    from cosma.app.cli import cli
 
     plan_file = tmp_path / "p.json"
     runner = CliRunner()

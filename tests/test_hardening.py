@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from onnx import TensorProto
 
 from cosma import from_networkx
-from cosma.cli import cli
+from cosma.app.cli import cli
 from cosma.errors import CosmaError, GraphValidationError, UsageError
 from cosma.graphs import load_onnx, shipped_model
 from cosma.plan import Plan
@@ -133,7 +133,7 @@ def test_file_size_limit_leaves_the_old_plan_whole(tmp_path):
     before = out.read_text()
     code = (
         "import resource, sys; resource.setrlimit(resource.RLIMIT_FSIZE, (1000, 1000));"
-        "from cosma.cli import main; main(sys.argv[1:])"
+        "from cosma.app.cli import main; main(sys.argv[1:])"
     )
     p = subprocess.run(
         [

@@ -13,10 +13,10 @@ from __future__ import annotations
 import importlib
 
 import pytest
+from cases import skip
 from click.testing import CliRunner
-from helpers import skip
 
-from cosma.cli import cli
+from cosma.app.cli import cli
 from cosma.errors import ModelTooLargeError, UsageError
 from cosma.graph import GraphBuilder
 from cosma.problem import Problem

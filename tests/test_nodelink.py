@@ -8,7 +8,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from cosma.cli import cli
+from cosma.app.cli import cli
 from cosma.errors import ModelImportError
 from cosma.graphs import load_graph
 from cosma.graphs.nodelink import graph_from_nodelink, random_layered, save_nodelink

@@ -175,7 +175,7 @@ def test_simulator_checks_recompute_inputs_and_budget():
 def test_cli_objective_compute(tmp_path):
     from click.testing import CliRunner
 
-    from cosma.cli import cli
+    from cosma.app.cli import cli
 
     runner = CliRunner()
     r = runner.invoke(

@@ -6,10 +6,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from test_simulator import skip
+from cases import skip
 
 from cosma import UsageError
-from cosma.bench import Case, comparable, read_rows, run_cases
+from cosma.app.bench import Case, comparable, read_rows, run_cases
 
 
 def _cases():
@@ -73,7 +73,7 @@ def test_cli_sweep_csv_json_and_plot(tmp_path):
 
     from click.testing import CliRunner
 
-    from cosma.cli import cli
+    from cosma.app.cli import cli
 
     runner = CliRunner()
     csv_path, png = tmp_path / "rows.csv", tmp_path / "sweep.png"
@@ -133,7 +133,7 @@ def test_cli_sweep_csv_json_and_plot(tmp_path):
 def test_cli_bench_takes_byte_budgets(tmp_path):
     from click.testing import CliRunner
 
-    from cosma.cli import cli
+    from cosma.app.cli import cli
 
     out = tmp_path / "run"
     r = CliRunner().invoke(

@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from cosma import Setting, memory_figures
-from cosma.cli import cli
+from cosma.app.cli import cli
 from cosma.graphs import load_graph, zoo
 from cosma.graphs.nas import randwire_ws
 
