@@ -303,9 +303,6 @@ def _engine(ctx: exact.Context, progress: Progress | None) -> exact.EngineResult
     solver.parameters.max_time_in_seconds = 1e9 if left is None else max(0.05, 0.95 * left)
     solver.parameters.num_workers = ctx.threads
     solver.parameters.random_seed = ctx.seed
-    # With moves the slots constrain less, so proofs lean on the linear relaxation: the
-    # fuller one (level 2) proved resnet50 at M_Rp where level 1 stalled.
-    solver.parameters.linearization_level = 2
 
     emit = progress or progress_hook.current()  # CP-SAT calls back from its own thread
 

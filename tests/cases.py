@@ -1,4 +1,5 @@
-"""The case library: small graphs and ONNX models that several test files use.
+"""The case library: the small graphs, hand-written plans and ONNX models that several test
+files use, each with the facts derived by hand that tests check against.
 
 Test files import cases from here (and helpers from ``helpers``), never from each other.
 """
@@ -8,6 +9,147 @@ from __future__ import annotations
 import onnx
 import onnx.helper as h
 from onnx import TensorProto as T
+
+from cosma import GraphBuilder, Setting
+from cosma.plan import Plan, Status, Step, create, drop, load, store
+
+# --- small graphs ------------------------------------------------------------------------
+
+
+def chain(w: int | None = 7):
+    """x(10) -a-> y1(40) -b-> y2(20) -c-> z(5); b also reads parameter w (``w`` bytes; none
+    if None). Activations: footprints a = 50, b = 60, c = 25, so M_R = 60 at b, and the
+    chain fits at M_R with no spill (z reuses y1's block at c)."""
+    b = GraphBuilder("chain").input("x", 10)
+    if w is not None:
+        b = b.parameter("w", w)
+    return (
+        b.op("a", ["x"], {"y1": 40})
+        .op("b", ["y1", "w"] if w is not None else ["y1"], {"y2": 20})
+        .op("c", ["y2"], {"z": 5})
+        .output("z")
+        .build()
+    )
+
+
+def skip(p: int = 10):
+    """x(1) -a-> p(``p``) -b-> q(5) -c-> r(5); d reads p and r -> z(1). With p = 10:
+    M_R = 16 (at d). At c, q and r (10) leave 6 bytes of a 16-byte budget: p (10) must leave
+    and come back, stored 10 + reloaded 10 = 20 bytes at budget 16; no spill from 21 up."""
+    return (
+        GraphBuilder("skip")
+        .input("x", 1)
+        .op("a", ["x"], {"p": p})
+        .op("b", ["p"], {"q": 5})
+        .op("c", ["q"], {"r": 5})
+        .op("d", ["p", "r"], {"z": 1})
+        .output("z")
+        .build()
+    )
+
+
+def diamond():
+    """x(4) feeds a -> p(6) and b -> q(6); c joins them into z(4). Footprints 10, 10, 16.
+    Whatever the order, at the second of a/b: x, p, q = 16 <= 16; at c: p, q, z = 16."""
+    return (
+        GraphBuilder("diamond")
+        .input("x", 4)
+        .op("a", ["x"], {"p": 6})
+        .op("b", ["x"], {"q": 6})
+        .op("c", ["p", "q"], {"z": 4})
+        .output("z")
+        .build()
+    )
+
+
+def weighted_diamond():
+    """x(10) and parameter w(7) feed a -> ya(20); x feeds b -> yb(30); c joins -> z(5):
+    one tensor of every kind."""
+    return (
+        GraphBuilder("diamond")
+        .input("x", 10)
+        .parameter("w", 7)
+        .op("a", ["x", "w"], {"ya": 20})
+        .op("b", ["x"], {"yb": 30})
+        .op("c", ["ya", "yb"], {"z": 5})
+        .output("z")
+        .build()
+    )
+
+
+def fan_out():
+    """x(2) feeds a1, a2, a3 (each -> y_i of 3); j reads y1..y3 -> z(1). M_R = 10 (at j).
+    At the last a_i, x (2, its operand), its output (3) and the two earlier y's (6) are
+    all needed: 11 > 10, so one earlier y is stored and reloaded: 3 + 3 = 6 at budget 10."""
+    b = GraphBuilder("fan_out").input("x", 2)
+    for i in (1, 2, 3):
+        b.op(f"a{i}", ["x"], {f"y{i}": 3})
+    return b.op("j", ["y1", "y2", "y3"], {"z": 1}).output("z").build()
+
+
+def shared_weight():
+    """Parameter w(5) is read by a and by c. With parameters tracked: footprints a 2+5+3 =
+    10, b 3+3 = 6, c 3+5+1 = 9: M_Rp = 10. At b, y and y2 (6) plus w (5) = 11 > 10: w is
+    dropped and loaded again (host has it: no store): 5 at budget 10, 0 at 11."""
+    return (
+        GraphBuilder("shared_weight")
+        .input("x", 2)
+        .parameter("w", 5)
+        .op("a", ["x", "w"], {"y": 3})
+        .op("b", ["y"], {"y2": 3})
+        .op("c", ["y2", "w"], {"z": 1})
+        .output("z")
+        .build()
+    )
+
+
+A, P = Setting.ACTIVATIONS, Setting.ACTIVATIONS_PARAMETERS
+#: The conformance suite: (name, graph, budget, setting, least non-compulsory traffic),
+#: each optimum derived by hand in the graph's docstring (and checked against exhaustive
+#: search in test_milp).
+CASES = [
+    ("chain at M_R (exact fit)", lambda: chain(None), 60, A, 0),
+    ("diamond at M_R", diamond, 16, A, 0),
+    ("skip connection at M_R", skip, 16, A, 20),
+    ("skip connection with room", skip, 21, A, 0),
+    ("fan-out at M_R", fan_out, 10, A, 6),
+    ("fan-out with room", fan_out, 11, A, 0),
+    ("shared weight reloaded", shared_weight, 10, P, 5),
+    ("shared weight kept", shared_weight, 11, P, 0),
+]
+
+# --- hand-written plans --------------------------------------------------------------------
+
+
+def plan_for(g, steps, budget, setting=Setting.ACTIVATIONS, alignment=1):
+    """A plan for ``g`` made of hand-written ``steps``."""
+    return Plan(
+        g.name, g.identity(), budget, setting, alignment, "hand", Status.FEASIBLE, steps=steps
+    )
+
+
+def chain_plan():
+    """For chain() at budget 60: y1 at [0,40), x at [40,50); then y2 reuses x's place at
+    [40,60)."""
+    return [
+        Step("a", (load("x", 40), create("y1", 0)), (drop("x"),)),
+        Step("b", (create("y2", 40),), (drop("y1"),)),
+        Step("c", (create("z", 0),), (store("z"), drop("z"), drop("y2"))),
+    ]
+
+
+def skip_spill_plan():
+    """For skip() at budget 16: at c, q and r (10) leave no room for p (10): p is stored and
+    reloaded."""
+    return [
+        Step("a", (load("x", 0), create("p", 1)), (drop("x"),)),
+        Step("b", (create("q", 11),), ()),
+        Step("c", (store("p"), drop("p"), create("r", 0)), (drop("q"),)),
+        Step("d", (load("p", 5), create("z", 15)), (store("z"), drop("z"), drop("p"), drop("r"))),
+    ]
+
+
+# --- ONNX models ---------------------------------------------------------------------------
 
 
 def _ints(name: str, values: list[int]) -> onnx.TensorProto:

@@ -10,8 +10,17 @@ from schema import fast_validate
 
 from cosma.plan import Plan
 
+#: Light models cheap enough for onnx's reference evaluator in the default run; the other
+#: seven (10 s to 100 s each on a shared 2-core machine) run in the slow job.
+FAST_LIGHT = {"squeezenet", "shufflenet"}
 
-@pytest.fixture(params=LIGHT_MODELS, ids=lambda p: os.path.basename(p)[6:-5])
+
+def _light_param(path: str):
+    name = os.path.basename(path)[6:-5]
+    return pytest.param(path, id=name, marks=() if name in FAST_LIGHT else (pytest.mark.slow,))
+
+
+@pytest.fixture(params=[_light_param(p) for p in LIGHT_MODELS])
 def light_model(request) -> str:
     return request.param
 

@@ -6,9 +6,14 @@ import glob
 import os
 
 import onnx
+import pytest
+from cases import skip  # noqa: F401  (re-exported: the case library owns it)
 from hypothesis import strategies as st
 
 from cosma import Graph, GraphBuilder
+from cosma.plan import Status
+from cosma.simulator import replay
+from cosma.solvers import BACKENDS
 
 LIGHT_DIR = os.path.join(os.path.dirname(onnx.__file__), "backend", "test", "data", "light")
 LIGHT_MODELS = sorted(glob.glob(os.path.join(LIGHT_DIR, "*.onnx")))
@@ -51,24 +56,6 @@ def random_dags(draw, max_ops: int = 8, max_size: int = 20, params: bool = True)
             b.output(t)
     b.output(produced[-1])  # nothing reads the last tensor: make it an output
     return b.build()
-
-
-def skip():
-    """x(1) -a-> p(10) -b-> q(5) -c-> r(5); d reads p and r -> z(1). M_R = 16 (at d).
-    At c, q and r (10) leave 6 bytes of a 16-byte budget: p (10) must leave and come back,
-    stored 10 + reloaded 10 = 20 bytes at budget 16; no spill from 21 up."""
-    from cosma import GraphBuilder
-
-    return (
-        GraphBuilder("skip")
-        .input("x", 1)
-        .op("a", ["x"], {"p": 10})
-        .op("b", ["p"], {"q": 5})
-        .op("c", ["q"], {"r": 5})
-        .op("d", ["p", "r"], {"z": 1})
-        .output("z")
-        .build()
-    )
 
 
 def brute_force_traffic(graph, budget: int, setting=None) -> int | None:
@@ -201,3 +188,22 @@ def reference_peak(g, order, setting=None) -> int:
                 live += tensor.size
         peak = max(peak, live)
     return peak
+
+
+def check(g, plan, expected=None):
+    """The simulator is the oracle: the plan replays cleanly, its objective is the replayed
+    traffic (and ``expected`` if given), and an optimal plan meets its bound."""
+    r = replay(g, plan)
+    assert r.valid, r.violations
+    assert r.non_compulsory == plan.objective
+    if expected is not None:
+        assert plan.objective == expected
+    if plan.status is Status.OPTIMAL:
+        assert plan.lower_bound == plan.objective
+
+
+#: Every MILP backend, skipped with its reason where it is not installed.
+SOLVERS = [
+    pytest.param(name, marks=pytest.mark.skipif(not b.available(), reason=b.why_unavailable()))
+    for name, b in BACKENDS.items()
+]

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from cases import chain, skip
 from helpers import LIGHT_MODELS, random_dags
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_simulator import chain, skip
 
 from cosma import GraphBuilder, Setting
 from cosma.graphs import load_onnx
@@ -140,11 +140,35 @@ def test_random_dags_every_baseline_replays(g, extra, setting, combo, alignment)
         assert p.objective == 0
 
 
-@pytest.mark.parametrize("path", LIGHT_MODELS, ids=lambda p: p.split("light_")[-1][:-5])
-def test_light_models_all_methods_all_budgets(path):
-    g = load_onnx(path, element_bytes=1)
-    b = budgets(g)
-    for budget in (b.m_r, b.m_h, b.m_p):
-        prob = Problem(g, budget)
-        for name in METHODS:
-            check(g, solve(prob, name))
+#: Light models cheap enough for the default run (every method still runs on them);
+#: the others, up to minutes each on a shared 2-core machine, run in the slow job.
+FAST_LIGHT = {"squeezenet", "zfnet512", "bvlc_alexnet"}
+
+
+def _light_cases():
+    for path in LIGHT_MODELS:
+        name = path.split("light_")[-1][:-5]
+        for budget in ("M_R", "M_H", "M_P"):
+            marks = () if name in FAST_LIGHT else (pytest.mark.slow,)
+            yield pytest.param(path, budget, id=f"{name}-{budget}", marks=marks)
+
+
+@pytest.fixture(scope="module")
+def _light_budgets():
+    cache: dict[str, tuple] = {}
+
+    def get(path: str):
+        if path not in cache:
+            g = load_onnx(path, element_bytes=1)
+            cache[path] = (g, budgets(g))
+        return cache[path]
+
+    return get
+
+
+@pytest.mark.parametrize("path, budget_name", list(_light_cases()))
+def test_light_models_all_methods_all_budgets(path, budget_name, _light_budgets):
+    g, b = _light_budgets(path)
+    prob = Problem(g, b.by_name(budget_name))
+    for name in METHODS:
+        check(g, solve(prob, name))

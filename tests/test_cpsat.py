@@ -4,10 +4,10 @@ exhaustive search) on random graphs, determinism, progress reports."""
 from __future__ import annotations
 
 import pytest
-from helpers import brute_force_traffic, random_dags
+from cases import CASES, skip
+from helpers import brute_force_traffic, check, random_dags
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
-from test_milp import CASES, check, skip
 
 from cosma import Setting
 from cosma.memory import min_required, must_live_bound

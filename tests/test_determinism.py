@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from cases import skip
 from click.testing import CliRunner
-from helpers import skip
 
 from cosma.app.cli import cli
 from cosma.graph import GraphBuilder

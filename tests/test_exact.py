@@ -4,8 +4,8 @@ option names checked, phases timed."""
 from __future__ import annotations
 
 import pytest
-from helpers import brute_force_traffic, skip
-from test_milp import SOLVERS, check, fan_out
+from cases import fan_out
+from helpers import SOLVERS, brute_force_traffic, check, skip
 
 from cosma import GraphBuilder, UsageError
 from cosma.deadline import Deadline

@@ -8,8 +8,8 @@ import shutil
 import subprocess
 
 import pytest
+from cases import plan_for, skip, skip_spill_plan
 from helpers import light
-from test_simulator import plan_for, skip, skip_spill_plan
 
 import cosma
 from cosma.export import c_header, dma_json

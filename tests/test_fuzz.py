@@ -15,7 +15,8 @@ import numpy as np
 import onnx
 import onnx.helper as h
 import pytest
-from helpers import light, skip
+from cases import skip
+from helpers import light
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from onnx import TensorProto

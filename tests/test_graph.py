@@ -4,26 +4,14 @@ from __future__ import annotations
 
 import networkx as nx
 import pytest
+from cases import weighted_diamond
 
 from cosma import GraphBuilder, GraphValidationError, Setting, TensorKind, from_networkx
 from cosma.graph import Graph, Operator
 
 
-def diamond() -> Graph:
-    return (
-        GraphBuilder("diamond")
-        .input("x", 10)
-        .parameter("w", 7)
-        .op("a", ["x", "w"], {"ya": 20})
-        .op("b", ["x"], {"yb": 30})
-        .op("c", ["ya", "yb"], {"z": 5})
-        .output("z")
-        .build()
-    )
-
-
 def test_builder_kinds_producers_consumers():
-    g = diamond()
+    g = weighted_diamond()
     assert g.tensors["x"].kind is TensorKind.INPUT
     assert g.tensors["w"].kind is TensorKind.PARAMETER
     assert g.tensors["ya"].kind is TensorKind.ACTIVATION
@@ -40,7 +28,7 @@ def test_builder_kinds_producers_consumers():
 
 
 def test_graph_is_immutable():
-    g = diamond()
+    g = weighted_diamond()
     with pytest.raises(TypeError):
         g.tensors["x"] = None  # type: ignore[index]
     with pytest.raises(nx.NetworkXError):
@@ -151,7 +139,7 @@ def test_from_networkx_reports_problems():
 
 
 def test_identity_ignores_insertion_order_but_not_sizes():
-    g1 = diamond()
+    g1 = weighted_diamond()
     g2 = (
         GraphBuilder("diamond")
         .input("x", 10)
@@ -177,7 +165,7 @@ def test_identity_ignores_insertion_order_but_not_sizes():
 
 
 def test_schedules():
-    g = diamond()
+    g = weighted_diamond()
     assert g.is_schedule(["b", "a", "c"])
     assert not g.is_schedule(["c", "a", "b"])
     assert not g.is_schedule(["a", "b"])

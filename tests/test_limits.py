@@ -13,8 +13,8 @@ from __future__ import annotations
 import importlib
 
 import pytest
+from cases import skip
 from click.testing import CliRunner
-from helpers import skip
 
 from cosma.app.cli import cli
 from cosma.errors import ModelTooLargeError, UsageError

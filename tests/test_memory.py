@@ -6,6 +6,7 @@ import random
 
 import networkx as nx
 import pytest
+from cases import chain, skip
 from helpers import random_dags, reference_peak
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -14,22 +15,8 @@ from cosma import GraphBuilder, Setting, UsageError, memory_figures, must_live_b
 from cosma.memory import live_intervals, min_required, schedule_peak
 
 
-def chain():
-    # x(10) -a-> y1(40) -b-> y2(20) -c-> z(5); b also reads parameter w(100).
-    return (
-        GraphBuilder("chain")
-        .input("x", 10)
-        .parameter("w", 100)
-        .op("a", ["x"], {"y1": 40})
-        .op("b", ["y1", "w"], {"y2": 20})
-        .op("c", ["y2"], {"z": 5})
-        .output("z")
-        .build()
-    )
-
-
 def test_chain_figures():
-    f = memory_figures(chain())
+    f = memory_figures(chain(w=100))
     # footprints: a = x+y1 = 50, b = y1+y2 = 60, c = y2+z = 25  ->  M_R = 60 at b.
     assert (f.m_r, f.m_r_operator) == (60, "b")
     # On a chain nothing outlives its consumer, so the bound is the largest footprint.
@@ -39,28 +26,14 @@ def test_chain_figures():
     # compulsory: load x (10) + store z (5).
     assert f.compulsory_traffic == 15
     assert f.tracked_tensors == 4 and f.tracked_bytes == 75
-    fp = memory_figures(chain(), setting=Setting.ACTIVATIONS_PARAMETERS)
+    fp = memory_figures(chain(w=100), setting=Setting.ACTIVATIONS_PARAMETERS)
     # w joins b's footprint: 40 + 100 + 20 = 160; compulsory adds the first load of w.
     assert (fp.m_r, fp.must_live, fp.file_order_peak) == (160, 160, 160)
     assert fp.compulsory_traffic == 115
 
 
-def skip():
-    # x(1) -a-> p(50) -b-> q(5) -c-> r(5);  d reads p and r -> z(1).
-    return (
-        GraphBuilder("skip")
-        .input("x", 1)
-        .op("a", ["x"], {"p": 50})
-        .op("b", ["p"], {"q": 5})
-        .op("c", ["q"], {"r": 5})
-        .op("d", ["p", "r"], {"z": 1})
-        .output("z")
-        .build()
-    )
-
-
 def test_skip_connection_must_live_exceeds_m_r():
-    f = memory_figures(skip())
+    f = memory_figures(skip(p=50))
     # footprints: a 51, b 55, c 10, d 56  ->  M_R = 56 at d.
     assert (f.m_r, f.m_r_operator) == (56, "d")
     # at c: operands q, r (10) plus p, made by ancestor a and read by descendant d: 60.
@@ -137,9 +110,9 @@ def test_an_output_that_is_read_lives_to_its_last_reader():
 
 def test_alignment_rounds_sizes_up():
     # sizes 10, 40, 20, 5 at alignment 16 become 16, 48, 32, 16.
-    assert min_required(chain(), alignment=16) == (80, "b")
+    assert min_required(chain(w=100), alignment=16) == (80, "b")
     with pytest.raises(UsageError):
-        memory_figures(chain(), alignment=0)
+        memory_figures(chain(w=100), alignment=0)
 
 
 def test_bad_orders_are_refused():

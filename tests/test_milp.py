@@ -5,97 +5,16 @@ against the baselines."""
 from __future__ import annotations
 
 import pytest
-from helpers import brute_force_traffic, random_dags, skip
+from cases import CASES, skip
+from helpers import SOLVERS, brute_force_traffic, check, random_dags
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from cosma import GraphBuilder, Setting
+from cosma import Setting
 from cosma.memory import min_required, must_live_bound
 from cosma.plan import Status
 from cosma.problem import Problem
-from cosma.simulator import replay
-from cosma.solvers import BACKENDS, PROTOCOL, baseline, milp
-
-SOLVERS = [
-    pytest.param(name, marks=pytest.mark.skipif(not b.available(), reason=b.why_unavailable()))
-    for name, b in BACKENDS.items()
-]
-
-
-def chain():
-    # x(10) -a-> y1(40) -b-> y2(20) -c-> z(5). M_R = 60 at b; at c, z reuses y1's block.
-    return (
-        GraphBuilder("chain")
-        .input("x", 10)
-        .op("a", ["x"], {"y1": 40})
-        .op("b", ["y1"], {"y2": 20})
-        .op("c", ["y2"], {"z": 5})
-        .output("z")
-        .build()
-    )
-
-
-def diamond():
-    # x(4) feeds a -> p(6) and b -> q(6); c joins them into z(4). Footprints 10, 10, 16.
-    # Whatever the order, at the second of a/b: x, p, q = 16 <= 16; at c: p, q, z = 16.
-    return (
-        GraphBuilder("diamond")
-        .input("x", 4)
-        .op("a", ["x"], {"p": 6})
-        .op("b", ["x"], {"q": 6})
-        .op("c", ["p", "q"], {"z": 4})
-        .output("z")
-        .build()
-    )
-
-
-def fan_out():
-    # x(2) feeds a1, a2, a3 (each -> y_i of 3); j reads y1..y3 -> z(1). M_R = 10 (at j).
-    # At the last a_i, x (2, its operand), its output (3) and the two earlier y's (6) are
-    # all needed: 11 > 10, so one earlier y is stored and reloaded: 3 + 3 = 6 at budget 10.
-    b = GraphBuilder("fan_out").input("x", 2)
-    for i in (1, 2, 3):
-        b.op(f"a{i}", ["x"], {f"y{i}": 3})
-    return b.op("j", ["y1", "y2", "y3"], {"z": 1}).output("z").build()
-
-
-def shared_weight():
-    # Parameter w(5) is read by a and by c. With parameters tracked: footprints a 2+5+3 = 10,
-    # b 3+3 = 6, c 3+5+1 = 9: M_Rp = 10. At b, y and y2 (6) plus w (5) = 11 > 10: w is
-    # dropped and loaded again (host has it: no store): 5 at budget 10, 0 at 11.
-    return (
-        GraphBuilder("shared_weight")
-        .input("x", 2)
-        .parameter("w", 5)
-        .op("a", ["x", "w"], {"y": 3})
-        .op("b", ["y"], {"y2": 3})
-        .op("c", ["y2", "w"], {"z": 1})
-        .output("z")
-        .build()
-    )
-
-
-A, P = Setting.ACTIVATIONS, Setting.ACTIVATIONS_PARAMETERS
-CASES = [
-    ("chain at M_R (exact fit)", chain, 60, A, 0),
-    ("diamond at M_R", diamond, 16, A, 0),
-    ("skip connection at M_R", skip, 16, A, 20),
-    ("skip connection with room", skip, 21, A, 0),
-    ("fan-out at M_R", fan_out, 10, A, 6),
-    ("fan-out with room", fan_out, 11, A, 0),
-    ("shared weight reloaded", shared_weight, 10, P, 5),
-    ("shared weight kept", shared_weight, 11, P, 0),
-]
-
-
-def check(g, plan, expected=None):
-    r = replay(g, plan)
-    assert r.valid, r.violations
-    assert r.non_compulsory == plan.objective
-    if expected is not None:
-        assert plan.objective == expected
-    if plan.status is Status.OPTIMAL:
-        assert plan.lower_bound == plan.objective
+from cosma.solvers import PROTOCOL, baseline, milp
 
 
 @pytest.mark.parametrize("solver", SOLVERS)

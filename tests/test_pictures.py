@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from test_simulator import plan_for, skip, skip_spill_plan
+from cases import plan_for, skip, skip_spill_plan
 
 from cosma.pictures import live_bytes, live_profile, memory_map, residencies, traffic_vs_budget
 from cosma.simulator import verify

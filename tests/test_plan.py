@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from test_simulator import chain, plan_for, skip, skip_spill_plan
+from cases import chain, plan_for, skip, skip_spill_plan
 
 from cosma import GraphBuilder, PlanError
 from cosma.plan import SCHEMA_VERSION, Plan, Status

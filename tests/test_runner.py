@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from test_simulator import skip
+from cases import skip
 
 from cosma import UsageError
 from cosma.app.bench import Case, comparable, read_rows, run_cases

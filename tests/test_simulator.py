@@ -6,50 +6,11 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from helpers import skip
+from cases import chain, chain_plan, plan_for, skip, skip_spill_plan
 
-from cosma import GraphBuilder, PlanError, Setting
-from cosma.plan import Event, EventKind, Plan, Status, Step, create, drop, load, store
+from cosma import PlanError, Setting
+from cosma.plan import Event, EventKind, Step, create, drop, load, store
 from cosma.simulator import replay, verify
-
-
-def chain():
-    # x(10) -a-> y1(40) -b-> y2(20) -c-> z(5); b also reads parameter w(7).
-    return (
-        GraphBuilder("chain")
-        .input("x", 10)
-        .parameter("w", 7)
-        .op("a", ["x"], {"y1": 40})
-        .op("b", ["y1", "w"], {"y2": 20})
-        .op("c", ["y2"], {"z": 5})
-        .output("z")
-        .build()
-    )
-
-
-def plan_for(g, steps, budget, setting=Setting.ACTIVATIONS, alignment=1):
-    return Plan(
-        g.name, g.identity(), budget, setting, alignment, "hand", Status.FEASIBLE, steps=steps
-    )
-
-
-def chain_plan():
-    # Budget 60. y1 at [0,40), x at [40,50); then y2 reuses x's place at [40,60).
-    return [
-        Step("a", (load("x", 40), create("y1", 0)), (drop("x"),)),
-        Step("b", (create("y2", 40),), (drop("y1"),)),
-        Step("c", (create("z", 0),), (store("z"), drop("z"), drop("y2"))),
-    ]
-
-
-def skip_spill_plan():
-    # Budget 16: at c, q and r (10) leave no room for p (10): p is stored and reloaded.
-    return [
-        Step("a", (load("x", 0), create("p", 1)), (drop("x"),)),
-        Step("b", (create("q", 11),), ()),
-        Step("c", (store("p"), drop("p"), create("r", 0)), (drop("q"),)),
-        Step("d", (load("p", 5), create("z", 15)), (store("z"), drop("z"), drop("p"), drop("r"))),
-    ]
 
 
 def test_valid_plan_traffic_by_hand():
