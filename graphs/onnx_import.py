@@ -419,7 +419,7 @@ def load_onnx(
         if unshaped:
             # Every graph input is static here (dynamic ones were refused above): the
             # shapes are lost inside the graph, at operators inference cannot follow.
-            kinds = sorted({op.op_type for op in ops if set(op.outputs) & unshaped}) or [
+            kinds = sorted({str(op.op_type) for op in ops if set(op.outputs) & unshaped}) or [
                 "the nodes listed"
             ]
             fix = (
