@@ -424,7 +424,10 @@ class Plan:
                 lower_bound=_optional_whole(doc, "lower_bound"),
                 solve_time=float(solve_time),
                 reason=_optional(doc, "reason", str),
-                traffic=dict(_optional(doc, "traffic", dict) or {}),
+                traffic={
+                    str(k): _whole(v, f"traffic[{k!r}]")
+                    for k, v in (_optional(doc, "traffic", dict) or {}).items()
+                },
                 peak=_optional_whole(doc, "peak"),
                 stats={
                     **dict(_optional(doc, "stats", dict) or {}),
