@@ -248,7 +248,7 @@ def test_cli(tmp_path):
     from click.testing import CliRunner
     from helpers import light
 
-    from cosma.cli import cli
+    from cosma.app.cli import cli
 
     out = tmp_path / "plan.json"
     model = light("shufflenet")

@@ -19,8 +19,7 @@ FORBIDDEN = {
     "solvers": ("cosma.app",),
 }
 # cosma/__main__.py is the program `python -m cosma`: it starts the CLI and nothing imports it.
-# cosma/cli.py and cosma/bench.py are lazy forwards to cosma.app for old imports.
-EXEMPT = {"cosma/__main__.py", "cosma/cli.py", "cosma/bench.py"}
+EXEMPT = {"cosma/__main__.py"}
 
 
 def _top_level_imports(path: Path) -> list[str]:
