@@ -8,6 +8,7 @@ from cases import fan_out
 from helpers import SOLVERS, brute_force_traffic, check, skip
 
 from cosma import GraphBuilder, UsageError
+from cosma.conformance import issue_puzzle
 from cosma.deadline import Deadline
 from cosma.plan import Status, Step, create, drop, load, store
 from cosma.problem import Problem
@@ -27,19 +28,7 @@ def move_puzzle():
     helpers.brute_force_traffic finds none; any extra traffic is at least 1 B (the smallest
     tensor), and :func:`hand_plan` below has exactly 1 B: the optimum is 1 B.
     """
-    return (
-        GraphBuilder("move_puzzle")
-        .input("t0", 3)
-        .input("t2", 1)
-        .op("op0", ["t0", "t2"], {"t1": 2})
-        .op("op1", ["t1", "t2"], {"t3": 1, "t4": 2})
-        .op("op2", ["t2", "t3"], {"t5": 1, "t6": 1})
-        .op("op3", ["t2", "t4", "t6"], {"t7": 2})
-        .op("op4", ["t2", "t7"], {"t8": 3})
-        .output("t5")
-        .output("t8")
-        .build()
-    )
+    return issue_puzzle().graph
 
 
 def hand_plan(g):

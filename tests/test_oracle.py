@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from cosma import GraphBuilder, Setting
+from cosma.conformance import issue_puzzle as conformance_issue_puzzle
 from cosma.errors import UsageError
 from cosma.graph import TensorKind
 from cosma.memory import min_required
@@ -28,18 +29,7 @@ def issue_puzzle():
     t2 (1 B, an input) is read by every operator, so it is resident throughout unless it
     moves. With moves: 1 B (drop t2 after op3, load it again for op4 where t8's 3 B and t7's
     2 B leave exactly one free unit). Without moves every engine reported 4 B."""
-    return (
-        GraphBuilder("issue10_puzzle")
-        .input("t0", 3)
-        .input("t2", 1)
-        .op("op0", ["t0", "t2"], {"t1": 2})
-        .op("op1", ["t1", "t2"], {"t3": 1, "t4": 2})
-        .op("op2", ["t2", "t3"], {"t5": 1, "t6": 1})
-        .op("op3", ["t2", "t4", "t6"], {"t7": 2})
-        .op("op4", ["t2", "t7"], {"t8": 3})
-        .output("t5", "t8")
-        .build()
-    )
+    return conformance_issue_puzzle().graph
 
 
 def test_issue_puzzle_needs_a_move():
