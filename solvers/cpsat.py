@@ -315,6 +315,8 @@ def _engine(ctx: exact.Context, progress: Progress | None) -> exact.EngineResult
                 bound=to_bytes(self.best_objective_bound),
                 callback=emit,
             )
+            if to_bytes(self.objective_value) <= ctx.floor:
+                self.stop_search()  # meets the no-solver bound: proven
 
     with deadline.phase("solve"):
         status = _solve_stoppable(solver, M.m, _Callback())
