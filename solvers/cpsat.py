@@ -43,9 +43,7 @@ Progress = Callable[[dict], None]
 class _Model:
     """Variables of the CP-SAT model, by family."""
 
-    def __init__(
-        self, problem: Problem, order: list[str] | None, deadline: Deadline | None = None
-    ):
+    def __init__(self, problem: Problem, order: list[str] | None, deadline: Deadline | None = None):
         from ortools.sat.python import cp_model
 
         self.cp = cp_model

@@ -353,9 +353,7 @@ def forced_reloads(problem: Problem, order: Sequence[str] | None = None) -> dict
         if t.producer is not None and points[:1] != [t.producer]:
             continue  # cannot happen (the producer precedes its readers); be safe
         k = sum(
-            1
-            for u, w in itertools.pairwise(points)
-            if any(v in blocked[a] for v in between(u, w))
+            1 for u, w in itertools.pairwise(points) if any(v in blocked[a] for v in between(u, w))
         )
         if k:
             out[a] = k
@@ -453,7 +451,7 @@ def join_charges(problem: Problem, order: Sequence[str] | None = None) -> list[C
     slack = {
         v: problem.budget - sum(size[a] for a in set(g.operands(v, setting))) for v in g.file_order
     }
-    desc, anc = timeline.reach(g)
+    _, anc = timeline.reach(g)
     topo = {v: i for i, v in enumerate(nx.topological_sort(g.dag))}
     pos = {v: i for i, v in enumerate(order)} if order is not None else None
     out: list[Charge] = []
@@ -502,10 +500,7 @@ def join_charges(problem: Problem, order: Sequence[str] | None = None) -> list[C
         best_charge: Charge | None = None
         for m in range(2, len(branches) + 1):
             chosen = branches[:m]
-            if pos is not None:
-                lasts = [max(chosen, key=lambda b: pos[b.full])]
-            else:
-                lasts = chosen
+            lasts = [max(chosen, key=lambda b: pos[b.full])] if pos is not None else chosen
             paid = min(
                 _left_out([b for b in chosen if b is not last], last.slack) for last in lasts
             )
@@ -536,7 +531,7 @@ def _left_out(items: Sequence[_Branch], capacity: int) -> int:
         return total - kept
     kept_f = 0.0
     room = capacity
-    for b in sorted(items, key=lambda b: (-(b.value / b.space) if b.space else -math.inf)):
+    for b in sorted(items, key=lambda b: -(b.value / b.space) if b.space else -math.inf):
         take = 1.0 if b.space <= room else room / b.space
         kept_f += take * b.value
         room -= take * b.space
@@ -681,7 +676,7 @@ def chain_charges(problem: Problem, order: Sequence[str] | None = None) -> list[
 
         rank = pos
     else:
-        desc, anc = timeline.reach(g)
+        _, anc = timeline.reach(g)
 
         def before(u: str, v: str) -> bool:
             return u in anc[v]
