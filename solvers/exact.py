@@ -655,8 +655,8 @@ def chain_charges(problem: Problem, order: Sequence[str] | None = None) -> list[
     >>> from cosma.graph import GraphBuilder
     >>> g = (GraphBuilder().input("x", 1).op("a", ["x"], {"p": 10}).op("b", ["p"], {"q": 5})
     ...      .op("c", ["q"], {"r": 5}).op("d", ["p", "r"], {"z": 1}).output("z").build())
-    >>> [(ch.bytes, sorted(ch.tensors)) for ch in chain_charges(Problem(g, 16))]
-    [(20, ['p'])]
+    >>> [(ch.bytes, sorted(ch.tensors)) for ch in chain_charges(Problem(g, 16))]  # p: 10 + 10
+    [(20, ['p', 'q', 'z'])]
     """
     g = problem.graph
     setting = problem.setting
