@@ -21,6 +21,7 @@ Every phase shares one :class:`~cosma.deadline.Deadline` and is timed in
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import itertools
 import logging
@@ -230,17 +231,22 @@ def run(
     return answer(best, status, lower=lower, stats=stats)
 
 
-def traffic_floor(problem: Problem) -> int:
+def traffic_floor(
+    problem: Problem,
+    order: Sequence[str] | None = None,
+    *,
+    live: dict[str, set[str]] | None = None,
+) -> int:
     """A lower bound on non-compulsory traffic that needs no solver (0 or the smallest
-    tracked tensor).
+    tracked tensor), for every order (or for ``order``).
 
     A plan with no extra traffic creates each activation once and never reloads it, and
     loads each input and parameter once, so every tracked tensor is resident from its
     creation (or load) to its last use, and an output from creation until stored. At
     operator ``v`` that includes ``v``'s operands and every tensor certainly live across
-    ``v`` in every order: made (or first read) by a strict ancestor and read by a strict
-    descendant. If those bytes exceed the budget at some ``v``, every plan has some extra
-    traffic, and the least possible is one load or store of the smallest tensor.
+    ``v`` (:func:`certainly_live`: made or first read before ``v``, read after it). If
+    those bytes exceed the budget at some ``v``, every plan has some extra traffic, and
+    the least possible is one load or store of the smallest tensor.
 
     >>> from cosma.graph import GraphBuilder
     >>> g = (GraphBuilder().input("x", 1).op("a", ["x"], {"p": 10}).op("b", ["p"], {"q": 5})
@@ -255,20 +261,15 @@ def traffic_floor(problem: Problem) -> int:
     positive = [g.tensors[a].size for a in tracked if g.tensors[a].size > 0]
     if not positive:
         return 0
-    desc, anc = timeline.reach(g)
-    total = {v: sum(size[a] for a in set(g.operands(v, setting))) for v in g.file_order}
-    for a in tracked:
-        t = g.tensors[a]
-        if not size[a]:
-            continue
-        if t.producer is not None:
-            before = set(desc[t.producer])
-        else:
-            before = set().union(*(desc[c] for c in t.consumers))
-        after = set().union(*(anc[c] for c in t.consumers))
-        for v in (before & after) - set(t.consumers) - {t.producer}:
-            total[v] += size[a]
-    worst = max(total.values(), default=0)
+    if live is None:
+        live = certainly_live(problem, order)
+    worst = max(
+        (
+            sum(size[a] for a in set(g.operands(v, setting))) + sum(size[a] for a in live[v])
+            for v in g.file_order
+        ),
+        default=0,
+    )
     return min(positive) if worst > problem.budget else 0
 
 
@@ -615,7 +616,12 @@ def certainly_live(problem: Problem, order: Sequence[str] | None = None) -> dict
 CHAIN_LIMIT = 24
 
 
-def chain_charges(problem: Problem, order: Sequence[str] | None = None) -> list[Charge]:
+def chain_charges(
+    problem: Problem,
+    order: Sequence[str] | None = None,
+    *,
+    live: dict[str, set[str]] | None = None,
+) -> list[Charge]:
     """Traffic forced on a tensor ``a`` by a chain of operators it cannot stay beside, when
     its readers may run on either side of them (the Transformer's encoder output, read by
     every decoder layer's key and value projections, while each decoder layer's FFN fills
@@ -666,7 +672,8 @@ def chain_charges(problem: Problem, order: Sequence[str] | None = None) -> list[
     cost = {a: loads[a] + stores.get(a, 0) for a in tracked}
     operands = {v: set(g.operands(v, setting)) for v in g.file_order}
     slack = {v: problem.budget - sum(size[a] for a in operands[v]) for v in g.file_order}
-    live = certainly_live(problem, order)
+    if live is None:
+        live = certainly_live(problem, order)
     free = {v: slack[v] - sum(size[a] for a in live[v]) for v in g.file_order}
     if order is not None:
         pos = {v: i for i, v in enumerate(order)}
@@ -682,7 +689,10 @@ def chain_charges(problem: Problem, order: Sequence[str] | None = None) -> list[
             return u in anc[v]
 
         rank = {v: i for i, v in enumerate(nx.topological_sort(g.dag))}
-    by_rank = sorted(g.file_order, key=rank.__getitem__)
+    # Operators by room left (free), to find those a tensor cannot stay beside quickly: a
+    # needs room > free[v], or > free[v] + size[a] where it is one of the certainly live.
+    by_free = sorted(g.file_order, key=lambda v: free[v])
+    frees = [free[v] for v in by_free]
     out: list[Charge] = []
     for a in tracked:
         t = g.tensors[a]
@@ -692,7 +702,8 @@ def chain_charges(problem: Problem, order: Sequence[str] | None = None) -> list[
         if head is None:
             head = min(t.consumers, key=rank.__getitem__)
         chain: list[str] = []
-        for v in by_rank:
+        tight = by_free[: bisect.bisect_left(frees, 2 * size[a])]
+        for v in sorted(tight, key=rank.__getitem__):
             if v == head or a in operands[v] or not before(head, v):
                 continue
             room = free[v] + (size[a] if a in live[v] else 0)
@@ -832,7 +843,12 @@ def _chain_cost(
     return Charge(math.ceil(best - 1e-9), charged, f"{a} across a chain of full operators")
 
 
-def floor_charges(problem: Problem, order: Sequence[str] | None = None) -> list[Charge]:
+def floor_charges(
+    problem: Problem,
+    order: Sequence[str] | None = None,
+    *,
+    live: dict[str, set[str]] | None = None,
+) -> list[Charge]:
     """Every no-solver charge: :func:`forced_reloads` (one per tensor) and
     :func:`join_charges`."""
     g = problem.graph
@@ -841,7 +857,7 @@ def floor_charges(problem: Problem, order: Sequence[str] | None = None) -> list[
         t = g.tensors[a]
         paid = k * t.size + (t.size if t.kind is TensorKind.ACTIVATION else 0)
         out.append(Charge(paid, frozenset([a]), f"{a} must leave and come back {k}x"))
-    return out + join_charges(problem, order) + chain_charges(problem, order)
+    return out + join_charges(problem, order) + chain_charges(problem, order, live=live)
 
 
 def no_solver_floor(problem: Problem, order: Sequence[str] | None = None) -> int:
@@ -856,8 +872,9 @@ def no_solver_floor(problem: Problem, order: Sequence[str] | None = None) -> int
     >>> no_solver_floor(Problem(g, 16))   # store p, load it again
     20
     """
-    charges = floor_charges(problem, order)
-    best = traffic_floor(problem)
+    live = certainly_live(problem, order)
+    charges = floor_charges(problem, order, live=live)
+    best = traffic_floor(problem, order, live=live)
     for key in (
         lambda ch: (-ch.bytes / len(ch.tensors), ch.why),
         lambda ch: (-ch.bytes, ch.why),
