@@ -201,13 +201,15 @@ def build(
         for o in os_:
             V.producer[o] = p
     V.cost = {p: operator_cost(g, p) for p in gaps}
+    oi = {v: k for k, v in enumerate(g.file_order)}  # unique row names
+    ti = {a: k for k, a in enumerate(g.tensors)}
     for p, (lo, hi) in gaps.items():
         for t in range(lo, hi + 1):
-            V.y[p, t] = b.binary(f"recompute_{_safe(p)}_t{t}")
+            V.y[p, t] = b.binary(f"recompute_{oi[p]}_{_safe(p)}_t{t}")
             if t - 1 < window[p][1]:  # p has not certainly run before gap t
                 b.add(
                     V.y[p, t] <= sum(x[p, k] for k in range(window[p][0], t)),
-                    f"recompute_after_{_safe(p)}_t{t}",
+                    f"recompute_after_{oi[p]}_t{t}",
                 )
     size = {a: aligned(g.tensors[a].size, problem.alignment) for a in g.tracked(problem.setting)}
     gap_used = sorted({t for (_, t) in V.y})
@@ -216,30 +218,30 @@ def build(
         terms = []
         for a in sorted(size):
             if (a, t - 1) in r and (a, t) in r and size[a]:
-                kv = b.unit(f"kept_{_safe(a)}_t{t}")
+                kv = b.unit(f"kept_{ti[a]}_{_safe(a)}_t{t}")
                 V.k[a, t] = kv
                 b.add(
                     kv >= r[a, t - 1] + r[a, t] - 1 - loads.get((a, t), 0) - V.made(a, t),
-                    f"kept_{_safe(a)}_t{t}",
+                    f"kept_{ti[a]}_t{t}",
                 )
                 terms.append(size[a] * kv)
         kept[t] = sum(terms)
     for (p, t), y in V.y.items():
         ins = inputs_of(problem, p)
         for i in ins:
-            gv = b.unit(f"transient_load_{_safe(i)}_t{t}")
-            V.gl[i, t] = gv
-            avail = [r.get((i, t - 1), 0), r.get((i, t), 0), V.made(i, t), gv]
-            if i in s:
-                b.add(gv <= s[i], f"transient_stored_{_safe(i)}_t{t}")
-            b.add(y <= sum(avail), f"recompute_input_{_safe(p)}_{_safe(i)}_t{t}")
+            if (i, t) not in V.gl:
+                V.gl[i, t] = b.unit(f"transient_load_{ti[i]}_{_safe(i)}_t{t}")
+                if i in s:
+                    b.add(V.gl[i, t] <= s[i], f"transient_stored_{ti[i]}_t{t}")
+            avail = [r.get((i, t - 1), 0), r.get((i, t), 0), V.made(i, t), V.gl[i, t]]
+            b.add(y <= sum(avail), f"recompute_input_{oi[p]}_{ti[i]}_t{t}")
         io = list(dict.fromkeys([*ins, *outs[p]]))
         need = sum(size[a] for a in io)
         if need:
             b.add(
                 kept[t] - sum(size[a] * V.k[a, t] for a in io if (a, t) in V.k) + need * y
                 <= problem.budget,
-                f"recompute_gap_{_safe(p)}_t{t}",
+                f"recompute_gap_{oi[p]}_t{t}",
             )
     return V
 
