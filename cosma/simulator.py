@@ -356,6 +356,11 @@ def verify(graph: Graph, plan: Plan) -> Plan:
         # Recompute versus reload (docs/recompute.md): traffic + rate x recomputed MACs.
         measured = combined_objective(r.non_compulsory, r.recompute, plan.options["recompute_rate"])
     if plan.objective is not None and plan.objective != measured:
+        if plan.options.get("recompute_rate") is None:
+            raise PlanError(
+                f"method {plan.method!r} claims {plan.objective} bytes of non-compulsory "
+                f"traffic but the replay measures {measured}: a bug in the method"
+            )
         raise PlanError(
             f"method {plan.method!r} claims an objective of {plan.objective} but the replay "
             f"measures {measured} (non-compulsory traffic {r.non_compulsory} bytes, "

@@ -58,7 +58,7 @@ def search(g: Graph, budget: int, rate: Fraction, order: list[str]) -> Fraction 
     tie = itertools.count(1)
     while heap:
         cost, _, state = heapq.heappop(heap)
-        if best.get(state, None) != cost:
+        if best.get(state) != cost:
             continue
         t, res, host = state
         if t == n and outputs <= host:
@@ -249,7 +249,7 @@ def test_replay_of_a_hand_written_recompute_plan():
     assert plan.objective == 0.1 and plan.traffic["non_compulsory"] == 0
     assert plan.stats["compute"]["recompute"] == 10
     bad = list(steps)
-    bad[3] = Step("d", (Event(EventKind.RECOMPUTE, "p", 0),) + steps[3].before[1:], steps[3].after)
+    bad[3] = Step("d", (Event(EventKind.RECOMPUTE, "p", 0), *steps[3].before[1:]), steps[3].after)
     clash = Plan(g.name, g.identity(), 16, Setting.ACTIVATIONS, 1, "hand", Status.FEASIBLE, bad)
     assert any(v.kind == "overlap" for v in replay(g, clash).violations)
 
@@ -264,7 +264,7 @@ def test_rate_options():
         with pytest.raises(UsageError, match="recompute rate"):
             options.recompute_rate(bad)
     for bad in ("dram=25.6GB/s", "dram=fast,macs=4T/s", "dram=1GB/s,macs=0", "25.6"):
-        with pytest.raises(UsageError, match="accelerator|dram|macs"):
+        with pytest.raises(UsageError, match=r"accelerator|dram|macs"):
             options.accelerator_rate(bad)
 
 
