@@ -66,8 +66,9 @@ class _Model:
         self.window = timeline.windows(problem, order)
         self.life = timeline.lifetimes(problem, self.window)
         rc_gaps: dict[str, tuple[int, int]] = {}
+        rc_light: dict[str, tuple[int, int]] = {}
         if rate is not None:  # recompute versus reload: inputs may stay for a re-run
-            self.life, rc_gaps = recompute.extend(problem, self.window, self.life)
+            self.life, rc_gaps, rc_light = recompute.extend(problem, self.window, self.life)
         self.ops = list(g.file_order)
         self.tensors = list(self.life)
         A = problem.alignment
@@ -118,13 +119,15 @@ class _Model:
                 ),
                 rate=rate,
                 gaps=rc_gaps,
+                light=rc_light,
                 x=self.x,
                 r=self.r,
                 loads=self.ld,
                 s=self.s,
                 window=self.window,
+                life=self.life,
             )
-            self.stats["recompute_vars"] = len(self.rc.y)
+            self.stats["recompute_vars"] = len(self.rc.y) + len(self.rc.tr)
 
     def made(self, a: str, t: int):
         """``y[prod(a), t]``: ``a`` comes back by a re-run at step ``t`` (0 if off)."""
@@ -213,6 +216,9 @@ def _addresses(M: _Model) -> None:
             m.add(M.slot[a, t] == M.slot[a, t + 1]).only_enforce_if(keep)
     if xs:
         m.add_no_overlap_2d(xs, ys)
+    if M.rc is not None:  # inputs kept past their lifetime for a light re-run
+        for t, extra in M.rc.extra.items():
+            per_step.setdefault(t, []).extend(size * var for size, var in extra if size)
     for terms in per_step.values():
         m.add(sum(terms) <= M.problem.budget)
 
@@ -442,7 +448,7 @@ def _recompute_plan(ctx: exact.Context, M: _Model, solver) -> Plan | None:
         for a in M.tensors
     }
     gaps: dict[int, set[str]] = {}
-    for (p, t), var in M.rc.y.items():
+    for (p, t), var in M.rc.runs().items():
         if solver.value(var):
             gaps.setdefault(t, set()).add(p)
     return recompute.build_plan(

@@ -134,15 +134,20 @@ def build_model(
     order: list[str] | None = None,
     deadline: Deadline | None = None,
     recompute_rate: Fraction | None = None,
+    recompute_light: bool = True,
 ) -> Model:
     """Variables, then one function per constraint family, then the objective.
-    ``recompute_rate`` (bytes per MAC) adds recompute (:mod:`cosma.solvers.recompute`)."""
+    ``recompute_rate`` (bytes per MAC) adds recompute (:mod:`cosma.solvers.recompute`);
+    ``recompute_light=False`` leaves out its light re-runs (a restriction, for plans)."""
     g = problem.graph
     window = timeline.windows(problem, order)
     life = timeline.lifetimes(problem, window)
     rc_gaps: dict[str, tuple[int, int]] = {}
+    rc_light: dict[str, tuple[int, int]] = {}
     if recompute_rate is not None:
-        life, rc_gaps = recompute.extend(problem, window, life)
+        life, rc_gaps, rc_light = recompute.extend(problem, window, life)
+        if not recompute_light:
+            rc_light = {}
     sizes = {a: aligned(g.tensors[a].size, problem.alignment) for a in life}
     nonzero = [s for s in sizes.values() if s]
     scale = math.gcd(*nonzero) if nonzero else 1
@@ -203,11 +208,13 @@ def build_model(
             ),
             rate=recompute_rate,
             gaps=rc_gaps,
+            light=rc_light,
             x=x,
             r=r,
             loads=ld,
             s=s,
             window=window,
+            life=life,
         )
     families = [
         lambda: _operands_resident(m, problem),
@@ -235,7 +242,7 @@ def build_model(
         "scale": scale,
     }
     if m.rc is not None:
-        m.stats |= {"recompute_vars": len(m.rc.y), "transient_vars": len(m.rc.gl)}
+        m.stats |= {"recompute_vars": len(m.rc.y) + len(m.rc.tr), "transient_vars": len(m.rc.gl)}
     return m
 
 
@@ -376,6 +383,11 @@ def _capacity(m: Model, problem: Problem, sizes: dict[str, int]) -> None:
     for (a, t), var in exact.ticking(m.r.items(), m.deadline):
         if sizes[a]:
             per_step.setdefault(t, []).append((sizes[a] // m.scale) * var)
+    if m.rc is not None:  # inputs kept past their lifetime for a light re-run
+        for t, extra in m.rc.extra.items():
+            per_step.setdefault(t, []).extend(
+                -(-size // m.scale) * var for size, var in extra if size
+            )
     cap = problem.budget // m.scale
     for t, terms in exact.ticking(sorted(per_step.items()), m.deadline):
         m.prob += pulp.lpSum(terms) <= cap, f"capacity_t{t}"
@@ -436,7 +448,7 @@ def _recompute_plan(ctx: exact.Context, m: Model, problem: Problem, values: dict
         for a in m.tensors
     }
     gaps: dict[int, set[str]] = {}
-    for (p, t), var in m.rc.y.items():
+    for (p, t), var in m.rc.runs().items():
         if values.get(var.name, 0) > 0.5:
             gaps.setdefault(t, set()).add(p)
     return recompute.build_plan(
@@ -640,9 +652,11 @@ def _engine(
         if fixed.status.has_plan and fixed.objective < warm.objective:
             warm = fixed
             out.plans.append(fixed)
+    if rate is not None:
+        return _recompute_engine(ctx, back, log_path, rate, warm, out)
     with deadline.phase("model"):
         try:
-            m = build_model(problem, order=ctx.seq, deadline=deadline, recompute_rate=rate)
+            m = build_model(problem, order=ctx.seq, deadline=deadline)
             warm_ok = _warm_start(m, problem, warm) if warm is not None else False
         except exact.OutOfTime as e:
             out.note = str(e)
@@ -697,17 +711,6 @@ def _engine(
         if not res_.values:
             notes.append(res_.note.splitlines()[0] if res_.note else "no incumbent")
             break
-        if m.rc is not None:
-            # Recompute versus reload: decode, place and replay once. No move cuts: they
-            # assume a tensor changes address only by a load (module cosma.solvers.recompute).
-            with deadline.phase("placement"):
-                cand = _recompute_plan(ctx, m, problem, res_.values)
-            if cand is None:
-                notes.append("the solution's blocks could not be placed")
-            else:
-                out.plans.append(cand)
-                notes.append("decoded with recompute")
-            break
         with deadline.phase("placement"):
             seq_out, res = _decode(m, problem, res_.values)
             move_loads, move_stores = _move_costs(problem, res)
@@ -758,4 +761,96 @@ def _engine(
         warm_ok = False
     out.note = "; ".join(dict.fromkeys(notes))
     out.stats |= {"cuts": m.cuts, "placement": out.note}
+    return out
+
+
+# --- recompute versus reload (cosma.solvers.recompute) ----------------------------------------
+
+
+def _recompute_engine(
+    ctx: exact.Context,
+    back: backends.Backend,
+    log_path: str | None,
+    rate: Fraction,
+    warm: Plan | None,
+    out: exact.EngineResult,
+) -> exact.EngineResult:
+    """Two solves: the model without light re-runs (a restriction whose solutions decode to
+    plans), then the full model (the relaxation: its bound is the valid one). When the
+    graph has no light re-runs the first model is the relaxation and one solve does both.
+    No move cuts: they assume a tensor changes address only by a load."""
+    problem, deadline = ctx.problem, ctx.deadline
+    window = timeline.windows(problem, ctx.seq)
+    _, _, light = recompute.extend(problem, window, timeline.lifetimes(problem, window))
+    phases = [("restricted", False), ("relaxed", True)] if light else [("relaxed", True)]
+    notes: list[str] = []
+    for k, (name, with_light) in enumerate(phases):
+        best = min(
+            [p.objective for p in out.plans] + ([warm.objective] if warm else []), default=None
+        )
+        if best is not None and best <= out.bound:
+            break  # proven
+        with deadline.phase("model"):
+            try:
+                m = build_model(
+                    problem,
+                    order=ctx.seq,
+                    deadline=deadline,
+                    recompute_rate=rate,
+                    recompute_light=with_light,
+                )
+                start = min(
+                    out.plans + ([warm] if warm else []), key=lambda p: p.objective, default=None
+                )
+                warm_ok = _warm_start(m, problem, start) if start is not None else False
+            except exact.OutOfTime as e:
+                notes.append(str(e))
+                break
+        out.stats = {**out.stats, **{f"{name}_{key}": v for key, v in m.stats.items()}}
+        remaining = deadline.remaining()
+        if remaining <= 0.05:
+            notes.append("time limit reached")
+            break
+        share = 0.5 if k + 1 < len(phases) else 0.9
+        with deadline.phase(f"solve_{name}"):
+            res_ = back.solve(
+                m.prob,
+                time_limit=min(share * remaining, 1e9),
+                threads=ctx.threads,
+                seed=ctx.seed,
+                log_path=log_path,
+                integral_gap=0.999,
+                warm_start=warm_ok,
+            )
+        log.info(
+            "%s %s (%s): %s obj=%s bound=%s",
+            problem.graph.name,
+            back.name,
+            name,
+            res_.status,
+            res_.objective,
+            res_.bound,
+        )
+        if with_light and res_.bound is not None:
+            out.bound = max(out.bound, bound_in_bytes(m, res_.bound))
+        if with_light and res_.status == backends.INFEASIBLE:
+            out.infeasible = "the MILP relaxation with recompute is infeasible"
+            break
+        if res_.values:
+            with deadline.phase("placement"):
+                cand = _recompute_plan(ctx, m, problem, res_.values)
+            if cand is None:
+                notes.append(f"{name}: the solution's blocks could not be placed")
+            else:
+                out.plans.append(cand)
+        else:
+            notes.append(f"{name}: " + (res_.note.splitlines()[0] if res_.note else "no incumbent"))
+        report(
+            ctx.method,
+            seconds=deadline.elapsed(),
+            objective=min([p.objective for p in out.plans], default=None),
+            bound=out.bound,
+            phase=f"{back.name} {name}",
+        )
+    out.note = "; ".join(dict.fromkeys(notes))
     return out

@@ -12,47 +12,63 @@ Nothing here is built unless a rate is given: the default models are unchanged.
 **Variables added** (time-indexed like the engines; the *gap* ``t`` is the moment after step
 ``t-1``'s operator and before step ``t``'s):
 
-- ``y[p,t]`` = 1 if producer ``p`` is re-run in gap ``t`` (only after ``p`` first ran: in
-  joint mode ``y[p,t] <= sum_{k<t} x[p,k]``); it costs ``rate x cost(p)``;
-- ``gl[i,t]`` = 1 if input ``i`` of such a run is loaded only for it, inside the gap (a
+- ``y[p,t]`` = 1 if producer ``p`` is re-run in gap ``t``, for ``t`` from ``p``'s first
+  possible step + 1 to the last step its outputs may be read at (in joint mode, only after
+  ``p`` first ran: ``y[p,t] <= sum_{k<t} x[p,k]``); it costs ``rate x cost(p)``;
+- ``tr[p,t]``, a *light* re-run, in the later gaps where an output of ``p`` may still be
+  resident (to feed another re-run): it costs the same and makes the outputs resident; its
+  gap memory is not checked (a relaxation: the model stays small), and its inputs must be
+  there as far as the model can say: inside an input's lifetime as for ``y``; after it,
+  the input stayed from its last modelled step (``keep[i,u]`` = 1 at every step ``u`` in
+  between, counted in those steps' capacity rows, non-increasing in ``u``) or came back
+  after that step (``late[i]``: by a re-run with a variable, or by a load or a re-run
+  without one, ``other[i]``, charged once at the cheaper of the two);
+- ``gl[i,t]`` = 1 if input ``i`` of a re-run is loaded only for it, inside the gap (a
   *transient* load: ``size(i)`` bytes; an activation must have been stored,
   ``gl[i,t] <= s[i]``);
-- ``k[a,t]`` >= ``r[a,t-1] + r[a,t] - 1 - l[a,t] - y[prod(a),t]``: ``a`` is kept through
-  gap ``t`` (resident on both sides, neither reloaded nor recomputed there), and ``g[t] =
-  sum_a size[a] k[a,t]``.
+- ``k[a,t]`` >= ``r[a,t-1] + r[a,t] - 1 - l[a,t] - made(a,t)``: ``a`` is kept through gap
+  ``t`` (resident on both sides, neither reloaded nor re-made there), and ``g[t] = sum_a
+  size[a] k[a,t]``; ``made(a,t)`` is ``y[prod(a),t]`` or ``tr[prod(a),t]``.
 
 **Rows added**:
 
-1. a tensor becomes resident by a load, by its creation, *or by a recompute*: the engines'
-   load rows get ``- y[prod(a),t]``;
-2. inputs of a recompute are there: ``y[p,t] <= r[i,t-1] + r[i,t] + gl[i,t] +
-   y[prod(i),t]`` for every tracked input ``i`` of ``p``;
-3. the gap holds the recompute: ``g[t] - sum_{a in IO(p)} size[a] k[a,t] + size(IO(p))
+1. a tensor becomes resident by a load, by its creation, *or by a re-run*: the engines' load
+   rows get ``- made(a,t)``;
+2. inputs of a re-run are there: ``y[p,t] <= r[i,t-1] + r[i,t] + gl[i,t] + made(i,t)`` for
+   every tracked input ``i`` of ``p``;
+3. the gap holds the re-run: ``g[t] - sum_{a in IO(p)} size[a] k[a,t] + size(IO(p))
    y[p,t] <= S``, ``IO(p)`` the tracked inputs and outputs of ``p``;
-4. lifetimes grow: an input of a recomputable producer may stay resident as long as that
-   producer's outputs may be needed (or recomputed for a later recompute).
+4. lifetimes grow one level: an input of a producer may stay resident as long as that
+   producer's outputs may be read (so that ``r[i,t-1]``, ``r[i,t]`` exist wherever
+   ``y[p,t]`` does).
 
 The engines' move cuts (MILP) and forced-reload rows are left out with recompute (both
 assume a tensor comes back only by a load), and the CP-SAT model lets an address change at a
-recompute as at a load.
+re-run as at a load.
 
 **Why the optimum is still a lower bound.** Map any valid plan (SPEC §3 with recompute
 events, addresses and moves) onto the model as the engines' docstrings do (``r[a,t]`` = 1
-while ``a`` is resident during step ``t``), and set ``y[p,t]`` = 1 if the plan re-runs ``p``
-after step ``t-1`` and before step ``t``, ``gl[i,t]`` = 1 if it loads ``i`` in that gap and
-``i`` is resident neither at step ``t-1`` nor at ``t``, ``k`` at its lower bound (clipped at
-0), ``g`` accordingly. Row 1: a 0 -> 1 change of ``r[a,t]`` in the plan is a creation, a load
-or a recompute in gap ``t``. Row 2: when ``p`` re-runs in gap ``t`` each tracked input ``i``
-is resident; it was resident at the end of step ``t-1`` (``r[i,t-1]``), or it arrived in the
-gap by a load (then it is resident at ``t``, or that load is transient) or by a recompute in
-the same gap. Row 3: right after that re-run, ``IO(p)`` is resident, and so is every ``a``
-kept through the gap (resident before and after, never left in between: ``k[a,t]`` <= 1 only
-for those), all disjoint inside ``[0, S)``; for the gaps where ``p`` does not re-run, ``g[t]``
-counts only tensors resident at step ``t``, at most ``S``. Row 4: residencies of the plan past
-an input's last reader are now inside its lifetime. The objective counts one recompute per
-``(p,t)`` with ``y`` = 1 (the plan runs at least one), each transient load once, and the
-engines' loads and stores as before, so it is at most the plan's objective. Several
-recomputes of one gap are charged separately in row 3 (each at its own moment), never
+while ``a`` is resident during step ``t``, inside the model's lifetimes), and for each re-run
+of ``p`` after step ``t-1`` and before step ``t`` set ``y[p,t]`` = 1 if that variable exists,
+else ``tr[p,t]`` = 1 if that one does (else the re-run makes outputs that nothing in the model
+reads again: leave it out); for an input ``i`` of a light re-run at gap ``t`` past its
+lifetime, ``keep[i,u]`` = 1 while the plan holds ``i`` without a break since its last
+modelled step, ``late[i]`` = 1 if it brings ``i`` back after that step, ``other[i]`` = 1 if
+it does so by a load or by a re-run that has no variable (at least one such event, which
+costs at least the cheaper of the two); ``gl[i,t]`` = 1 if the plan loads ``i`` in that gap and ``i`` is
+resident neither at step ``t-1`` nor at ``t``; ``k`` at its lower bound (clipped at 0), ``g``
+accordingly. Row 1: a 0 -> 1 change of ``r[a,t]`` in the plan is a creation, a load or a
+re-run in gap ``t`` (a re-run after the last gap of ``tr`` cannot make ``a`` resident inside
+its lifetime). Row 2: when ``p`` re-runs in gap ``t`` (``y``) each tracked input ``i`` is
+resident, and ``(i,t-1)``, ``(i,t)`` are in ``i``'s grown lifetime (row 4); ``i`` was
+resident at the end of step ``t-1``, or arrived in the gap by a load (then it is resident at
+``t``, or that load is transient) or by a re-run in the same gap. Row 3: right after that
+re-run, ``IO(p)`` is resident, and so is every ``a`` kept through the gap (``k[a,t]`` > 0
+only for those), all disjoint inside ``[0, S)``; in the gaps where ``p`` does not re-run,
+``g[t]`` counts only tensors resident at step ``t``, at most ``S``. The objective counts one
+re-run per ``(p,t)`` set to 1 (the plan runs at least one), each transient load once, and
+the engines' loads and stores as before, so it is at most the plan's objective. Several
+re-runs of one gap are charged separately in row 3 (each at its own moment), never
 together, so no plan is cut off. Hence the model optimum, and any bound a solver proves on
 it, bound every plan from below. ``tests/test_recompute.py`` checks this against an
 independent exhaustive search over event sequences on tiny graphs.
@@ -116,27 +132,28 @@ def inputs_of(problem: Problem, p: str) -> list[str]:
 def extend(
     problem: Problem,
     window: Mapping[str, tuple[int, int]],
-    life: dict[str, tuple[int, int]],
-) -> tuple[dict[str, tuple[int, int]], dict[str, tuple[int, int]]]:
-    """Lifetimes grown for recompute (row 4) and the gaps each producer may re-run in:
-    ``(life, gaps)``, ``gaps[p] = (first, last)`` (empty producers left out)."""
-    life = dict(life)
+    life: Mapping[str, tuple[int, int]],
+) -> tuple[dict[str, tuple[int, int]], dict[str, tuple[int, int]], dict[str, tuple[int, int]]]:
+    """Lifetimes grown for recompute (row 4), the gaps each producer may re-run in (until
+    its outputs' last reads), and the later gaps where a re-run is *light* (only to feed
+    another re-run, or to keep an output for one): ``(life, gaps, light)``, gaps as
+    ``(first, last)`` per producer (empty ranges left out)."""
     outs = producers(problem)
-    changed = True
-    while changed:
-        changed = False
-        for p, os_ in outs.items():
-            hi = max(life[o][1] for o in os_)
-            for i in inputs_of(problem, p):
-                if life[i][1] < hi:
-                    life[i] = (life[i][0], hi)
-                    changed = True
-    gaps = {}
+    grown = dict(life)
+    gaps: dict[str, tuple[int, int]] = {}
     for p, os_ in outs.items():
-        lo, hi = window[p][0] + 1, max(life[o][1] for o in os_)
+        hi = max(life[o][1] for o in os_)
+        if window[p][0] + 1 <= hi:
+            gaps[p] = (window[p][0] + 1, hi)
+        for i in inputs_of(problem, p):
+            grown[i] = (grown[i][0], max(grown[i][1], hi))
+    light: dict[str, tuple[int, int]] = {}
+    for p, os_ in outs.items():
+        lo = gaps[p][1] + 1 if p in gaps else window[p][0] + 1
+        hi = max(grown[o][1] for o in os_)
         if lo <= hi:
-            gaps[p] = (lo, hi)
-    return life, gaps
+            light[p] = (lo, hi)
+    return grown, gaps, light
 
 
 @dataclass
@@ -155,16 +172,30 @@ class Vars:
 
     rate: Fraction
     gaps: dict[str, tuple[int, int]]
+    light: dict[str, tuple[int, int]] = field(default_factory=dict)
     y: dict[tuple[str, int], Any] = field(default_factory=dict)
+    tr: dict[tuple[str, int], Any] = field(default_factory=dict)
+    late: dict[str, Any] = field(default_factory=dict)
+    other: dict[str, Any] = field(default_factory=dict)
+    late_cost: dict[str, int] = field(default_factory=dict)  #: of ``other``, in 1/den byte
+    keep: dict[tuple[str, int], Any] = field(default_factory=dict)
+    #: Capacity terms the engines add per step: ``(bytes, variable)``.
+    extra: dict[int, list[tuple[int, Any]]] = field(default_factory=dict)
     gl: dict[tuple[str, int], Any] = field(default_factory=dict)
     k: dict[tuple[str, int], Any] = field(default_factory=dict)
     cost: dict[str, int] = field(default_factory=dict)
     producer: dict[str, str] = field(default_factory=dict)
 
     def made(self, a: str, t: int) -> Any:
-        """``y[prod(a), t]`` (0 if ``a`` cannot be recomputed there)."""
+        """``y[prod(a), t]`` or its light form (0 if ``a`` cannot be recomputed there)."""
         p = self.producer.get(a)
-        return self.y.get((p, t), 0) if p is not None else 0
+        if p is None:
+            return 0
+        return self.y.get((p, t), 0) if (p, t) in self.y else self.tr.get((p, t), 0)
+
+    def runs(self) -> dict[tuple[str, int], Any]:
+        """Every re-run variable, full and light."""
+        return {**self.y, **self.tr}
 
     @property
     def scale(self) -> tuple[int, int]:
@@ -175,8 +206,9 @@ class Vars:
         """``(coefficient, variable)`` for recomputes and transient loads, in units of
         ``1/den`` byte (``size``: unaligned bytes)."""
         num, den = self.scale
-        out = [(num * self.cost[p], v) for (p, _), v in self.y.items() if num * self.cost[p]]
+        out = [(num * self.cost[p], v) for (p, _), v in self.runs().items() if num * self.cost[p]]
         out += [(den * size[i], v) for (i, _), v in self.gl.items() if size[i]]
+        out += [(self.late_cost[i], v) for i, v in self.other.items() if self.late_cost[i]]
         return out
 
 
@@ -186,21 +218,23 @@ def build(
     *,
     rate: Fraction,
     gaps: dict[str, tuple[int, int]],
+    light: dict[str, tuple[int, int]],
     x: Mapping[tuple[str, int], Any],
     r: Mapping[tuple[str, int], Any],
     loads: Mapping[tuple[str, int], Any],
     s: Mapping[str, Any],
     window: Mapping[str, tuple[int, int]],
+    life: Mapping[str, tuple[int, int]],
 ) -> Vars:
     """Add the variables and rows 2 and 3 (row 1 goes into the engines' load rows through
     :meth:`Vars.made`; row 4 is :func:`extend`)."""
     g = problem.graph
-    V = Vars(rate, gaps)
+    V = Vars(rate, gaps, light)
     outs = producers(problem)
     for p, os_ in outs.items():
         for o in os_:
             V.producer[o] = p
-    V.cost = {p: operator_cost(g, p) for p in gaps}
+    V.cost = {p: operator_cost(g, p) for p in {*gaps, *light}}
     oi = {v: k for k, v in enumerate(g.file_order)}  # unique row names
     ti = {a: k for k, a in enumerate(g.tensors)}
     for p, (lo, hi) in gaps.items():
@@ -210,6 +244,14 @@ def build(
                 b.add(
                     V.y[p, t] <= sum(x[p, k] for k in range(window[p][0], t)),
                     f"recompute_after_{oi[p]}_t{t}",
+                )
+    for p, (lo, hi) in light.items():
+        for t in range(lo, hi + 1):
+            V.tr[p, t] = b.binary(f"light_recompute_{oi[p]}_{_safe(p)}_t{t}")
+            if t - 1 < window[p][1]:
+                b.add(
+                    V.tr[p, t] <= sum(x[p, k] for k in range(window[p][0], t)),
+                    f"light_after_{oi[p]}_t{t}",
                 )
     size = {a: aligned(g.tensors[a].size, problem.alignment) for a in g.tracked(problem.setting)}
     gap_used = sorted({t for (_, t) in V.y})
@@ -243,6 +285,47 @@ def build(
                 <= problem.budget,
                 f"recompute_gap_{oi[p]}_t{t}",
             )
+    # Light re-runs need their inputs too, where the model can say it: inside an input's
+    # lifetime as for y; after it, the input stayed from its last modelled step (then, if
+    # the gap is not the next one, it is resident at every step in between: keep[i,u],
+    # counted in those steps' capacity), or came back after that step (late[i]: by a re-run with a
+    # variable, or by a load or a re-run without one, other[i], charged once: the cheaper).
+    num, den = V.scale
+    for (p, t), tv in V.tr.items():
+        for i in inputs_of(problem, p):
+            lo_i, hi_i = life[i]
+            if lo_i <= t <= hi_i:
+                if (i, t) not in V.gl:
+                    V.gl[i, t] = b.unit(f"transient_load_{ti[i]}_{_safe(i)}_t{t}")
+                    if i in s:
+                        b.add(V.gl[i, t] <= s[i], f"transient_stored_{ti[i]}_t{t}")
+                avail = [r.get((i, t - 1), 0), r[i, t], V.made(i, t), V.gl[i, t]]
+            elif t > hi_i:
+                if i not in V.late:
+                    V.late[i] = b.unit(f"late_{ti[i]}_{_safe(i)}")
+                    other = b.unit(f"late_other_{ti[i]}_{_safe(i)}")
+                    q = V.producer.get(i)
+                    costs = [den * g.tensors[i].size]
+                    if q is not None:
+                        costs.append(num * operator_cost(g, q))
+                    V.other[i] = other
+                    V.late_cost[i] = min(costs)
+                    reruns = [v for (q2, t2), v in V.runs().items() if q2 == q and t2 > hi_i]
+                    b.add(V.late[i] <= other + sum(reruns), f"late_{ti[i]}")
+                if t == hi_i + 1:  # kept from its last modelled step into this gap
+                    avail = [r[i, hi_i], V.late[i], V.made(i, t)]
+                else:  # kept past its lifetime: resident at every step in between
+                    for u in range(hi_i + 1, t):
+                        if (i, u) not in V.keep:
+                            kv = b.unit(f"kept_past_{ti[i]}_{_safe(i)}_t{u}")
+                            V.keep[i, u] = kv
+                            V.extra.setdefault(u, []).append((size[i], kv))
+                            if u > hi_i + 1:
+                                b.add(kv <= V.keep[i, u - 1], f"kept_past_{ti[i]}_t{u}")
+                    avail = [V.keep[i, t - 1], V.late[i], V.made(i, t)]
+            else:
+                continue  # before the input exists: p cannot have run yet
+            b.add(tv <= sum(avail), f"light_input_{oi[p]}_{ti[i]}_t{t}")
     return V
 
 
