@@ -56,6 +56,7 @@ class _Model:
         order: list[str] | None,
         deadline: Deadline | None = None,
         rate: Fraction | None = None,
+        light: bool = True,
     ):
         from ortools.sat.python import cp_model
 
@@ -69,6 +70,8 @@ class _Model:
         rc_light: dict[str, tuple[int, int]] = {}
         if rate is not None:  # recompute versus reload: inputs may stay for a re-run
             self.life, rc_gaps, rc_light = recompute.extend(problem, self.window, self.life)
+            if not light:
+                rc_light = {}
         self.ops = list(g.file_order)
         self.tensors = list(self.life)
         A = problem.alignment
@@ -341,11 +344,13 @@ def _engine(
     ctx: exact.Context, progress: Progress | None, rate: Fraction | None = None
 ) -> exact.EngineResult:
     problem, deadline = ctx.problem, ctx.deadline
+    if rate is not None:
+        return _recompute_engine(ctx, progress, rate)
     with deadline.phase("import"):  # OR-Tools takes a second or more to import
         from ortools.sat.python import cp_model
 
     with deadline.phase("model"):
-        M = _Model(problem, ctx.seq, deadline, rate)
+        M = _Model(problem, ctx.seq, deadline)
         for add in (_schedule, _residency, _addresses, _objective):
             if deadline.expired():
                 raise exact.OutOfTime("the time limit ran out while building the CP-SAT model")
@@ -354,9 +359,7 @@ def _engine(
         if ctx.warm is not None:
             _hint(M, ctx.warm)
 
-    def to_bytes(units: float) -> int | float:
-        if M.rc is not None:
-            return recompute.value(recompute.to_bound(units, M.unit, M.rc.scale[1], M.load_offset))
+    def to_bytes(units: float) -> int:
         return max(0, math.ceil(units - 1e-6) * M.unit - M.load_offset)
 
     solver = cp_model.CpSolver()
@@ -396,14 +399,6 @@ def _engine(
         out.bound = to_bytes(solver.best_objective_bound)
     if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
         out.note = f"CP-SAT stopped with {solver.status_name(status)} before a plan"
-        return out
-    if M.rc is not None:
-        with deadline.phase("decode"):
-            cand = _recompute_plan(ctx, M, solver)
-        if cand is None:
-            out.note = "the solution's blocks could not be placed"
-        else:
-            out.plans.append(cand)
         return out
     with deadline.phase("decode"):
         at = {
@@ -462,3 +457,82 @@ def _recompute_plan(ctx: exact.Context, M: _Model, solver) -> Plan | None:
         deadline=ctx.deadline,
         seed=ctx.seed,
     )
+
+
+def _recompute_engine(
+    ctx: exact.Context, progress: Progress | None, rate: Fraction
+) -> exact.EngineResult:
+    """Recompute versus reload: the model without light re-runs (a restriction whose
+    solutions decode to plans), then the full model (the relaxation, whose bound is the
+    valid one); one solve when there are no light re-runs. Each solution is placed again
+    and replayed (:func:`cosma.solvers.recompute.build_plan`)."""
+    from ortools.sat.python import cp_model
+
+    problem, deadline = ctx.problem, ctx.deadline
+    window = timeline.windows(problem, ctx.seq)
+    _, _, light = recompute.extend(problem, window, timeline.lifetimes(problem, window))
+    phases = [("restricted", False), ("relaxed", True)] if light else [("relaxed", True)]
+    out = exact.EngineResult()
+    notes: list[str] = []
+    emit = progress or progress_hook.current()
+    for k, (name, with_light) in enumerate(phases):
+        known = out.plans + ([ctx.warm] if ctx.warm is not None else [])
+        best = min(known, key=lambda p: p.objective, default=None)
+        if best is not None and best.objective <= out.bound:
+            break  # proven
+        with deadline.phase("model"):
+            M = _Model(problem, ctx.seq, deadline, rate, light=with_light)
+            for add in (_schedule, _residency, _addresses, _objective):
+                if deadline.expired():
+                    raise exact.OutOfTime("the time limit ran out while building the CP-SAT model")
+                add(M)
+            if best is not None:
+                _hint(M, best)
+        assert M.rc is not None
+        den = M.rc.scale[1]
+
+        def to_value(units: float, M: _Model = M, den: int = den) -> int | float:
+            return recompute.value(recompute.to_bound(units, M.unit, den, M.load_offset))
+
+        solver = cp_model.CpSolver()
+        solver.parameters.catch_sigint_signal = False
+        left = deadline.left()
+        share = 0.5 if k + 1 < len(phases) else 0.95
+        solver.parameters.max_time_in_seconds = 1e9 if left is None else max(0.05, share * left)
+        solver.parameters.num_workers = ctx.threads
+        solver.parameters.random_seed = ctx.seed
+
+        class _Callback(cp_model.CpSolverSolutionCallback):
+            def on_solution_callback(self, to_value=to_value, label=f"cpsat {name}") -> None:
+                report(
+                    label,
+                    seconds=deadline.elapsed(),
+                    objective=to_value(self.objective_value),
+                    bound=to_value(self.best_objective_bound),
+                    callback=emit,
+                )
+
+        with deadline.phase(f"solve_{name}"):
+            status = _solve_stoppable(solver, M.m, _Callback())
+        if status == cp_model.MODEL_INVALID:
+            raise SolverError(
+                "CP-SAT rejected the model (MODEL_INVALID): "
+                f"{solver.solution_info() or M.m.validate() or 'no reason given'}"
+            )
+        out.stats[f"{name}_status"] = solver.status_name(status)
+        if with_light and status == cp_model.INFEASIBLE:
+            out.infeasible = "the CP-SAT relaxation with recompute is infeasible"
+            break
+        if with_light and status in (cp_model.OPTIMAL, cp_model.FEASIBLE, cp_model.UNKNOWN):
+            out.bound = max(out.bound, to_value(solver.best_objective_bound))
+        if status in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+            with deadline.phase("decode"):
+                cand = _recompute_plan(ctx, M, solver)
+            if cand is None:
+                notes.append(f"{name}: the solution's blocks could not be placed")
+            else:
+                out.plans.append(cand)
+        else:
+            notes.append(f"{name}: CP-SAT stopped with {solver.status_name(status)}")
+    out.note = "; ".join(notes)
+    return out

@@ -48,30 +48,30 @@ re-run as at a load.
 
 **Why the optimum is still a lower bound.** Map any valid plan (SPEC §3 with recompute
 events, addresses and moves) onto the model as the engines' docstrings do (``r[a,t]`` = 1
-while ``a`` is resident during step ``t``, inside the model's lifetimes), and for each re-run
-of ``p`` after step ``t-1`` and before step ``t`` set ``y[p,t]`` = 1 if that variable exists,
-else ``tr[p,t]`` = 1 if that one does (else the re-run makes outputs that nothing in the model
-reads again: leave it out); for an input ``i`` of a light re-run at gap ``t`` past its
-lifetime, ``keep[i,u]`` = 1 while the plan holds ``i`` without a break since its last
+while ``a`` is resident during step ``t``, inside the model's lifetimes), and for each
+re-run of ``p`` after step ``t-1`` and before step ``t`` set ``y[p,t]`` = 1 if that variable
+exists, else ``tr[p,t]`` = 1 if that one does (else the re-run makes outputs that nothing in
+the model reads again: leave it out); for an input ``i`` of a light re-run at gap ``t`` past
+its lifetime, ``keep[i,u]`` = 1 while the plan holds ``i`` without a break since its last
 modelled step, ``late[i]`` = 1 if it brings ``i`` back after that step, ``other[i]`` = 1 if
 it does so by a load or by a re-run that has no variable (at least one such event, which
-costs at least the cheaper of the two); ``gl[i,t]`` = 1 if the plan loads ``i`` in that gap and ``i`` is
-resident neither at step ``t-1`` nor at ``t``; ``k`` at its lower bound (clipped at 0), ``g``
-accordingly. Row 1: a 0 -> 1 change of ``r[a,t]`` in the plan is a creation, a load or a
-re-run in gap ``t`` (a re-run after the last gap of ``tr`` cannot make ``a`` resident inside
-its lifetime). Row 2: when ``p`` re-runs in gap ``t`` (``y``) each tracked input ``i`` is
-resident, and ``(i,t-1)``, ``(i,t)`` are in ``i``'s grown lifetime (row 4); ``i`` was
-resident at the end of step ``t-1``, or arrived in the gap by a load (then it is resident at
-``t``, or that load is transient) or by a re-run in the same gap. Row 3: right after that
-re-run, ``IO(p)`` is resident, and so is every ``a`` kept through the gap (``k[a,t]`` > 0
-only for those), all disjoint inside ``[0, S)``; in the gaps where ``p`` does not re-run,
-``g[t]`` counts only tensors resident at step ``t``, at most ``S``. The objective counts one
-re-run per ``(p,t)`` set to 1 (the plan runs at least one), each transient load once, and
-the engines' loads and stores as before, so it is at most the plan's objective. Several
-re-runs of one gap are charged separately in row 3 (each at its own moment), never
-together, so no plan is cut off. Hence the model optimum, and any bound a solver proves on
-it, bound every plan from below. ``tests/test_recompute.py`` checks this against an
-independent exhaustive search over event sequences on tiny graphs.
+costs at least the cheaper of the two); ``gl[i,t]`` = 1 if the plan loads ``i`` in that gap
+and ``i`` is resident neither at step ``t-1`` nor at ``t``; ``k`` at its lower bound
+(clipped at 0), ``g`` accordingly. Row 1: a 0 -> 1 change of ``r[a,t]`` in the plan is a
+creation, a load or a re-run in gap ``t`` (a re-run after the last gap of ``tr`` cannot make
+``a`` resident inside its lifetime). Row 2: when ``p`` re-runs in gap ``t`` (``y``) each
+tracked input ``i`` is resident, and ``(i,t-1)``, ``(i,t)`` are in ``i``'s grown lifetime
+(row 4); ``i`` was resident at the end of step ``t-1``, or arrived in the gap by a load
+(then it is resident at ``t``, or that load is transient) or by a re-run in the same gap.
+Row 3: right after that re-run, ``IO(p)`` is resident, and so is every ``a`` kept through
+the gap (``k[a,t]`` > 0 only for those), all disjoint inside ``[0, S)``; in the gaps where
+``p`` does not re-run, ``g[t]`` counts only tensors resident at step ``t``, at most ``S``.
+The objective counts one re-run per ``(p,t)`` set to 1 (the plan runs at least one), each
+transient load once, and the engines' loads and stores as before, so it is at most the
+plan's objective. Several re-runs of one gap are charged separately in row 3 (each at its
+own moment), never together, so no plan is cut off. Hence the model optimum, and any bound a
+solver proves on it, bound every plan from below. ``tests/test_recompute.py`` checks this
+against an independent exhaustive search over event sequences on tiny graphs.
 
 **From a solution to a plan** (:func:`build_plan`). Gaps are given their own time slots
 (slot ``2t`` is gap ``t``, slot ``2t+1`` is step ``t``); each tensor's residency is cut into
