@@ -70,8 +70,7 @@ class _Model:
         rc_light: dict[str, tuple[int, int]] = {}
         if rate is not None:  # recompute versus reload: inputs may stay for a re-run
             self.life, rc_gaps, rc_light = recompute.extend(problem, self.window, self.life)
-            if not light:
-                rc_light = {}
+
         self.ops = list(g.file_order)
         self.tensors = list(self.life)
         A = problem.alignment
@@ -129,6 +128,7 @@ class _Model:
                 s=self.s,
                 window=self.window,
                 life=self.life,
+                relaxed=light,
             )
             self.stats["recompute_vars"] = len(self.rc.y) + len(self.rc.tr)
 
@@ -473,6 +473,18 @@ def _recompute_engine(
     _, _, light = recompute.extend(problem, window, timeline.lifetimes(problem, window))
     phases = [("restricted", False), ("relaxed", True)] if light else [("relaxed", True)]
     out = exact.EngineResult()
+    # Today's optimum (no recompute) first: a plan of the combined objective too (no
+    # re-runs), and a hint for the larger models; never worse than recompute off.
+    with deadline.phase("no_recompute_start"):
+        base = cpsat(
+            problem,
+            order=ctx.seq,
+            threads=ctx.threads,
+            seed=ctx.seed,
+            time_limit=deadline.sub(0.25),
+        )
+    if base.status.has_plan:
+        out.plans.append(base)
     notes: list[str] = []
     emit = progress or progress_hook.current()
     for k, (name, with_light) in enumerate(phases):

@@ -138,7 +138,7 @@ def build_model(
 ) -> Model:
     """Variables, then one function per constraint family, then the objective.
     ``recompute_rate`` (bytes per MAC) adds recompute (:mod:`cosma.solvers.recompute`);
-    ``recompute_light=False`` leaves out its light re-runs (a restriction, for plans)."""
+    ``recompute_light=False`` makes its light re-runs strict (a restriction, for plans)."""
     g = problem.graph
     window = timeline.windows(problem, order)
     life = timeline.lifetimes(problem, window)
@@ -146,8 +146,7 @@ def build_model(
     rc_light: dict[str, tuple[int, int]] = {}
     if recompute_rate is not None:
         life, rc_gaps, rc_light = recompute.extend(problem, window, life)
-        if not recompute_light:
-            rc_light = {}
+
     sizes = {a: aligned(g.tensors[a].size, problem.alignment) for a in life}
     nonzero = [s for s in sizes.values() if s]
     scale = math.gcd(*nonzero) if nonzero else 1
@@ -215,6 +214,7 @@ def build_model(
             s=s,
             window=window,
             life=life,
+            relaxed=recompute_light,
         )
     families = [
         lambda: _operands_resident(m, problem),
@@ -780,6 +780,19 @@ def _recompute_engine(
     graph has no light re-runs the first model is the relaxation and one solve does both.
     No move cuts: they assume a tensor changes address only by a load."""
     problem, deadline = ctx.problem, ctx.deadline
+    # Today's optimum (no recompute) first: a plan of the combined objective too (no
+    # re-runs), and a start for the larger models; never worse than recompute off.
+    with deadline.phase("no_recompute_start"):
+        base = milp(
+            problem,
+            solver=back.name,
+            order=ctx.seq,
+            threads=ctx.threads,
+            seed=ctx.seed,
+            time_limit=deadline.sub(0.25),
+        )
+    if base.status.has_plan:
+        out.plans.append(base)
     window = timeline.windows(problem, ctx.seq)
     _, _, light = recompute.extend(problem, window, timeline.lifetimes(problem, window))
     phases = [("restricted", False), ("relaxed", True)] if light else [("relaxed", True)]

@@ -225,6 +225,7 @@ def build(
     s: Mapping[str, Any],
     window: Mapping[str, tuple[int, int]],
     life: Mapping[str, tuple[int, int]],
+    relaxed: bool = True,
 ) -> Vars:
     """Add the variables and rows 2 and 3 (row 1 goes into the engines' load rows through
     :meth:`Vars.made`; row 4 is :func:`extend`)."""
@@ -254,7 +255,10 @@ def build(
                     f"light_after_{oi[p]}_t{t}",
                 )
     size = {a: aligned(g.tensors[a].size, problem.alignment) for a in g.tracked(problem.setting)}
-    gap_used = sorted({t for (_, t) in V.y})
+    # Strict re-runs: their inputs are there and their gap holds them. ``relaxed=False``
+    # makes the light ones strict too (a restriction: only what the decoder can build).
+    strict = dict(V.y) if relaxed else V.runs()
+    gap_used = sorted({t for (_, t) in V.runs()})
     kept: dict[int, Any] = {}
     for t in gap_used:
         terms = []
@@ -268,9 +272,9 @@ def build(
                 )
                 terms.append(size[a] * kv)
         kept[t] = sum(terms)
-    for (p, t), y in V.y.items():
+    for (p, t), y in V.runs().items():
         ins = inputs_of(problem, p)
-        for i in ins:
+        for i in ins if (p, t) in strict else ():
             if (i, t) not in V.gl:
                 V.gl[i, t] = b.unit(f"transient_load_{ti[i]}_{_safe(i)}_t{t}")
                 if i in s:
@@ -291,7 +295,7 @@ def build(
     # counted in those steps' capacity), or came back after that step (late[i]: by a re-run with a
     # variable, or by a load or a re-run without one, other[i], charged once: the cheaper).
     num, den = V.scale
-    for (p, t), tv in V.tr.items():
+    for (p, t), tv in V.tr.items() if relaxed else ():
         for i in inputs_of(problem, p):
             lo_i, hi_i = life[i]
             if lo_i <= t <= hi_i:
