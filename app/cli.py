@@ -8,6 +8,7 @@ import contextlib
 import functools
 import json
 import logging
+import os
 import signal
 import sys
 import time
@@ -46,6 +47,7 @@ Exit codes:
   5    solver failure: a solver crashed, rejected the model, or it would not fit in memory
   130  interrupted (128 + signal: 130 for Ctrl-C, 143 for SIGTERM); the best plan found
        so far is still printed and written to -o, marked interrupted
+  141  the output pipe was closed (e.g. cosma zoo | head): cosma stops quietly
 """
 
 
@@ -79,6 +81,8 @@ class _Group(click.Group):
                 return super().invoke(ctx)
         except (click.ClickException, click.exceptions.Exit, click.Abort, SystemExit):
             raise
+        except BrokenPipeError:
+            _closed_pipe()
         except KeyboardInterrupt as e:
             # cosma's handler names the signal; a plain Ctrl-C without it is SIGINT.
             name = e.args[0] if e.args and e.args[0] in ("SIGINT", "SIGTERM") else "SIGINT"
@@ -1286,13 +1290,34 @@ for _command in cli.commands.values():
 cli.params.append(_verbosity_params()[1])
 
 
+def _closed_pipe() -> None:
+    """Standard output was closed by its reader (``cosma zoo | head``): stop quietly, with
+    the exit code of a process that SIGPIPE ended, as other command-line tools do."""
+    with contextlib.suppress(OSError, ValueError):
+        # Python flushes sys.stdout on the way out: let that write go nowhere.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    sys.exit(128 + signal.SIGPIPE)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of the ``cosma`` script."""
     try:
-        cli.main(args=list(argv) if argv is not None else None, prog_name="cosma")
+        try:
+            cli.main(args=list(argv) if argv is not None else None, prog_name="cosma")
+        finally:
+            sys.stdout.flush()  # a closed pipe shows here when the output was short
     except KeyboardInterrupt:  # outside a command (e.g. while click parses)
         click.echo("Error: interrupted", err=True)
         sys.exit(int(ExitCode.INTERRUPTED))
+    except BrokenPipeError:
+        _closed_pipe()
+    except SystemExit as e:
+        # click meets a closed pipe itself while it prints help or usage: it wraps the
+        # streams so that nothing more is written, and exits 1 (cosma's "internal error").
+        if e.code == 1 and isinstance(sys.stdout, click.utils.PacifyFlushWrapper):
+            _closed_pipe()
+        raise
 
 
 if __name__ == "__main__":  # pragma: no cover
