@@ -40,9 +40,7 @@ def search(g: Graph, budget: int, rate: Fraction, order: list[str]) -> Fraction 
     """
     tracked = list(g.tracked("activations"))
     size = {a: g.tensors[a].size for a in tracked}
-    ins = {
-        v: frozenset(a for a in g.operators[v].inputs if a in size) for v in g.operators
-    }
+    ins = {v: frozenset(a for a in g.operators[v].inputs if a in size) for v in g.operators}
     outs = {v: frozenset(a for a in g.operators[v].outputs if a in size) for v in g.operators}
     outputs = frozenset(a for a in tracked if g.tensors[a].kind is TensorKind.OUTPUT)
     start_host = frozenset(a for a in tracked if g.tensors[a].producer is None)
