@@ -73,16 +73,25 @@ own moment), never together, so no plan is cut off. Hence the model optimum, and
 solver proves on it, bound every plan from below. ``tests/test_recompute.py`` checks this
 against an independent exhaustive search over event sequences on tiny graphs.
 
-**From a solution to a plan** (:func:`build_plan`). Gaps are given their own time slots
-(slot ``2t`` is gap ``t``, slot ``2t+1`` is step ``t``); each tensor's residency is cut into
-blocks that start with a create, a recompute or a load and end at their last use; inputs of
-a recompute are kept (or loaded, or recomputed, transiently) into its gap slot, and every
-output of a recomputed producer is resident in that slot. The blocks are placed exactly
+**Two solves.** The engines solve the model above (the *relaxation*: its bound is the one
+reported) after a *restriction* of it whose solutions decode to plans: light re-runs are
+held to the same input rows as ``y``, and the re-runs of one gap must fit together
+(``g[t]`` plus every tensor some re-run of the gap holds, ``<= S``) instead of one at a
+time. Before both, the traffic problem without recompute is solved: its plan has no
+re-runs, so the answer is never worse than with recompute off.
+
+**From a solution to a plan** (:func:`build_plan`). Each gap gets one time slot per re-run
+it holds, in an order that respects the re-runs feeding each other and holds the fewest
+bytes (every order when there are at most six), then its step gets a slot. Each tensor's
+residency is cut into blocks that start with a create, a recompute or a load (a tensor the
+solution re-makes in a gap starts a new block there) and end at their last use; inputs of a
+re-run are kept (or loaded, or recomputed, transiently) into its slot, and every output of a
+re-run producer is resident there. The blocks are placed exactly
 (:func:`cosma.solvers.placement.place_with_moves`, moves paid as loads) and turned into
-events; the plan is replayed, which measures its objective. The model does not see the
-order of several recomputes inside one gap, nor addresses in gaps, so a decoded plan can
-cost more than the solution (or fail to place): then the answer is ``feasible`` with the
-solver's bound, never ``optimal`` unless the replayed plan meets the bound.
+events; the plan is replayed, which measures its objective. A solution of the relaxation may
+not decode (it does not see the order inside a gap, nor addresses), and a decoded plan may
+cost more than its solution (moves): the answer is then ``feasible`` with the relaxation's
+bound; ``optimal`` only when a replayed plan meets the bound.
 """
 
 from __future__ import annotations
