@@ -1,7 +1,7 @@
 """Recompute versus reload (issue 13, deliverable 3): the frontier of traffic against
 recomputed MACs as the rate varies. Writes benchmarks/results/recompute.md, .json and .png.
 
-    python benchmarks/recompute.py                        # the committed table (about 25 min)
+    python benchmarks/recompute.py                        # the committed table (about 30 min)
     python benchmarks/recompute.py --graphs zoo:transformer@M_R --rates 0.0064 --time-limit 20
 
 For each graph (``MODEL@BUDGET``: a zoo name or file, and a budget name or bytes), each exact
@@ -27,6 +27,7 @@ import cosma
 from cosma import api
 from cosma.graphs import load_graph
 from cosma.graphs.attention import transformer
+from cosma.graphs.nodelink import random_layered
 from cosma.problem import Problem
 from cosma.simulator import replay
 from cosma.solvers.cpsat import cpsat
@@ -34,11 +35,21 @@ from cosma.solvers.milp import milp
 
 HERE = Path(__file__).resolve().parent
 #: 0.0064 B/MAC: 25.6 GB/s of LPDDR4 against 4 TMAC/s; the others bracket it.
-RATES = ["off", "0", "0.0001", "0.001", "0.0064", "0.1"]
-GRAPHS = ["transformer-1layer@M_R", "zoo:transformer@M_R", "zoo:densenet121@M_R"]
-#: Small forms built here (not zoo names): the base Transformer with one encoder and one
-#: decoder layer (40 operators), where both engines finish.
-SMALL = {"transformer-1layer": lambda: transformer(layers=1)}
+RATES = ["off", "0", "0.0001", "0.001", "0.0064", "0.1", "1", "10"]
+GRAPHS = [
+    "layered-30@M_H",
+    "transformer-1layer@M_H",
+    "zoo:transformer@M_R",
+    "zoo:densenet121@M_R",
+]
+#: Small graphs built here (not zoo names), where both engines finish: a random layered
+#: graph as MOCCASIN describes them (30 operators, cosma's generator, seed 0: sizes and
+#: costs in its own units), and the base Transformer with one encoder and one decoder layer
+#: (40 operators).
+SMALL = {
+    "layered-30": lambda: random_layered(30, seed=0),
+    "transformer-1layer": lambda: transformer(layers=1),
+}
 
 
 def run(spec: str, engine: str, rate: str, *, time_limit: float, threads: int) -> dict:
@@ -109,6 +120,8 @@ def table(rows: list[dict]) -> list[str]:
 
 
 def picture(rows: list[dict], path: Path) -> None:
+    """One panel per graph: traffic and recomputed MACs against the rate (log scale; rate 0
+    drawn at the left edge), per engine."""
     try:
         import matplotlib
 
@@ -116,25 +129,36 @@ def picture(rows: list[dict], path: Path) -> None:
         import matplotlib.pyplot as plt
     except ImportError:
         return
-    fig, ax = plt.subplots(figsize=(8, 4.5))
-    for key in sorted({(r["graph"], r["engine"]) for r in rows}):
-        pts = [
-            (r["recompute_macs"], r["traffic"], r["rate"])
-            for r in rows
-            if (r["graph"], r["engine"]) == key and r["traffic"] is not None
-        ]
-        if not pts:
-            continue
-        xs, ys, _ = zip(*pts, strict=True)
-        ax.plot(xs, ys, "o-", label=f"{key[0]} ({key[1]})")
-        for x, y, lab in pts:
-            ax.annotate(lab, (x, y), fontsize=7, textcoords="offset points", xytext=(3, 3))
-    ax.set_xlabel("recomputed MACs")
-    ax.set_ylabel("non-compulsory traffic (bytes)")
-    ax.set_title("Recompute versus reload: traffic against recomputation as the rate varies")
-    ax.legend(fontsize=8)
+    graphs = list(dict.fromkeys(r["graph"] for r in rows))
+    fig, axes = plt.subplots(1, len(graphs), figsize=(4.2 * len(graphs), 3.8), squeeze=False)
+    for ax, name in zip(axes[0], graphs, strict=True):
+        mine = [r for r in rows if r["graph"] == name and r["traffic"] is not None]
+        rates = sorted({float(r["rate"]) for r in mine if r["rate"] != "off"} - {0.0})
+        zero = rates[0] / 10 if rates else 1e-5
+        twin = ax.twinx()
+        for engine, style in (("milp", "-"), ("cpsat", "--")):
+            pts = sorted(
+                (float(r["rate"]) or zero, r["traffic"], r["recompute_macs"])
+                for r in mine
+                if r["engine"] == engine and r["rate"] != "off"
+            )
+            if not pts:
+                continue
+            xs, traffic, macs = zip(*pts, strict=True)
+            ax.plot(xs, traffic, "o" + style, color="tab:blue", label=f"traffic ({engine})")
+            twin.plot(xs, macs, "s" + style, color="tab:red", label=f"MACs ({engine})")
+        ax.set_xscale("log")
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("rate (bytes per MAC; leftmost point: 0)", fontsize=8)
+        ax.set_ylabel("non-compulsory traffic (B)", color="tab:blue", fontsize=8)
+        twin.set_ylabel("recomputed MACs", color="tab:red", fontsize=8)
+        ax.set_ylim(bottom=0)
+        twin.set_ylim(bottom=0)
+        ax.tick_params(labelsize=7)
+        twin.tick_params(labelsize=7)
+    fig.suptitle("Recompute versus reload: traffic and recomputation as the rate varies")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=100)
     plt.close(fig)
 
 
@@ -149,29 +173,35 @@ def main(argv=None) -> None:
         help="engines for graphs of more than 100 operators (CP-SAT rarely helps there)",
     )
     ap.add_argument("--rates", nargs="*", default=RATES)
-    ap.add_argument("--time-limit", type=float, default=60.0)
+    ap.add_argument("--time-limit", type=float, default=30.0, help="small graphs")
+    ap.add_argument("--large-time-limit", type=float, default=60.0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", default=str(HERE / "results" / "recompute"))
+    ap.add_argument("--replot", action="store_true", help="redraw OUT.png from OUT.json")
     args = ap.parse_args(argv)
+    if args.replot:
+        picture(json.loads(Path(args.out + ".json").read_text()), Path(args.out + ".png"))
+        return
     t0 = time.perf_counter()
     rows = []
     for spec in args.graphs:
         large = not spec.startswith(tuple(SMALL))
         for engine in args.large_engines if large else args.engines:
             for rate in args.rates:
-                rows.append(
-                    run(spec, engine, rate, time_limit=args.time_limit, threads=args.threads)
-                )
+                limit = args.large_time_limit if large else args.time_limit
+                rows.append(run(spec, engine, rate, time_limit=limit, threads=args.threads))
     total = time.perf_counter() - t0
     head = [
         "# Recompute versus reload: the frontier",
         "",
         "Objective: non-compulsory traffic + rate x recomputed MACs (docs/recompute.md). "
         "Fixed order (minimum peak), 1 byte per element, activations setting. `off` is "
-        "recompute disabled (today's model). Each run has its own time limit of "
-        f"{args.time_limit:g} s, shared by its phases (no-recompute start, restricted "
-        "model, relaxed model). Traffic and MACs are the simulator's replay; the bound is "
-        "the relaxation's, valid for every plan with recomputation.",
+        "recompute disabled (today's model). Each run has its own time limit "
+        f"({args.time_limit:g} s on the small graphs, {args.large_time_limit:g} s on the zoo "
+        "ones), shared by its phases (no-recompute start, restricted model, relaxed "
+        "model). Traffic and MACs are the simulator's replay; the bound is the "
+        "relaxation's, valid for every plan with recomputation. On layered-30 sizes are "
+        "bytes and costs MACs of the generator's units.",
         "",
         f"Machine: {platform.machine()}, {os.cpu_count()} cores (shared with other jobs, "
         f"load about 8), Python {platform.python_version()}, cosma {cosma.__version__}; "
