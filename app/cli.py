@@ -8,6 +8,7 @@ import contextlib
 import functools
 import json
 import logging
+import os
 import signal
 import sys
 import time
@@ -46,6 +47,7 @@ Exit codes:
   5    solver failure: a solver crashed, rejected the model, or it would not fit in memory
   130  interrupted (128 + signal: 130 for Ctrl-C, 143 for SIGTERM); the best plan found
        so far is still printed and written to -o, marked interrupted
+  141  the output pipe was closed (e.g. cosma zoo | head): cosma stops quietly
 """
 
 
@@ -79,6 +81,8 @@ class _Group(click.Group):
                 return super().invoke(ctx)
         except (click.ClickException, click.exceptions.Exit, click.Abort, SystemExit):
             raise
+        except BrokenPipeError:
+            _closed_pipe()
         except KeyboardInterrupt as e:
             # cosma's handler names the signal; a plain Ctrl-C without it is SIGINT.
             name = e.args[0] if e.args and e.args[0] in ("SIGINT", "SIGTERM") else "SIGINT"
@@ -312,6 +316,13 @@ def _plan_summary(graph: Graph, plan: Plan, elapsed: float) -> list[str]:
             f"  compulsory          {_b(t['compulsory'], False)}",
             f"  peak occupancy      {_b(plan.peak or 0, False)}",
         ]
+        rate = plan.options.get("recompute_rate")
+        if rate is not None:  # recompute versus reload: the objective adds rate x MACs
+            macs = plan.stats.get("compute", {}).get("recompute", 0)
+            lines += [
+                f"  recomputed          {macs:,} MACs at {rate} B/MAC",
+                f"  objective           {plan.objective:,} B equivalent (traffic + rate x MACs)",
+            ]
         if plan.lower_bound is not None:
             gap = plan.gap
             lines.append(
@@ -489,6 +500,22 @@ def _remat_summary(graph: Graph, plan: Plan, elapsed: float) -> list[str]:
     help="With --objective compute: most runs of one operator (2 = one recomputation, as "
     "MOCCASIN); 0 for no bound.",
 )
+@click.option(
+    "--recompute-rate",
+    default=None,
+    metavar="BYTES_PER_MAC",
+    callback=_checked(check.recompute_rate),
+    help="Let a dropped activation come back by re-running its producer (milp, cpsat and "
+    "their -fixed forms), and minimise traffic + this rate x recomputed MACs, e.g. 0.0064.",
+)
+@click.option(
+    "--accelerator",
+    default=None,
+    metavar="dram=BW,macs=RATE",
+    callback=_checked(check.accelerator_rate),
+    help="The recompute rate from the accelerator: DRAM bandwidth over peak MAC rate, "
+    "e.g. dram=25.6GB/s,macs=4T/s (0.0064 B/MAC).",
+)
 @_graceful_signals
 def plan(
     model: str,
@@ -512,6 +539,8 @@ def plan(
     as_json: bool,
     objective: str,
     max_computes: int,
+    recompute_rate,
+    accelerator,
 ) -> None:
     """Find a plan for MODEL (an ONNX file or zoo:NAME) in a scratchpad of BUDGET bytes and
     replay it.
@@ -549,6 +578,14 @@ def plan(
     }
     if "max_computes" in (method_options(method) or ()):
         given["max_computes"] = max_computes or None
+    if recompute_rate is not None and accelerator is not None:
+        raise UsageError(
+            "give one of --recompute-rate and --accelerator (the rate is derived from it)"
+        )
+    # Recompute versus reload (both callbacks return the rate in bytes per MAC).
+    rate = recompute_rate if recompute_rate is not None else accelerator
+    if rate is not None:
+        given["recompute_rate"] = rate
     if method != "auto":
         check_options(method, given)
     # Every output path is checked before any work: a bad one fails now, not after a solve.
@@ -1253,13 +1290,34 @@ for _command in cli.commands.values():
 cli.params.append(_verbosity_params()[1])
 
 
+def _closed_pipe() -> None:
+    """Standard output was closed by its reader (``cosma zoo | head``): stop quietly, with
+    the exit code of a process that SIGPIPE ended, as other command-line tools do."""
+    with contextlib.suppress(OSError, ValueError):
+        # Python flushes sys.stdout on the way out: let that write go nowhere.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    sys.exit(128 + signal.SIGPIPE)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of the ``cosma`` script."""
     try:
-        cli.main(args=list(argv) if argv is not None else None, prog_name="cosma")
+        try:
+            cli.main(args=list(argv) if argv is not None else None, prog_name="cosma")
+        finally:
+            sys.stdout.flush()  # a closed pipe shows here when the output was short
     except KeyboardInterrupt:  # outside a command (e.g. while click parses)
         click.echo("Error: interrupted", err=True)
         sys.exit(int(ExitCode.INTERRUPTED))
+    except BrokenPipeError:
+        _closed_pipe()
+    except SystemExit as e:
+        # click meets a closed pipe itself while it prints help or usage: it wraps the
+        # streams so that nothing more is written, and exits 1 (cosma's "internal error").
+        if e.code == 1 and isinstance(sys.stdout, click.utils.PacifyFlushWrapper):
+            _closed_pipe()
+        raise
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -219,7 +219,7 @@ class Liveness:
 
     def ready(self, done: int, allowed: int | None = None) -> list[int]:
         """Operators not in ``done`` whose predecessors all are (within ``allowed``)."""
-        pool = range(self.n) if allowed is None else _bits_of(allowed & ~done)
+        pool = range(self.n) if allowed is None else bits_of(allowed & ~done)
         pm = self.pred_mask
         return [v for v in pool if not (done >> v & 1) and not (pm[v] & ~done)]
 
@@ -295,7 +295,12 @@ def _bitarray(x: int, n: int) -> np.ndarray:
     return np.unpackbits(raw, bitorder="little")[:n].astype(np.int64)
 
 
-def _bits_of(x: int) -> list[int]:
+def bits_of(x: int) -> list[int]:
+    """The positions of the set bits of ``x``, lowest first.
+
+    >>> bits_of(0b10110)
+    [1, 2, 4]
+    """
     out = []
     while x:
         low = x & -x

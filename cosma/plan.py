@@ -13,15 +13,17 @@ and :meth:`Plan.dma_commands` flattens a plan into the DMA commands a runtime is
 
 from __future__ import annotations
 
+import functools
 import json
 import math
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
 from cosma.errors import CosmaError, PlanError
-from cosma.graph import Graph, Setting
+from cosma.graph import Graph, Setting, TensorKind
 
 SCHEMA_VERSION = 2
 #: Versions :meth:`Plan.from_dict` reads.
@@ -121,8 +123,8 @@ class Plan:
     steps: list[Step] = field(default_factory=list)
     solver: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
-    objective: int | None = None
-    lower_bound: int | None = None
+    objective: int | float | None = None
+    lower_bound: int | float | None = None
     solve_time: float = 0.0
     reason: str | None = None
     traffic: dict[str, int] = field(default_factory=dict)
@@ -340,7 +342,13 @@ class Plan:
         """Read a plan; with ``graph``, refuse a plan made for another graph.
 
         Every field is type-checked: a hand-edited or damaged plan gives one PlanError
-        naming the field, never another exception.
+        naming the field, never another exception. What the reader accepts is a complete
+        schema-2 plan: :meth:`to_dict` of the result validates against ``plan.schema.json``
+        (checked here, as the last step). With ``graph``, what the graph says (tensor
+        sizes and kinds, input shapes, the host layout) is taken from the graph; without
+        it, from the file. The one exception is a version-1 file read without its graph:
+        it records no sizes, so the plan has none (export and pictures refuse it and say
+        to replay it against its model first).
         """
         try:
             if not isinstance(doc, dict):
@@ -355,6 +363,11 @@ class Plan:
             gdoc = _field(doc, "graph", dict)
             ident = _field(gdoc, "identity", str, "graph.identity")
             gname = _field(gdoc, "name", str, "graph.name")
+            if not _IDENTITY.fullmatch(ident):
+                raise PlanError(
+                    f"not a valid cosma plan: graph.identity {ident[:80]!r} is not of the "
+                    "form sha256:<hex digits> that cosma writes"
+                )
             if graph is not None and ident != graph.identity():
                 raise PlanError(
                     f"the plan was made for graph {gname!r} ({ident}), not for "
@@ -390,13 +403,10 @@ class Plan:
             timing = _optional(doc, "timing", dict) or {}
             # "solve_time" at the top: plans written before the "timing" object existed.
             solve_time = timing.get("solve_seconds", doc.get("solve_time")) or 0.0
-            if (
-                isinstance(solve_time, bool)
-                or not isinstance(solve_time, (int, float))
-                or not math.isfinite(solve_time)
-            ):
+            if not _seconds(solve_time):
                 raise PlanError(
-                    "not a valid cosma plan: timing.solve_seconds is not a finite number"
+                    "not a valid cosma plan: timing.solve_seconds should be a finite number "
+                    "of seconds, 0 or more"
                 )
             layout = _optional(doc, "host_layout", dict) or {}
             offsets = _optional(layout, "offsets", dict) or {}
@@ -409,19 +419,38 @@ class Plan:
                 or not math.isfinite(element_bytes)
             ):
                 raise PlanError("not a valid cosma plan: element_bytes is not a finite number")
+            stats = dict(_optional(doc, "stats", dict) or {})
+            stats.update({k: timing[k] for k in VOLATILE_STATS if k in timing})
+            for k in VOLATILE_STATS:
+                if k in stats and not (
+                    isinstance(stats[k], dict) and all(map(_seconds, stats[k].values()))
+                ):
+                    raise PlanError(
+                        f"not a valid cosma plan: timing.{k} should map names to seconds"
+                    )
+            objective = _objective_value(doc, "objective")
+            lower_bound = _objective_value(doc, "lower_bound")
+            if objective is not None and lower_bound is not None and lower_bound > objective:
+                raise PlanError(
+                    f"not a valid cosma plan: its lower_bound ({lower_bound:,} B) is above its "
+                    f"objective ({objective:,} B); a bound cannot exceed a plan's traffic"
+                )
+            alignment = _whole(doc.get("alignment", 1), "alignment")
+            if alignment < 1:
+                raise PlanError("not a valid cosma plan: alignment should be 1 or more")
             plan = cls(
                 graph_name=gname,
                 graph_identity=ident,
                 budget=_whole(doc.get("budget"), "budget"),
                 setting=Setting.parse(_field(doc, "setting", str)),
-                alignment=_whole(doc.get("alignment", 1), "alignment"),
+                alignment=alignment,
                 method=_field(doc, "method", str),
                 status=status_value,
                 steps=steps,
                 solver=_optional(doc, "solver", str),
                 options=dict(_optional(doc, "options", dict) or {}),
-                objective=_optional_whole(doc, "objective"),
-                lower_bound=_optional_whole(doc, "lower_bound"),
+                objective=objective,
+                lower_bound=lower_bound,
                 solve_time=float(solve_time),
                 reason=_optional(doc, "reason", str),
                 traffic={
@@ -429,24 +458,38 @@ class Plan:
                     for k, v in (_optional(doc, "traffic", dict) or {}).items()
                 },
                 peak=_optional_whole(doc, "peak"),
-                stats={
-                    **dict(_optional(doc, "stats", dict) or {}),
-                    **{k: timing[k] for k in VOLATILE_STATS if k in timing},
-                },
+                stats=stats,
                 source=_optional(doc, "source", str),
                 element_bytes=element_bytes,
                 input_shapes={
                     str(k): [_whole(d, f"input_shapes[{k!r}]") for d in _list(v, "input_shapes")]
                     for k, v in shapes.items()
                 },
-                tensors={str(k): dict(_dict(v, f"tensors[{k!r}]")) for k, v in tensors.items()},
+                tensors={str(k): _tensor_entry(v, f"tensors[{k!r}]") for k, v in tensors.items()},
                 host_layout={
                     str(k): _whole(v, f"host_layout.offsets[{k!r}]") for k, v in offsets.items()
                 },
                 host_bytes=_whole(layout.get("bytes") or 0, "host_layout.bytes"),
             )
             if graph is not None:
+                _known_tensors(plan, graph.tensors, f"graph {graph.name!r}")
                 plan.describe(graph)
+            elif version == 1:
+                return plan  # no sizes to check against: see the docstring
+            else:
+                _known_tensors(plan, plan.tensors, "the plan's tensors table")
+                moved = {
+                    e.tensor
+                    for _, _, e in plan.events()
+                    if e.kind in (EventKind.LOAD, EventKind.STORE)
+                }
+                missing = sorted(moved - plan.host_layout.keys())
+                if missing:
+                    raise PlanError(
+                        f"not a valid cosma plan: tensor {missing[0]!r} is loaded or stored "
+                        "but has no offset in host_layout.offsets"
+                    )
+            _check_schema(plan.to_dict())
             return plan
         except PlanError:
             raise
@@ -484,6 +527,64 @@ def plan_document(text: str | bytes) -> dict[str, Any]:
     if not isinstance(doc, dict):
         raise PlanError("not a valid cosma plan: the JSON is not an object")
     return doc
+
+
+_IDENTITY = re.compile(r"sha256:[0-9a-f]+")
+
+
+def _seconds(value: object) -> bool:
+    """A time in seconds: a finite number, 0 or more."""
+    return (
+        not isinstance(value, bool)
+        and isinstance(value, (int, float))
+        and math.isfinite(value)
+        and value >= 0
+    )
+
+
+def _tensor_entry(value: object, label: str) -> dict[str, Any]:
+    entry = dict(_dict(value, label))
+    _whole(entry.get("bytes"), f"{label}.bytes")
+    if entry.get("kind") not in [k.value for k in TensorKind]:
+        raise PlanError(
+            f"not a valid cosma plan: {label}.kind should be one of "
+            f"{', '.join(k.value for k in TensorKind)}, not {entry.get('kind')!r}"[:300]
+        )
+    return entry
+
+
+def _known_tensors(plan: Plan, known: Any, where: str) -> None:
+    """Every event names a tensor that ``known`` (the graph's, or the file's table) has."""
+    for i, phase, e in plan.events():
+        if e.tensor not in known:
+            raise PlanError(
+                f"not a valid cosma plan: step {i} ({plan.steps[i].operator!r}) {phase} "
+                f"names tensor {e.tensor[:80]!r}, which {where} does not have"
+            )
+
+
+@functools.lru_cache(maxsize=1)
+def _schema_validator() -> Any:
+    from importlib import resources
+
+    import fastjsonschema
+
+    text = resources.files("cosma").joinpath("plan.schema.json").read_text(encoding="utf-8")
+    return fastjsonschema.compile(json.loads(text))
+
+
+def _check_schema(doc: dict[str, Any]) -> None:
+    """The reader's last check: the plan it returns matches ``plan.schema.json`` (what
+    the specific checks above missed gets the schema's own words)."""
+    import fastjsonschema
+
+    try:
+        _schema_validator()(doc)
+    except fastjsonschema.JsonSchemaException as e:
+        message = str(e.message).replace("data", "the plan", 1)[:300]
+        raise PlanError(
+            f"not a valid cosma plan: it does not match cosma's plan schema: {message}"
+        ) from None
 
 
 def _no_constant(name: str) -> None:
@@ -531,6 +632,22 @@ def _dict(value: object, label: str) -> dict:
 
 def _optional_whole(doc: dict[str, Any], key: str) -> int | None:
     return None if doc.get(key) is None else _whole(doc[key], key)
+
+
+def _objective_value(doc: dict[str, Any], key: str) -> int | float | None:
+    """Objective or bound: whole bytes, or, for recompute versus reload (``options`` has a
+    ``recompute_rate``), traffic plus rate x MACs, which need not be whole."""
+    value = doc.get(key)
+    options = doc.get("options")
+    if (
+        isinstance(options, dict)
+        and options.get("recompute_rate") is not None
+        and isinstance(value, float)
+    ):
+        if not math.isfinite(value) or not 0 <= value <= 2**53:
+            raise PlanError(f"not a valid cosma plan: {key} should be a finite number >= 0")
+        return value
+    return _optional_whole(doc, key)
 
 
 def _event_from(d: object, where: str = "event") -> Event:

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from cosma.deadline import Deadline
 from cosma.graph import Graph, Setting
 from cosma.liveness import Liveness, liveness
+from cosma.liveness import bits_of as _bits
 from cosma.progress import report
 
 
@@ -218,15 +219,6 @@ def _downset_search(
                 # Deeper states first among equal peaks: reach the goal sooner.
                 heapq.heappush(heap, (newpeak, -new.bit_count(), counter, new))
     return _SearchResult(None, incumbent, incumbent, True, states)
-
-
-def _bits(x: int) -> list[int]:
-    out = []
-    while x:
-        low = x & -x
-        out.append(low.bit_length() - 1)
-        x ^= low
-    return out
 
 
 def _beam(lv: Liveness, *, width: int, floor: int, deadline: Deadline) -> list[int] | None:

@@ -344,18 +344,9 @@ HMCOS_AMOEBANET = Genotype(
     reduce_concat=[4, 5, 6],
 )
 
-_HMCOS_PNAS_CELL = [
-    ("sep_conv_5x5", 0),
-    ("max_pool_3x3", 0),
-    ("sep_conv_7x7", 1),
-    ("max_pool_3x3", 1),
-    ("sep_conv_5x5", 1),
-    ("sep_conv_3x3", 1),
-    ("sep_conv_3x3", 4),
-    ("max_pool_3x3", 1),
-    ("sep_conv_3x3", 0),
-    ("avg_pool_1x1", 1),
-]
+#: The generator's PNASNet cell ends in a 1x1 average pool where the DARTS repository's has a
+#: skip connection; the other nine entries are the same.
+_HMCOS_PNAS_CELL = [*_PNAS_CELL[:-1], ("avg_pool_1x1", 1)]
 HMCOS_PNASNET = Genotype(_HMCOS_PNAS_CELL, [2, 3, 4, 5, 6], _HMCOS_PNAS_CELL, [2, 3, 4, 5, 6])
 
 #: The generator's DARTS genotype is DARTS V2, the same as the DARTS-skeleton one.

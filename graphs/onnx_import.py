@@ -25,6 +25,7 @@ from cosma import options as check
 from cosma.errors import ModelImportError, UnsupportedModelError, UsageError
 from cosma.graph import Graph, Operator
 from cosma.graphs.shape_folding import fold_shapes
+from cosma.graphs.shape_folding import static_dims as _dims
 from cosma.options import MAX_BYTES
 
 log = logging.getLogger(__name__)
@@ -136,17 +137,6 @@ def _read_model(source: str | os.PathLike | onnx.ModelProto) -> tuple[onnx.Model
             "nodes); the file may be truncated, corrupt, or another format"
         )
     return model, path.stem
-
-
-def _dims(tensor_type: onnx.TypeProto.Tensor) -> tuple[int, ...] | None:
-    if not tensor_type.HasField("shape"):
-        return None
-    dims = []
-    for d in tensor_type.shape.dim:
-        if not d.HasField("dim_value") or d.dim_value < 0:
-            return None
-        dims.append(d.dim_value)
-    return tuple(dims)
 
 
 def _dim_text(tensor_type: onnx.TypeProto.Tensor) -> str:

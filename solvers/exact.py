@@ -128,6 +128,10 @@ def run(
         "threads": threads,
         "seed": seed,
     }
+    # Recompute versus reload (cosma.solvers.recompute): the objective adds rate x MACs.
+    rate = (extra or {}).get("recompute_rate")
+    if rate is not None:
+        options["recompute_rate"] = str(rate)
 
     def answer(
         chosen: Plan | None,
@@ -147,7 +151,12 @@ def run(
             lower_bound=lower,
             reason=reason,
             steps=list(base.steps) if chosen is not None else [],
-            stats={**(stats or {}), "phases": dict(deadline.phases)},
+            stats={
+                **(stats or {}),
+                # what the replay measured of recomputation (recompute versus reload)
+                **({"compute": base.stats["compute"]} if "compute" in base.stats else {}),
+                "phases": dict(deadline.phases),
+            },
             solve_time=deadline.elapsed(),
         )
 
@@ -171,7 +180,8 @@ def run(
             warm, Status.OPTIMAL, lower=0, stats={"note": "the warm start has no extra traffic"}
         )
     with deadline.phase("floor"):
-        floor = max(traffic_floor(problem), crossing_floor(problem, seq))
+        # Both floors count loads that a recompute could replace: none with recompute.
+        floor = 0 if rate is not None else max(traffic_floor(problem), crossing_floor(problem, seq))
     ctx = Context(problem, seq, warm, deadline, method, solver, threads, seed, dict(extra or {}))
     try:
         out = engine(ctx)
@@ -337,9 +347,7 @@ def forced_reloads(problem: Problem, order: Sequence[str] | None = None) -> dict
         if t.producer is not None and points[:1] != [t.producer]:
             continue  # cannot happen (the producer precedes its readers); be safe
         k = sum(
-            1
-            for u, w in itertools.pairwise(points)
-            if any(v in blocked[a] for v in between(u, w))
+            1 for u, w in itertools.pairwise(points) if any(v in blocked[a] for v in between(u, w))
         )
         if k:
             out[a] = k

@@ -163,6 +163,33 @@ def test_file_size_limit_leaves_the_old_plan_whole(tmp_path):
     assert not [f for f in os.listdir(tmp_path) if f.startswith(".cosma-")]
 
 
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["zoo", "--json"],  # 9 KB: a write inside the command meets EPIPE
+        ["methods"],  # under 8 KB: Python's final flush does
+        ["--help"],  # click's own help output does
+    ],
+)
+def test_a_closed_output_pipe_stops_quietly(args):
+    # `cosma zoo | head`: the reader is gone before cosma writes (closed before cosma has
+    # even started). Real process, real pipe: exit 141 (as if ended by SIGPIPE) and nothing
+    # on standard error.
+    import subprocess
+    import sys
+
+    p = subprocess.Popen(
+        [sys.executable, "-m", "cosma", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    p.stdout.close()
+    stderr = p.stderr.read()
+    p.wait(timeout=60)
+    assert (p.returncode, stderr) == (141, "")
+
+
 # --- models -----------------------------------------------------------------------------
 
 

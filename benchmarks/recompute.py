@@ -1,0 +1,188 @@
+"""Recompute versus reload (issue 13, deliverable 3): the frontier of traffic against
+recomputed MACs as the rate varies. Writes benchmarks/results/recompute.md, .json and .png.
+
+    python benchmarks/recompute.py                        # the committed table (about 25 min)
+    python benchmarks/recompute.py --graphs zoo:transformer@M_R --rates 0.0064 --time-limit 20
+
+For each graph (``MODEL@BUDGET``: a zoo name or file, and a budget name or bytes), each exact
+engine in fixed-order mode (the minimum-peak order) and each rate (bytes per MAC; ``off`` is
+recompute disabled, today's model): the replayed non-compulsory traffic, the recomputed
+MACs, the combined objective, the engine's bound on it and the status. Every plan is
+replayed by the simulator (in the engines, and again here). Times are wall-clock on a shared
+2-core machine (other jobs were running): read them as rough.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import cosma
+from cosma import api
+from cosma.graphs import load_graph
+from cosma.graphs.attention import transformer
+from cosma.problem import Problem
+from cosma.simulator import replay
+from cosma.solvers.cpsat import cpsat
+from cosma.solvers.milp import milp
+
+HERE = Path(__file__).resolve().parent
+#: 0.0064 B/MAC: 25.6 GB/s of LPDDR4 against 4 TMAC/s; the others bracket it.
+RATES = ["off", "0", "0.0001", "0.001", "0.0064", "0.1"]
+GRAPHS = ["transformer-1layer@M_R", "zoo:transformer@M_R", "zoo:densenet121@M_R"]
+#: Small forms built here (not zoo names): the base Transformer with one encoder and one
+#: decoder layer (40 operators), where both engines finish.
+SMALL = {"transformer-1layer": lambda: transformer(layers=1)}
+
+
+def run(spec: str, engine: str, rate: str, *, time_limit: float, threads: int) -> dict:
+    model, budget_name = spec.rsplit("@", 1)
+    g = SMALL[model]() if model in SMALL else load_graph(model, element_bytes=1)
+    b = api.budgets(g)
+    names = {"M_R": b.m_r, "M_H": b.m_h, "M_P": b.m_p}
+    budget = names[budget_name] if budget_name in names else int(budget_name)
+    problem = Problem(g, budget)
+    kw = {"order": "minpeak", "time_limit": time_limit, "threads": threads}
+    if rate != "off":
+        kw["recompute_rate"] = rate
+    t = time.perf_counter()
+    plan = milp(problem, solver="cbc", **kw) if engine == "milp" else cpsat(problem, **kw)
+    seconds = time.perf_counter() - t
+    row = {
+        "graph": model if model in SMALL else g.name,
+        "operators": g.num_operators,
+        "budget": f"{budget_name} = {budget:,}",
+        "engine": engine,
+        "rate": rate,
+        "status": plan.status.value,
+        "objective": plan.objective,
+        "lower_bound": plan.lower_bound,
+        "gap": plan.gap,
+        "traffic": None,
+        "recompute_macs": None,
+        "seconds": round(seconds, 1),
+    }
+    if plan.status.has_plan:
+        r = replay(g, plan)
+        assert r.valid, (spec, engine, rate)
+        want = r.non_compulsory + (0 if rate == "off" else Fraction(rate) * r.recompute)
+        assert plan.objective == (int(want) if want == int(want) else float(want))
+        row["traffic"], row["recompute_macs"] = r.non_compulsory, r.recompute
+    print(
+        f"{row['graph']} {engine} rate={rate}: {row['status']} traffic={row['traffic']} "
+        f"macs={row['recompute_macs']} obj={row['objective']} bound={row['lower_bound']} "
+        f"{seconds:.1f}s",
+        file=sys.stderr,
+        flush=True,
+    )
+    return row
+
+
+def fmt(x) -> str:
+    if x is None:
+        return "-"
+    if isinstance(x, float) and not x.is_integer():
+        return f"{x:,.1f}"
+    return f"{int(x):,}"
+
+
+def table(rows: list[dict]) -> list[str]:
+    out = [
+        "| graph | ops | budget | engine | rate (B/MAC) | status | traffic (B) | recomputed "
+        "MACs | objective | bound | gap | time (s) |",
+        "|---|---:|---|---|---:|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        gap = "-" if r["gap"] is None else f"{100 * r['gap']:.1f} %"
+        out.append(
+            f"| {r['graph']} | {r['operators']} | {r['budget']} | {r['engine']} | {r['rate']} | "
+            f"{r['status']} | {fmt(r['traffic'])} | {fmt(r['recompute_macs'])} | "
+            f"{fmt(r['objective'])} | {fmt(r['lower_bound'])} | {gap} | {r['seconds']} |"
+        )
+    return out
+
+
+def picture(rows: list[dict], path: Path) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for key in sorted({(r["graph"], r["engine"]) for r in rows}):
+        pts = [
+            (r["recompute_macs"], r["traffic"], r["rate"])
+            for r in rows
+            if (r["graph"], r["engine"]) == key and r["traffic"] is not None
+        ]
+        if not pts:
+            continue
+        xs, ys, _ = zip(*pts, strict=True)
+        ax.plot(xs, ys, "o-", label=f"{key[0]} ({key[1]})")
+        for x, y, lab in pts:
+            ax.annotate(lab, (x, y), fontsize=7, textcoords="offset points", xytext=(3, 3))
+    ax.set_xlabel("recomputed MACs")
+    ax.set_ylabel("non-compulsory traffic (bytes)")
+    ax.set_title("Recompute versus reload: traffic against recomputation as the rate varies")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--graphs", nargs="*", default=GRAPHS)
+    ap.add_argument("--engines", nargs="*", default=["milp", "cpsat"])
+    ap.add_argument(
+        "--large-engines",
+        nargs="*",
+        default=["milp"],
+        help="engines for graphs of more than 100 operators (CP-SAT rarely helps there)",
+    )
+    ap.add_argument("--rates", nargs="*", default=RATES)
+    ap.add_argument("--time-limit", type=float, default=60.0)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--out", default=str(HERE / "results" / "recompute"))
+    args = ap.parse_args(argv)
+    t0 = time.perf_counter()
+    rows = []
+    for spec in args.graphs:
+        large = not spec.startswith(tuple(SMALL))
+        for engine in args.large_engines if large else args.engines:
+            for rate in args.rates:
+                rows.append(
+                    run(spec, engine, rate, time_limit=args.time_limit, threads=args.threads)
+                )
+    total = time.perf_counter() - t0
+    head = [
+        "# Recompute versus reload: the frontier",
+        "",
+        "Objective: non-compulsory traffic + rate x recomputed MACs (docs/recompute.md). "
+        "Fixed order (minimum peak), 1 byte per element, activations setting. `off` is "
+        "recompute disabled (today's model). Each run has its own time limit of "
+        f"{args.time_limit:g} s, shared by its phases (no-recompute start, restricted "
+        "model, relaxed model). Traffic and MACs are the simulator's replay; the bound is "
+        "the relaxation's, valid for every plan with recomputation.",
+        "",
+        f"Machine: {platform.machine()}, {os.cpu_count()} cores (shared with other jobs, "
+        f"load about 8), Python {platform.python_version()}, cosma {cosma.__version__}; "
+        f"{args.threads} solver thread(s). Total {total:.0f} s.",
+        "",
+    ]
+    Path(args.out + ".md").write_text("\n".join([*head, *table(rows), ""]))
+    Path(args.out + ".json").write_text(json.dumps(rows, indent=1))
+    picture(rows, Path(args.out + ".png"))
+    print(f"wrote {args.out}.md ({len(rows)} rows, {total:.0f} s)", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
