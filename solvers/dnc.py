@@ -1468,20 +1468,23 @@ def _search(
 def _baselines(problem: Problem, time_limit: float, left: Callable[[], float]) -> list[Plan]:
     """For each starting order, the better of its baselines (arena allocator, Belady or
     greedy replacement): the protocol's orders (file, minimum-peak) first, then the greedy
-    list schedule and reverse post-order as extra starts. Orders are computed once; later
-    ones are skipped when time is short."""
+    list schedule and reverse post-order as extra starts. Orders are computed once; the
+    extra ones are skipped when time is short."""
     from cosma.schedule import rpo_order
     from cosma.solvers.baselines import make_order
 
     out: list[Plan] = []
-    names = [*dict.fromkeys(o for o, _, _ in PROTOCOL), "greedy", "rpo"]
-    for o in names:
-        if out and left() < 0.6 * time_limit:
-            break
+    protocol = list(dict.fromkeys(o for o, _, _ in PROTOCOL))
+    for o in [*protocol, "greedy", "rpo"]:
+        if o not in protocol and left() < 0.6 * time_limit:
+            break  # the protocol's orders always; the extra ones while time allows
         if o == "rpo":
             seq = rpo_order(problem.graph)
         else:
-            seq = make_order(problem, o, time_limit=max(1.0, min(30.0, 0.25 * time_limit)))
+            # The minimum-peak search gets the `baseline` method's 30 s (remembered per
+            # graph), or less when the whole call is short.
+            limit = max(0.5, min(30.0, 0.4 * time_limit, left() - 0.5))
+            seq = make_order(problem, o, time_limit=limit)
         mine = _baseline_of(problem, seq, o)
         if mine is not None:
             out.append(mine)
