@@ -40,7 +40,7 @@ import logging
 import math
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 
 import pulp
@@ -615,7 +615,10 @@ def _across(lv, cand: list[int], order: Sequence[str]) -> list[int]:
 
 
 def _cut_rows(
-    problem: Problem, until: float = math.inf, orders: Sequence[Sequence[str]] = ()
+    problem: Problem,
+    until: float = math.inf,
+    orders: Sequence[Sequence[str]] = (),
+    exclude: Collection[str] = (),
 ) -> tuple[list[tuple], dict]:
     """The operators where no downset of the graph lets the tensors live across fit (see
     :func:`cut_bound`): per row ``(v, cap, local, free)`` in liveness indices. Stops
@@ -636,6 +639,7 @@ def _cut_rows(
         and lv.size[t] > 0
         and lv.consumers[t]
         and g.tensors[lv.tensors[t]].kind in (TensorKind.ACTIVATION, TensorKind.OUTPUT)
+        and lv.tensors[t] not in exclude
     ]
     cset = set(cand)
     # An order in which everything live across v fits shows no row is needed at v.
@@ -696,6 +700,7 @@ def cut_bound(
     time_limit: float = 10.0,
     solver: str | None = None,
     orders: Sequence[Sequence[str]] = (),
+    exclude: Collection[str] = (),
 ) -> tuple[int, dict]:
     """A lower bound on the non-compulsory traffic of every plan, whatever its order, from
     the tensors that must be live across each operator in *some* cut of the graph.
@@ -727,6 +732,10 @@ def cut_bound(
     the problem this bounds. It includes :func:`spill_bound`'s must-live tensors (live
     across ``v`` in every downset).
 
+    With ``exclude``, those tensors are left out of the rows (as if free): the result then
+    bounds the traffic of every plan on the other tensors only, and can be added to a
+    bound on the excluded ones' traffic (dropping a tensor from the rows only relaxes).
+
     Returns the bound and statistics, among them ``cut_spilled``: the tensors with
     ``y = 1`` in the relaxation's solution (a hint of what a good plan spills).
 
@@ -739,7 +748,7 @@ def cut_bound(
     from cosma.liveness import liveness
 
     t0 = time.perf_counter()
-    rows, stats = _cut_rows(problem, t0 + 0.7 * time_limit, orders)
+    rows, stats = _cut_rows(problem, t0 + 0.7 * time_limit, orders, set(exclude))
     stats["cut_spilled"] = []
     if not rows:
         stats["cut"] = 0
@@ -1027,7 +1036,10 @@ def chunk_bound(
     Each window ``[a, b)`` is solved by CP-SAT (order free, addresses included) within its
     share of ``time_limit``, in the order given; a stopped solve contributes its proven
     bound. The result is the largest total over windows that pairwise share no tensor
-    (their own or pass-through; a small set-packing MILP, its answer checked).
+    (their own or pass-through; a small set-packing MILP, its answer checked). The total
+    bounds the traffic of a plan on the tensors those windows touch (``chunk_touched`` in
+    the statistics), so a bound on the traffic of the other tensors (e.g.
+    :func:`cut_bound` with ``exclude``) may be added to it.
 
     >>> from cosma.graph import GraphBuilder
     >>> g = (GraphBuilder().input("x", 1).op("a", ["x"], {"p": 10}).op("b", ["p"], {"q": 5})
@@ -1097,11 +1109,15 @@ def chunk_bound(
     out = backends.backend(_default_solver()).solve(prob, time_limit=10.0, integral_gap=0.0)
     chosen = [w for w in keys if out.values.get(pick[w].name, 0) > 0.5]
     # Only a real packing counts (checked here, not taken from the solver).
-    total = 0
+    total, used = 0, []
     if not any(touched[u] & touched[w] for i, u in enumerate(chosen) for w in chosen[i + 1 :]):
-        total = sum(found[w] for w in chosen)
-    total = max(total, max(found.values()))
+        total, used = sum(found[w] for w in chosen), chosen
+    top = max(keys, key=lambda w: found[w])
+    if found[top] > total:
+        total, used = found[top], [top]
     stats["chunk_bound"] = total
+    # The tensors whose traffic the total counts: other bounds may add what the rest costs.
+    stats["chunk_touched"] = sorted(set().union(*(touched[w] for w in used)))
     return total, stats
 
 
@@ -1425,7 +1441,20 @@ def _search(
             time_limit=min(0.25 * time_limit, run.left() - 1.0),
             seed=seed,
         )
+        touched = chunk_stats.pop("chunk_touched", [])
         stats |= chunk_stats
+        if chunk and run.left() > 5.0:
+            # The windows bound the traffic on the tensors they touch, the cut bound that
+            # on all the others: the two add up.
+            rest, _ = cut_bound(
+                problem,
+                time_limit=min(10.0, 0.1 * time_limit, run.left() / 4),
+                solver=name,
+                orders=[run.sol.order],
+                exclude=touched,
+            )
+            stats["chunk_plus_cut"] = chunk + rest
+            chunk += rest
         if chunk > run.bound:
             run.bound = chunk
             run.phase = "bound from relaxed windows"
