@@ -193,6 +193,21 @@ def test_plans_from_the_bound_spills_replay(g, data, setting):
             assert plan.objective == sol.cost >= best
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("name,budget", [("vit_b_16", "M_R"), ("densenet121", "M_H")])
+def test_cut_bound_below_whole_graph_optima(name, budget):
+    """On mid-size zoo graphs the whole-graph MILP proves (benchmarks/results/dnc.md), the cut
+    bound stays at or below the proven optimum."""
+    from cosma.graphs import zoo
+    from cosma.problem import budgets
+
+    g = zoo.load(name)
+    problem = Problem(g, budgets(g).by_name(budget))
+    exact = milp(problem, solver="highs", time_limit=120, threads=1)
+    assert exact.status is Status.OPTIMAL
+    assert cut_bound(problem, time_limit=30)[0] <= exact.objective
+
+
 def test_cut_bound_on_cells_meets_the_proven_optima():
     # cells(): CP-SAT proves 20 B at 14 B and 14 B at 16 B (test below); the cut bound must
     # not exceed them, and it is not trivial here.
@@ -220,6 +235,27 @@ def test_cells_against_the_whole_graph_optimum(budget):
     check(g, plan)
     assert plan.lower_bound <= exact.objective <= plan.objective
     assert plan.objective <= base.objective
+
+
+@pytest.mark.parametrize("limit", [0.5, 2.0])
+def test_short_limits_never_lose_to_the_baselines_computed(limit):
+    """With a very short limit dnc still returns a replayed plan no worse than the protocol's
+    four baselines for the orders it computed (file and minimum-peak, same limit rules as
+    the `baseline` method's search when it is remembered), or says why it has none."""
+    g = cells(k=5)
+    problem = Problem(g, 14)
+    plan = dnc(problem, time_limit=limit, threads=1)
+    if not plan.status.has_plan:
+        assert plan.status is Status.NO_SOLUTION and plan.reason
+        return
+    check(g, plan)
+    from cosma.solvers.baselines import PROTOCOL
+
+    for o, a, r in PROTOCOL:
+        if o == "file":  # the file order does not depend on any search
+            assert (
+                plan.objective <= baseline(problem, order=o, allocator=a, replacement=r).objective
+            )
 
 
 # --- windows carry the boundary state --------------------------------------------------------
