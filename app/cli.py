@@ -549,7 +549,7 @@ def plan(
     occupancy and the time. A budget below M_R is refused, naming the operator that needs
     more.
     """
-    from cosma.deadline import Deadline
+    from cosma.deadline import Deadline, tail_reserve
     from cosma.solvers import check_options, method_options, solve
 
     if objective == "compute" or method.startswith("remat-"):
@@ -599,7 +599,7 @@ def plan(
         files.check_writable(solver_log, force=True, option="--solver-log")
     t0 = time.perf_counter()
     # The whole command, from interpreter start, shares one wall-clock limit.
-    deadline = Deadline.since_process_start(time_limit)
+    deadline = Deadline.since_process_start(time_limit, reserve=tail_reserve(time_limit))
 
     def progress(info: dict) -> None:
         shown_by_log = logging.getLogger("cosma.progress").isEnabledFor(logging.INFO)

@@ -652,6 +652,10 @@ def _engine(
         if fixed.status.has_plan and fixed.objective < warm.objective:
             warm = fixed
             out.plans.append(fixed)
+            if fixed.objective <= ctx.floor:
+                out.note = "the minimum-peak order's optimum meets the no-solver bound"
+                out.bound = ctx.floor
+                return out
     if rate is not None:
         return _recompute_engine(ctx, back, log_path, rate, warm, out)
     with deadline.phase("model"):
@@ -742,7 +746,7 @@ def _engine(
                 out.plans.append(cand)
                 best = cand.objective if best is None else min(best, cand.objective)
         notes.append(f"placed by {pl.method}" if pl.blocks is not None else pl.method)
-        if best is not None and best <= out.bound:
+        if best is not None and best <= max(out.bound, ctx.floor):
             break  # proven
         if res_.status == backends.OPTIMAL and pl.blocks is not None and pl.cost == 0:
             # The solver's optimum is placed without moves: it meets the bound.
