@@ -1,7 +1,7 @@
 """Recompute versus reload (issue 13, deliverable 3): the frontier of traffic against
 recomputed MACs as the rate varies. Writes benchmarks/results/recompute.md, .json and .png.
 
-    python benchmarks/recompute.py                        # the committed table (about 25 min)
+    python benchmarks/recompute.py                        # the committed table (about 30 min)
     python benchmarks/recompute.py --graphs zoo:transformer@M_R --rates 0.0064 --time-limit 20
 
 For each graph (``MODEL@BUDGET``: a zoo name or file, and a budget name or bytes), each exact
@@ -27,6 +27,7 @@ import cosma
 from cosma import api
 from cosma.graphs import load_graph
 from cosma.graphs.attention import transformer
+from cosma.graphs.nodelink import random_layered
 from cosma.problem import Problem
 from cosma.simulator import replay
 from cosma.solvers.cpsat import cpsat
@@ -34,11 +35,21 @@ from cosma.solvers.milp import milp
 
 HERE = Path(__file__).resolve().parent
 #: 0.0064 B/MAC: 25.6 GB/s of LPDDR4 against 4 TMAC/s; the others bracket it.
-RATES = ["off", "0", "0.0001", "0.001", "0.0064", "0.1"]
-GRAPHS = ["transformer-1layer@M_R", "zoo:transformer@M_R", "zoo:densenet121@M_R"]
-#: Small forms built here (not zoo names): the base Transformer with one encoder and one
-#: decoder layer (40 operators), where both engines finish.
-SMALL = {"transformer-1layer": lambda: transformer(layers=1)}
+RATES = ["off", "0", "0.0001", "0.001", "0.0064", "0.1", "1", "10"]
+GRAPHS = [
+    "layered-30@M_H",
+    "transformer-1layer@M_H",
+    "zoo:transformer@M_R",
+    "zoo:densenet121@M_R",
+]
+#: Small graphs built here (not zoo names), where both engines finish: a random layered
+#: graph as MOCCASIN describes them (30 operators, cosma's generator, seed 0: sizes and
+#: costs in its own units), and the base Transformer with one encoder and one decoder layer
+#: (40 operators).
+SMALL = {
+    "layered-30": lambda: random_layered(30, seed=0),
+    "transformer-1layer": lambda: transformer(layers=1),
+}
 
 
 def run(spec: str, engine: str, rate: str, *, time_limit: float, threads: int) -> dict:
@@ -149,7 +160,8 @@ def main(argv=None) -> None:
         help="engines for graphs of more than 100 operators (CP-SAT rarely helps there)",
     )
     ap.add_argument("--rates", nargs="*", default=RATES)
-    ap.add_argument("--time-limit", type=float, default=60.0)
+    ap.add_argument("--time-limit", type=float, default=30.0, help="small graphs")
+    ap.add_argument("--large-time-limit", type=float, default=60.0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", default=str(HERE / "results" / "recompute"))
     args = ap.parse_args(argv)
@@ -159,19 +171,20 @@ def main(argv=None) -> None:
         large = not spec.startswith(tuple(SMALL))
         for engine in args.large_engines if large else args.engines:
             for rate in args.rates:
-                rows.append(
-                    run(spec, engine, rate, time_limit=args.time_limit, threads=args.threads)
-                )
+                limit = args.large_time_limit if large else args.time_limit
+                rows.append(run(spec, engine, rate, time_limit=limit, threads=args.threads))
     total = time.perf_counter() - t0
     head = [
         "# Recompute versus reload: the frontier",
         "",
         "Objective: non-compulsory traffic + rate x recomputed MACs (docs/recompute.md). "
         "Fixed order (minimum peak), 1 byte per element, activations setting. `off` is "
-        "recompute disabled (today's model). Each run has its own time limit of "
-        f"{args.time_limit:g} s, shared by its phases (no-recompute start, restricted "
-        "model, relaxed model). Traffic and MACs are the simulator's replay; the bound is "
-        "the relaxation's, valid for every plan with recomputation.",
+        "recompute disabled (today's model). Each run has its own time limit "
+        f"({args.time_limit:g} s on the small graphs, {args.large_time_limit:g} s on the zoo "
+        "ones), shared by its phases (no-recompute start, restricted model, relaxed "
+        "model). Traffic and MACs are the simulator's replay; the bound is the "
+        "relaxation's, valid for every plan with recomputation. On layered-30 sizes are "
+        "bytes and costs MACs of the generator's units.",
         "",
         f"Machine: {platform.machine()}, {os.cpu_count()} cores (shared with other jobs, "
         f"load about 8), Python {platform.python_version()}, cosma {cosma.__version__}; "

@@ -73,20 +73,30 @@ own moment), never together, so no plan is cut off. Hence the model optimum, and
 solver proves on it, bound every plan from below. ``tests/test_recompute.py`` checks this
 against an independent exhaustive search over event sequences on tiny graphs.
 
-**From a solution to a plan** (:func:`build_plan`). Gaps are given their own time slots
-(slot ``2t`` is gap ``t``, slot ``2t+1`` is step ``t``); each tensor's residency is cut into
-blocks that start with a create, a recompute or a load and end at their last use; inputs of
-a recompute are kept (or loaded, or recomputed, transiently) into its gap slot, and every
-output of a recomputed producer is resident in that slot. The blocks are placed exactly
+**Two solves.** The engines solve the model above (the *relaxation*: its bound is the one
+reported) after a *restriction* of it whose solutions decode to plans: light re-runs are
+held to the same input rows as ``y``, and the re-runs of one gap must fit together
+(``g[t]`` plus every tensor some re-run of the gap holds, ``<= S``) instead of one at a
+time. Before both, the traffic problem without recompute is solved: its plan has no
+re-runs, so the answer is never worse than with recompute off.
+
+**From a solution to a plan** (:func:`build_plan`). Each gap gets one time slot per re-run
+it holds, in an order that respects the re-runs feeding each other and holds the fewest
+bytes (every order when there are at most six), then its step gets a slot. Each tensor's
+residency is cut into blocks that start with a create, a recompute or a load (a tensor the
+solution re-makes in a gap starts a new block there) and end at their last use; inputs of a
+re-run are kept (or loaded, or recomputed, transiently) into its slot, and every output of a
+re-run producer is resident there. The blocks are placed exactly
 (:func:`cosma.solvers.placement.place_with_moves`, moves paid as loads) and turned into
-events; the plan is replayed, which measures its objective. The model does not see the
-order of several recomputes inside one gap, nor addresses in gaps, so a decoded plan can
-cost more than the solution (or fail to place): then the answer is ``feasible`` with the
-solver's bound, never ``optimal`` unless the replayed plan meets the bound.
+events; the plan is replayed, which measures its objective. A solution of the relaxation may
+not decode (it does not see the order inside a gap, nor addresses), and a decoded plan may
+cost more than its solution (moves): the answer is then ``feasible`` with the relaxation's
+bound; ``optimal`` only when a replayed plan meets the bound.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -272,6 +282,7 @@ def build(
                 )
                 terms.append(size[a] * kv)
         kept[t] = sum(terms)
+    together: dict[tuple[str, int], Any] = {}  # restriction: held in the gap by some re-run
     for (p, t), y in V.runs().items():
         ins = inputs_of(problem, p)
         for i in ins if (p, t) in strict else ():
@@ -283,12 +294,27 @@ def build(
             b.add(y <= sum(avail), f"recompute_input_{oi[p]}_{ti[i]}_t{t}")
         io = list(dict.fromkeys([*ins, *outs[p]]))
         need = sum(size[a] for a in io)
-        if need:
+        if need and relaxed:
             b.add(
                 kept[t] - sum(size[a] * V.k[a, t] for a in io if (a, t) in V.k) + need * y
                 <= problem.budget,
                 f"recompute_gap_{oi[p]}_t{t}",
             )
+        elif need:  # the restriction: every re-run of the gap at once (what decodes)
+            for a in io:
+                if not size[a]:
+                    continue
+                if (a, t) not in together:
+                    together[a, t] = b.unit(f"gap_held_{ti[a]}_{_safe(a)}_t{t}")
+                b.add(
+                    together[a, t] >= y - V.k.get((a, t), 0),
+                    f"gap_held_{oi[p]}_{ti[a]}_t{t}",
+                )
+    if not relaxed:
+        for t in gap_used:
+            held = [size[a] * v for (a, u), v in together.items() if u == t]
+            if held:
+                b.add(kept[t] + sum(held) <= problem.budget, f"recompute_gap_t{t}")
     # Light re-runs need their inputs too, where the model can say it: inside an input's
     # lifetime as for y; after it, the input stayed from its last modelled step (then, if
     # the gap is not the next one, it is resident at every step in between: keep[i,u],
@@ -357,6 +383,64 @@ class _Block:
     how: str  # create | recompute | load
 
 
+def _run_order(
+    runs: list[str],
+    fed: list[tuple[str, str, int | None, str]],
+    prod: Mapping[str, str],
+    size: Mapping[str, int],
+    outs: Mapping[str, list[str]],
+    persist: set[str],
+) -> list[str]:
+    """An order of one gap's re-runs: producers before the re-runs they feed; among the
+    ready ones, the one whose moment holds the fewest bytes besides what stays through the
+    gap anyway (its inputs and outputs, inputs kept from the step before that later re-runs
+    still wait for, outputs made so far that stay to the step or feed a later re-run);
+    ties in graph order."""
+    deps: dict[str, set[str]] = {p: set() for p in runs}
+    users: dict[str, set[str]] = {}  # tensor -> the re-runs of this gap that read it
+    ins: dict[str, set[str]] = {p: set() for p in runs}
+    for user, i, _k, kind in fed:
+        ins[user].add(i)
+        users.setdefault(i, set()).add(user)
+        if kind == "remade" and prod.get(i) in deps:
+            deps[user].add(prod[i])
+    fed_before = {i for _u, i, _k, kind in fed if kind == "kept"}
+    rank = {p: k for k, p in enumerate(runs)}
+
+    def moment(p: str, done: set[str]) -> int:
+        held = ins[p] | set(outs[p])
+        held |= {i for i in fed_before if not users[i] <= done}
+        for q in done:
+            held |= {o for o in outs[q] if o in persist or not users.get(o, set()) <= done}
+        return sum(size[x] for x in held)
+
+    if len(runs) <= 6:  # every order that respects the dependencies: least highest moment
+        best: tuple[tuple[int, list[int]], list[str]] | None = None
+        for perm in itertools.permutations(runs):
+            done: set[str] = set()
+            peak, ok = 0, True
+            for p in perm:
+                if not deps[p] <= done:
+                    ok = False
+                    break
+                peak = max(peak, moment(p, done))
+                done.add(p)
+            if ok:
+                key = (peak, [rank[p] for p in perm])
+                if best is None or key < best[0]:
+                    best = (key, list(perm))
+        if best is not None:
+            return best[1]
+    done = set()
+    out: list[str] = []
+    while len(out) < len(runs):
+        ready = [p for p in runs if p not in done and deps[p] <= done]
+        q = min(ready, key=lambda p: (moment(p, done), rank[p]))
+        out.append(q)
+        done.add(q)
+    return out
+
+
 def build_plan(
     problem: Problem,
     order: list[str],
@@ -371,18 +455,25 @@ def build_plan(
 ) -> Plan | None:
     """A replayed plan from a solution: the order, the steps each tensor is resident at, and
     the producers re-run in each gap (see the module docstring). None if the blocks could
-    not be placed in time (or at all)."""
+    not be placed in time (or at all).
+
+    Time line: every gap gets one slot per re-run it holds (in topological order), then its
+    step gets a slot. A tensor re-made in a gap starts a new block there even if the model
+    keeps it resident on both sides (that is how the model counts the gap's memory)."""
     g = problem.graph
     pos = {v: i for i, v in enumerate(order)}
     tracked = list(g.tracked(problem.setting))
     size = {a: aligned(g.tensors[a].size, problem.alignment) for a in tracked}
     outs = producers(problem)
     prod = {o: p for p, os_ in outs.items() for o in os_}
-    uses: dict[str, list[int]] = {
-        a: sorted(2 * pos[c] + 1 for c in g.tensors[a].consumers) for a in tracked
-    }
+    n = len(order)
 
-    # Segments of consecutive resident steps, each with how it starts.
+    def remade(a: str, t: int) -> bool:
+        p = prod.get(a)
+        return p is not None and p in recomputes.get(t, ()) and pos[p] < t
+
+    # Segments of consecutive resident steps (cut where the tensor is re-made), with how
+    # each starts.
     segs: dict[str, list[list[int]]] = {}
     for a in tracked:
         steps = set(resident.get(a, ()))
@@ -391,7 +482,7 @@ def build_plan(
             steps.add(pos[p])
         cur: list[list[int]] = []
         for t in sorted(steps):
-            if cur and cur[-1][-1] == t - 1:
+            if cur and cur[-1][-1] == t - 1 and not remade(a, t):
                 cur[-1].append(t)
             else:
                 cur.append([t])
@@ -401,90 +492,114 @@ def build_plan(
         p = g.tensors[a].producer
         if p is not None and seg[0] == pos[p]:
             return "create"
-        if p is not None and p in recomputes.get(seg[0], ()) and pos[p] < seg[0]:
-            return "recompute"
-        return "load"
+        return "recompute" if remade(a, seg[0]) else "load"
 
-    def covering(a: str, t: int) -> list[int] | None:
-        for seg in segs[a]:
+    def covering(a: str, t: int) -> int | None:
+        for k, seg in enumerate(segs[a]):
             if seg[0] <= t <= seg[-1]:
-                return seg
+                return k
         return None
 
-    # Which re-runs are emitted, per gap, and the gap uses they add.
-    gap_use: dict[str, list[int]] = {a: [] for a in tracked}
-    transient: dict[int, dict[str, str]] = {}  # gap -> tensor -> load | recompute
+    # Which re-runs are emitted per gap, and where each input of each comes from.
     emitted: dict[int, list[str]] = {}
+    feeds: dict[int, list[tuple[str, str, int | None, str]]] = {}  # (user, input, seg, how)
     for t, ps in recomputes.items():
         cand = {p for p in ps if p in outs and pos[p] < t}
         need: set[str] = set()
         for p in cand:
             for o in outs[p]:
-                seg = covering(o, t)
-                if (
-                    seg is not None
-                    and seg[0] == t
-                    and how(o, seg) == "recompute"
-                    and any(2 * seg[0] <= u <= 2 * seg[-1] + 1 for u in uses[o])
-                ):
-                    need.add(p)
-        trans: dict[str, str] = {}
+                k = covering(o, t)
+                if k is not None and segs[o][k][0] == t and how(o, segs[o][k]) == "recompute":
+                    seg = segs[o][k]
+                    if any(seg[0] <= pos[c] <= seg[-1] for c in g.tensors[o].consumers):
+                        need.add(p)
+        fed: list[tuple[str, str, int | None, str]] = []
         for p in sorted(cand, key=pos.__getitem__, reverse=True):
             if p not in need:
                 continue
             for i in inputs_of(problem, p):
-                gap_use[i].append(2 * t)
                 before, here = covering(i, t - 1), covering(i, t)
-                if before is not None:
-                    continue
-                if here is not None and how(i, here) != "recompute":
-                    continue
-                q = prod.get(i)
-                if q is not None and q in cand:
-                    need.add(q)
-                    if here is None:
-                        trans[i] = "recompute"
+                if before is not None and not remade(i, t):
+                    fed.append((p, i, before, "kept"))
+                elif here is not None and how(i, segs[i][here]) == "load":
+                    fed.append((p, i, here, "loaded"))
+                elif prod.get(i) in cand:
+                    need.add(prod[i])
+                    fed.append((p, i, here, "remade"))
                 else:
-                    trans[i] = "load"
-        emitted[t] = sorted(need, key=pos.__getitem__)
-        transient[t] = trans
+                    fed.append((p, i, None, "transient load"))
+        persist = {
+            o
+            for p in need
+            for o in outs[p]
+            if (k := covering(o, t)) is not None
+            and segs[o][k][0] == t
+            and how(o, segs[o][k]) == "recompute"
+        }
+        emitted[t] = _run_order(sorted(need, key=pos.__getitem__), fed, prod, size, outs, persist)
+        feeds[t] = fed
+
+    # Slots: per step t, one per re-run of gap t, then the step itself.
+    slot_of_run: dict[tuple[int, str], int] = {}
+    step_slot: dict[int, int] = {}
+    kind_of_slot: list[tuple[str, int, str | None]] = []  # ("gap", t, p) | ("step", t, None)
+    for t in range(n):
+        for p in emitted.get(t, []):
+            slot_of_run[t, p] = len(kind_of_slot)
+            kind_of_slot.append(("gap", t, p))
+        step_slot[t] = len(kind_of_slot)
+        kind_of_slot.append(("step", t, None))
+
+    gap_uses: dict[tuple[str, int], list[int]] = {}  # (tensor, segment) -> slots
+    transient_uses: dict[tuple[str, int], list[int]] = {}  # (tensor, gap) -> slots
+    transient_how: dict[tuple[str, int], str] = {}
+    for t, fed in feeds.items():
+        for user, i, k, kind in fed:
+            at = slot_of_run[t, user]
+            if k is not None and kind in ("kept", "loaded", "remade"):
+                gap_uses.setdefault((i, k), []).append(at)
+            else:
+                transient_uses.setdefault((i, t), []).append(at)
+                transient_how[i, t] = "recompute" if kind == "remade" else "load"
 
     blocks: list[_Block] = []
     for a in tracked:
-        for seg in segs[a]:
+        for k, seg in enumerate(segs[a]):
             kind = how(a, seg)
-            lo, hi = 2 * seg[0], 2 * seg[-1] + 2  # the gap after the segment: a gap use
-            used = [u for u in uses[a] + gap_use[a] if lo <= u <= hi]
             if kind == "recompute" and prod[a] not in emitted.get(seg[0], ()):
                 kind = "load"
+            used = [
+                step_slot[pos[c]] for c in g.tensors[a].consumers if seg[0] <= pos[c] <= seg[-1]
+            ]
+            used += gap_uses.get((a, k), [])
             if kind == "create":
-                start = 2 * seg[0] + 1
+                start = step_slot[seg[0]]
             elif kind == "recompute":
-                start = 2 * seg[0]
-            else:
-                if not used:
-                    continue
+                start = slot_of_run[seg[0], prod[a]]
+            elif used:
                 start = min(used)
+            else:
+                continue
             if not used and kind == "recompute":
                 continue
-            end = max([start, *used])
-            blocks.append(_Block(a, start, end, kind))
-    covered = {(b.tensor, s) for b in blocks for s in range(b.start, b.end + 1)}
+            blocks.append(_Block(a, start, max([start, *used]), kind))
+    for (i, t), used in transient_uses.items():
+        kind = transient_how[i, t]
+        start = slot_of_run[t, prod[i]] if kind == "recompute" else min(used)
+        blocks.append(_Block(i, start, max(used), kind))
+    covered = {(b.tensor, x) for b in blocks for x in range(b.start, b.end + 1)}
     for t, ps in emitted.items():
-        for i, kind in transient[t].items():
-            if (i, 2 * t) not in covered:
-                blocks.append(_Block(i, 2 * t, 2 * t, kind))
-                covered.add((i, 2 * t))
         for p in ps:
+            at = slot_of_run[t, p]
             for o in outs[p]:
-                if (o, 2 * t) not in covered:
-                    blocks.append(_Block(o, 2 * t, 2 * t, "recompute"))
-                    covered.add((o, 2 * t))
+                if (o, at) not in covered:
+                    blocks.append(_Block(o, at, at, "recompute"))
+                    covered.add((o, at))
 
     # Place (a block may move: paid as a load, and a store for an activation).
     res = [Residency(b.tensor, b.start, b.end, size[b.tensor]) for b in blocks]
     loads = {a: g.tensors[a].size for a in tracked}
-    stores = {a: n for a, n in loads.items() if g.tensors[a].kind is TensorKind.ACTIVATION}
+    stores = {a: k for a, k in loads.items() if g.tensors[a].kind is TensorKind.ACTIVATION}
     left = deadline.left()
     pl = place_with_moves(
         res,
@@ -497,59 +612,43 @@ def build_plan(
     )
     if pl.blocks is None:
         return None
-    first = {}
-    for b, r in zip(blocks, res, strict=True):
-        first[r.tensor, r.start] = b.how
-    pieces = sorted(pl.blocks, key=lambda r: (r.start, r.tensor))
-
-    n = len(order)
-    gap_loads: dict[int, list[Event]] = {}
-    gap_made: dict[int, list[tuple[int, Event]]] = {}
-    gap_drops: dict[int, list[Event]] = {}
-    step_in: dict[int, list[Event]] = {}
-    step_out: dict[int, list[Event]] = {}
+    first = {(b.tensor, b.start): b.how for b in blocks}
+    starting: dict[int, list[Residency]] = {}
+    ending: dict[int, list[Residency]] = {}
+    for r in pl.blocks:
+        starting.setdefault(r.start, []).append(r)
+        ending.setdefault(r.end, []).append(r)
     needs_store: set[str] = set()
-    for r in pieces:
-        kind = first.get((r.tensor, r.start), "load")  # a moved piece starts with a load
-        if r.start % 2 == 0:
-            t = r.start // 2
-            if kind == "recompute":
-                p = prod[r.tensor]
-                gap_made.setdefault(t, []).append(
-                    (pos[p], Event(EventKind.RECOMPUTE, r.tensor, r.address))
-                )
+    before: dict[int, list[Event]] = {t: [] for t in range(n)}
+    after: dict[int, list[Event]] = {t: [] for t in range(n)}
+    for x, (kind, t, _p) in enumerate(kind_of_slot):
+        here = sorted(starting.get(x, []), key=lambda r: r.tensor)
+        gone = sorted(ending.get(x, []), key=lambda r: r.tensor)
+        made = []
+        for r in here:
+            how_ = first.get((r.tensor, r.start), "load")  # a moved piece starts with a load
+            if how_ == "load" and g.tensors[r.tensor].kind is TensorKind.ACTIVATION:
+                needs_store.add(r.tensor)
+            if how_ == "recompute":
+                made.append(Event(EventKind.RECOMPUTE, r.tensor, r.address))
+            elif how_ == "create":
+                made.append(create(r.tensor, r.address))
             else:
-                gap_loads.setdefault(t, []).append(load(r.tensor, r.address))
+                before[t].append(load(r.tensor, r.address))
+        before[t].extend(made)
+        if kind == "gap":
+            before[t].extend(drop(r.tensor) for r in gone)
         else:
-            t = r.start // 2
-            step_in.setdefault(t, []).append(
-                create(r.tensor, r.address) if kind == "create" else load(r.tensor, r.address)
-            )
-        if kind == "load" and g.tensors[r.tensor].kind is TensorKind.ACTIVATION:
-            needs_store.add(r.tensor)
-        if r.end % 2 == 0:
-            gap_drops.setdefault(r.end // 2, []).append(drop(r.tensor))
-        else:
-            step_out.setdefault(r.end // 2, []).append(drop(r.tensor))
+            after[t].extend(drop(r.tensor) for r in gone)
     steps = []
     for t in range(n):
         op = order[t]
-        made = [e for _, e in sorted(gap_made.get(t, []), key=lambda x: (x[0], x[1].tensor))]
-        before = (
-            sorted(gap_loads.get(t, []), key=lambda e: e.tensor)
-            + made
-            + sorted(gap_drops.get(t, []), key=lambda e: e.tensor)
-            + sorted(step_in.get(t, []), key=lambda e: e.tensor)
-        )
-        stores = [
+        stores_ = [
             store(o)
-            for o in g.operators[op].outputs
+            for o in sorted(g.operators[op].outputs)
             if o in size and (g.tensors[o].kind is TensorKind.OUTPUT or o in needs_store)
         ]
-        after = sorted(stores, key=lambda e: e.tensor) + sorted(
-            step_out.get(t, []), key=lambda e: e.tensor
-        )
-        steps.append(Step(op, tuple(before), tuple(after)))
+        steps.append(Step(op, tuple(before[t]), tuple(stores_ + after[t])))
     plan = problem.new_plan(method, solver=solver, options={"recompute_rate": str(rate)})
     plan.status = Status.FEASIBLE
     plan.steps = steps
