@@ -120,6 +120,8 @@ def table(rows: list[dict]) -> list[str]:
 
 
 def picture(rows: list[dict], path: Path) -> None:
+    """One panel per graph: traffic and recomputed MACs against the rate (log scale; rate 0
+    drawn at the left edge), per engine."""
     try:
         import matplotlib
 
@@ -127,25 +129,36 @@ def picture(rows: list[dict], path: Path) -> None:
         import matplotlib.pyplot as plt
     except ImportError:
         return
-    fig, ax = plt.subplots(figsize=(8, 4.5))
-    for key in sorted({(r["graph"], r["engine"]) for r in rows}):
-        pts = [
-            (r["recompute_macs"], r["traffic"], r["rate"])
-            for r in rows
-            if (r["graph"], r["engine"]) == key and r["traffic"] is not None
-        ]
-        if not pts:
-            continue
-        xs, ys, _ = zip(*pts, strict=True)
-        ax.plot(xs, ys, "o-", label=f"{key[0]} ({key[1]})")
-        for x, y, lab in pts:
-            ax.annotate(lab, (x, y), fontsize=7, textcoords="offset points", xytext=(3, 3))
-    ax.set_xlabel("recomputed MACs")
-    ax.set_ylabel("non-compulsory traffic (bytes)")
-    ax.set_title("Recompute versus reload: traffic against recomputation as the rate varies")
-    ax.legend(fontsize=8)
+    graphs = list(dict.fromkeys(r["graph"] for r in rows))
+    fig, axes = plt.subplots(1, len(graphs), figsize=(4.2 * len(graphs), 3.8), squeeze=False)
+    for ax, name in zip(axes[0], graphs, strict=True):
+        mine = [r for r in rows if r["graph"] == name and r["traffic"] is not None]
+        rates = sorted({float(r["rate"]) for r in mine if r["rate"] != "off"} - {0.0})
+        zero = rates[0] / 10 if rates else 1e-5
+        twin = ax.twinx()
+        for engine, style in (("milp", "-"), ("cpsat", "--")):
+            pts = sorted(
+                (float(r["rate"]) or zero, r["traffic"], r["recompute_macs"])
+                for r in mine
+                if r["engine"] == engine and r["rate"] != "off"
+            )
+            if not pts:
+                continue
+            xs, traffic, macs = zip(*pts, strict=True)
+            ax.plot(xs, traffic, "o" + style, color="tab:blue", label=f"traffic ({engine})")
+            twin.plot(xs, macs, "s" + style, color="tab:red", label=f"MACs ({engine})")
+        ax.set_xscale("log")
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("rate (bytes per MAC; leftmost point: 0)", fontsize=8)
+        ax.set_ylabel("non-compulsory traffic (B)", color="tab:blue", fontsize=8)
+        twin.set_ylabel("recomputed MACs", color="tab:red", fontsize=8)
+        ax.set_ylim(bottom=0)
+        twin.set_ylim(bottom=0)
+        ax.tick_params(labelsize=7)
+        twin.tick_params(labelsize=7)
+    fig.suptitle("Recompute versus reload: traffic and recomputation as the rate varies")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=100)
     plt.close(fig)
 
 
@@ -164,7 +177,11 @@ def main(argv=None) -> None:
     ap.add_argument("--large-time-limit", type=float, default=60.0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", default=str(HERE / "results" / "recompute"))
+    ap.add_argument("--replot", action="store_true", help="redraw OUT.png from OUT.json")
     args = ap.parse_args(argv)
+    if args.replot:
+        picture(json.loads(Path(args.out + ".json").read_text()), Path(args.out + ".png"))
+        return
     t0 = time.perf_counter()
     rows = []
     for spec in args.graphs:
