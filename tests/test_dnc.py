@@ -146,7 +146,7 @@ def _below_peak(data, g, setting):
     return data.draw(st.integers(b.m_r, b.m_p - 1), label="budget")
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.filter_too_much])
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.filter_too_much])
 @given(random_dags(max_ops=6, max_size=5), st.data(), st.sampled_from(list(Setting)))
 def test_cut_bound_never_exceeds_the_optimum(g, data, setting):
     """The cut bound (tensors live across each operator in some downset) stays at or below
@@ -174,7 +174,7 @@ def test_cut_bound_against_the_oracle_with_alignment(g, data, alignment):
     assert cut_bound(Problem(g, budget, alignment=alignment), time_limit=10)[0] <= best.objective
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.filter_too_much])
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.filter_too_much])
 @given(random_dags(max_ops=6, max_size=5), st.data(), st.sampled_from(list(Setting)))
 def test_plans_from_the_bound_spills_replay(g, data, setting):
     """The order the cut bound's spills suggest is a schedule; the plan that spills between
