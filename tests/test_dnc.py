@@ -113,7 +113,7 @@ def test_dnc_against_exhaustive_search(g, data, setting):
 
 
 @settings(
-    max_examples=25,
+    max_examples=15,
     deadline=None,
     suppress_health_check=[HealthCheck.filter_too_much, HealthCheck.too_slow],
 )
@@ -155,7 +155,7 @@ def _below_peak(data, g, setting):
 
 
 @settings(
-    max_examples=25,
+    max_examples=15,
     deadline=None,
     suppress_health_check=[HealthCheck.filter_too_much, HealthCheck.too_slow],
 )
@@ -191,7 +191,7 @@ def test_cut_bound_against_the_oracle_with_alignment(g, data, alignment):
 
 
 @settings(
-    max_examples=15,
+    max_examples=10,
     deadline=None,
     suppress_health_check=[HealthCheck.filter_too_much, HealthCheck.too_slow],
 )
