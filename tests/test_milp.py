@@ -48,7 +48,7 @@ def _spill_budget(data, g, setting):
     return data.draw(st.integers(m_r, must - 1))
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.filter_too_much])
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.filter_too_much])
 @given(
     random_dags(max_ops=5, max_size=4),
     st.data(),
