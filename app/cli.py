@@ -335,6 +335,13 @@ def _plan_summary(graph: Graph, plan: Plan, elapsed: float) -> list[str]:
             f"  compulsory          {_b(t['compulsory'], False)}",
             f"  peak occupancy      {_b(plan.peak or 0, False)}",
         ]
+        rate = plan.options.get("recompute_rate")
+        if rate is not None:  # recompute versus reload: the objective adds rate x MACs
+            macs = plan.stats.get("compute", {}).get("recompute", 0)
+            lines += [
+                f"  recomputed          {macs:,} MACs at {rate} B/MAC",
+                f"  objective           {plan.objective:,} B equivalent (traffic + rate x MACs)",
+            ]
         if plan.lower_bound is not None:
             gap = plan.gap
             lines.append(
@@ -499,6 +506,22 @@ def _remat_summary(graph: Graph, plan: Plan, elapsed: float) -> list[str]:
     help="With --objective compute: most runs of one operator (2 = one recomputation, as "
     "MOCCASIN); 0 for no bound.",
 )
+@click.option(
+    "--recompute-rate",
+    default=None,
+    metavar="BYTES_PER_MAC",
+    callback=_checked(check.recompute_rate),
+    help="Let a dropped activation come back by re-running its producer (milp, cpsat and "
+    "their -fixed forms), and minimise traffic + this rate x recomputed MACs, e.g. 0.0064.",
+)
+@click.option(
+    "--accelerator",
+    default=None,
+    metavar="dram=BW,macs=RATE",
+    callback=_checked(check.accelerator_rate),
+    help="The recompute rate from the accelerator: DRAM bandwidth over peak MAC rate, "
+    "e.g. dram=25.6GB/s,macs=4T/s (0.0064 B/MAC).",
+)
 @_graceful_signals
 def plan(
     model: str,
@@ -522,6 +545,8 @@ def plan(
     as_json: bool,
     objective: str,
     max_computes: int,
+    recompute_rate,
+    accelerator,
 ) -> None:
     """Find a plan for MODEL (an ONNX file or zoo:NAME) in a scratchpad of BUDGET bytes and
     replay it.
@@ -530,7 +555,7 @@ def plan(
     occupancy and the time. A budget below M_R is refused, naming the operator that needs
     more.
     """
-    from cosma.deadline import Deadline
+    from cosma.deadline import Deadline, tail_reserve
     from cosma.solvers import check_options, method_options, solve
 
     if objective == "compute" or method.startswith("remat-"):
@@ -559,6 +584,14 @@ def plan(
     }
     if "max_computes" in (method_options(method) or ()):
         given["max_computes"] = max_computes or None
+    if recompute_rate is not None and accelerator is not None:
+        raise UsageError(
+            "give one of --recompute-rate and --accelerator (the rate is derived from it)"
+        )
+    # Recompute versus reload (both callbacks return the rate in bytes per MAC).
+    rate = recompute_rate if recompute_rate is not None else accelerator
+    if rate is not None:
+        given["recompute_rate"] = rate
     if method != "auto":
         check_options(method, given)
     # Every output path is checked before any work: a bad one fails now, not after a solve.
@@ -572,7 +605,7 @@ def plan(
         files.check_writable(solver_log, force=True, option="--solver-log")
     t0 = time.perf_counter()
     # The whole command, from interpreter start, shares one wall-clock limit.
-    deadline = Deadline.since_process_start(time_limit)
+    deadline = Deadline.since_process_start(time_limit, reserve=tail_reserve(time_limit))
 
     def progress(info: dict) -> None:
         shown_by_log = logging.getLogger("cosma.progress").isEnabledFor(logging.INFO)

@@ -28,8 +28,11 @@ from cosma import interrupt
 class Deadline:
     """A point in time after which work should stop; ``None`` seconds means no limit."""
 
-    def __init__(self, seconds: float | None = None) -> None:
+    def __init__(self, seconds: float | None = None, *, reserve: float = 0.0) -> None:
         self.seconds = None if seconds is None else max(0.0, float(seconds))
+        #: seconds kept back at the end for what follows the work (writing the answer,
+        #: leaving the interpreter): phases see a limit this much shorter
+        self.reserve = max(0.0, reserve)
         self.started = time.perf_counter()
         self.phases: dict[str, float] = {}
 
@@ -39,12 +42,14 @@ class Deadline:
         return limit if isinstance(limit, Deadline) else cls(limit)
 
     @classmethod
-    def since_process_start(cls, seconds: float | None, *, fresh: float = 60.0) -> Deadline:
+    def since_process_start(
+        cls, seconds: float | None, *, fresh: float = 60.0, reserve: float = 0.0
+    ) -> Deadline:
         """A deadline counted from when this process started, so a command-line limit
         covers interpreter start-up and imports too. A process older than ``fresh``
         seconds is not a fresh command (a test runner, a notebook): count from now, as
-        also where the start is unknown."""
-        d = cls(seconds)
+        also where the start is unknown. ``reserve``: see :attr:`reserve`."""
+        d = cls(seconds, reserve=reserve)
         age = _process_age()
         if age <= fresh:
             d.started -= age
@@ -60,7 +65,7 @@ class Deadline:
             return 0.0
         if self.seconds is None:
             return math.inf
-        return max(0.0, self.seconds - self.elapsed())
+        return max(0.0, self.seconds - self.reserve - self.elapsed())
 
     def expired(self, margin: float = 0.0) -> bool:
         return self.remaining() <= margin
@@ -86,6 +91,18 @@ class Deadline:
             yield
         finally:
             self.phases[name] = round(self.phases.get(name, 0.0) + time.perf_counter() - t0, 4)
+
+
+def tail_reserve(seconds: float | None) -> float:
+    """What a command keeps back from its limit for writing the answer and exiting: half
+    a second and 5 % of the limit, at most 3 s (the allowance over a limit is 10 % + 2 s).
+
+    >>> tail_reserve(10), tail_reserve(60), tail_reserve(None)
+    (1.0, 3.0, 0.0)
+    """
+    if seconds is None:
+        return 0.0
+    return round(min(3.0, 0.5 + 0.05 * seconds), 3)
 
 
 def _process_age() -> float:

@@ -142,3 +142,107 @@ def memory_limit(value: object, *, option: str = "--memory-limit") -> int:
     if v is None or v <= 0:
         raise UsageError(f"memory limit must be a size above 0, not {value!r}; e.g. {option} 8GiB")
     return v
+
+
+# --- recompute versus reload (issue 13; see docs/recompute.md) ------------------------------
+
+#: SI and binary prefixes for rates (``25.6GB/s``, ``4T/s``, ``1.5GiB/s``).
+_PREFIX = {
+    "": 1,
+    "k": 10**3,
+    "K": 10**3,
+    "M": 10**6,
+    "G": 10**9,
+    "T": 10**12,
+    "P": 10**15,
+    "Ki": 2**10,
+    "Mi": 2**20,
+    "Gi": 2**30,
+    "Ti": 2**40,
+}
+
+
+def recompute_rate(value: object, *, option: str = "--recompute-rate"):
+    """Bytes of traffic that one MAC of recomputation is worth, as an exact
+    :class:`~fractions.Fraction` ``>= 0``: a number, a decimal string (``0.0064``) or a
+    fraction string (``1/156``). ``None`` (recompute off) is not a rate.
+
+    >>> recompute_rate("0.0064"), recompute_rate(2), recompute_rate("1/3")
+    (Fraction(4, 625), Fraction(2, 1), Fraction(1, 3))
+    """
+    from fractions import Fraction
+
+    rate: Fraction | None = None
+    if isinstance(value, Fraction):
+        rate = value
+    elif isinstance(value, bool):
+        rate = None
+    elif isinstance(value, numbers.Integral):
+        rate = Fraction(int(value))
+    elif isinstance(value, numbers.Real) and math.isfinite(float(value)):
+        rate = Fraction(repr(float(value)))  # 0.0064 -> 4/625, not the binary expansion
+    elif isinstance(value, str):
+        try:
+            rate = Fraction(value.strip())
+        except (ValueError, ZeroDivisionError):
+            rate = None
+    if rate is None or rate < 0:
+        raise UsageError(
+            f"recompute rate must be a number of bytes per MAC of at least 0 (a decimal or a "
+            f"fraction), not {value!r}; e.g. {option} 0.0064 (25.6 GB/s of DRAM against 4 "
+            "TMAC/s), or describe the accelerator: --accelerator dram=25.6GB/s,macs=4T/s"
+        )
+    return rate
+
+
+def _rate_quantity(text: str, key: str, units: tuple[str, ...], example: str):
+    """``25.6GB/s`` -> Fraction(25600000000): a number, an optional SI or binary prefix, and
+    one of ``units`` (or none)."""
+    import re
+    from fractions import Fraction
+
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([kKMGTP]i?)?\s*(\S*)\s*", text)
+    if m is None or m.group(3) not in units or (m.group(2) or "") not in _PREFIX:
+        raise UsageError(
+            f"cannot read {key}={text!r} in the accelerator description: write a number with "
+            f"an optional prefix (k, M, G, T, or Ki, Mi, Gi, Ti) and unit, e.g. {key}={example}"
+        )
+    value = Fraction(m.group(1)) * _PREFIX[m.group(2) or ""]
+    if value <= 0:
+        raise UsageError(f"{key} must be above 0 in the accelerator description, not {text!r}")
+    return value
+
+
+def accelerator_rate(value: object, *, option: str = "--accelerator"):
+    """The recompute rate (bytes per MAC) of an accelerator described by its DRAM bandwidth
+    and peak MAC rate: ``bandwidth / mac_rate``, the bytes the DRAM moves in the time the
+    array does one MAC. ``value`` is ``"dram=25.6GB/s,macs=4T/s"`` (units optional: bytes per
+    second and MACs per second) or a mapping with those two keys.
+
+    >>> accelerator_rate("dram=25.6GB/s,macs=4T/s")
+    Fraction(4, 625)
+    >>> accelerator_rate({"dram": "1GiB/s", "macs": 2**30})
+    Fraction(1, 1)
+    """
+    from collections.abc import Mapping
+
+    if isinstance(value, Mapping):
+        fields = {str(k).strip(): str(v) for k, v in value.items()}
+    elif isinstance(value, str):
+        fields = {}
+        for part in value.split(","):
+            key, sep, text = part.partition("=")
+            if not sep:
+                fields = {}
+                break
+            fields[key.strip()] = text
+    else:
+        fields = {}
+    if set(fields) != {"dram", "macs"}:
+        raise UsageError(
+            f"cannot read the accelerator description {value!r}: give the DRAM bandwidth and "
+            f"the peak MAC rate, e.g. {option} dram=25.6GB/s,macs=4T/s"
+        )
+    dram = _rate_quantity(fields["dram"], "dram", ("", "B/s", "B"), "25.6GB/s")
+    macs = _rate_quantity(fields["macs"], "macs", ("", "/s", "MAC/s", "MACs/s", "MACs"), "4T/s")
+    return dram / macs

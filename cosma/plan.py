@@ -123,8 +123,8 @@ class Plan:
     steps: list[Step] = field(default_factory=list)
     solver: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
-    objective: int | None = None
-    lower_bound: int | None = None
+    objective: int | float | None = None
+    lower_bound: int | float | None = None
     solve_time: float = 0.0
     reason: str | None = None
     traffic: dict[str, int] = field(default_factory=dict)
@@ -428,8 +428,8 @@ class Plan:
                     raise PlanError(
                         f"not a valid cosma plan: timing.{k} should map names to seconds"
                     )
-            objective = _optional_whole(doc, "objective")
-            lower_bound = _optional_whole(doc, "lower_bound")
+            objective = _objective_value(doc, "objective")
+            lower_bound = _objective_value(doc, "lower_bound")
             if objective is not None and lower_bound is not None and lower_bound > objective:
                 raise PlanError(
                     f"not a valid cosma plan: its lower_bound ({lower_bound:,} B) is above its "
@@ -632,6 +632,22 @@ def _dict(value: object, label: str) -> dict:
 
 def _optional_whole(doc: dict[str, Any], key: str) -> int | None:
     return None if doc.get(key) is None else _whole(doc[key], key)
+
+
+def _objective_value(doc: dict[str, Any], key: str) -> int | float | None:
+    """Objective or bound: whole bytes, or, for recompute versus reload (``options`` has a
+    ``recompute_rate``), traffic plus rate x MACs, which need not be whole."""
+    value = doc.get(key)
+    options = doc.get("options")
+    if (
+        isinstance(options, dict)
+        and options.get("recompute_rate") is not None
+        and isinstance(value, float)
+    ):
+        if not math.isfinite(value) or not 0 <= value <= 2**53:
+            raise PlanError(f"not a valid cosma plan: {key} should be a finite number >= 0")
+        return value
+    return _optional_whole(doc, key)
 
 
 def _event_from(d: object, where: str = "event") -> Event:

@@ -351,14 +351,38 @@ def verify(graph: Graph, plan: Plan) -> Plan:
         plan.peak = r.peak
         plan.stats["compute"] = {"total": r.compute, "recompute": r.recompute}
         return plan
-    if plan.objective is not None and plan.objective != r.non_compulsory:
+    measured: int | float = r.non_compulsory
+    if plan.options.get("recompute_rate") is not None:
+        # Recompute versus reload (docs/recompute.md): traffic + rate x recomputed MACs.
+        measured = combined_objective(r.non_compulsory, r.recompute, plan.options["recompute_rate"])
+    if plan.objective is not None and plan.objective != measured:
+        if plan.options.get("recompute_rate") is None:
+            raise PlanError(
+                f"method {plan.method!r} claims {plan.objective} bytes of non-compulsory "
+                f"traffic but the replay measures {measured}: a bug in the method"
+            )
         raise PlanError(
-            f"method {plan.method!r} claims {plan.objective} bytes of non-compulsory traffic "
-            f"but the replay measures {r.non_compulsory}: a bug in the method"
+            f"method {plan.method!r} claims an objective of {plan.objective} but the replay "
+            f"measures {measured} (non-compulsory traffic {r.non_compulsory} bytes, "
+            f"{r.recompute} recomputed MACs): a bug in the method"
         )
-    plan.objective = r.non_compulsory
+    plan.objective = measured
     plan.traffic = r.traffic()
     plan.peak = r.peak
     if r.recompute:
         plan.stats["compute"] = {"total": r.compute, "recompute": r.recompute}
     return plan
+
+
+def combined_objective(traffic: int, recompute: int, rate: object) -> int | float:
+    """``traffic + rate * recompute`` (bytes, and MACs at ``rate`` bytes per MAC, given as a
+    number or a fraction string such as ``"4/625"``), exact: a whole number when it is one,
+    else the nearest float of the exact value (so equal values compare equal).
+
+    >>> combined_objective(100, 50, "4/625"), combined_objective(100, 625, "4/625")
+    (100.32, 104)
+    """
+    from fractions import Fraction
+
+    value = traffic + Fraction(str(rate)) * recompute
+    return int(value) if value.denominator == 1 else float(value)

@@ -12,9 +12,18 @@ from importlib import resources
 
 from cosma.errors import UsageError
 from cosma.graph import Graph
-from cosma.graphs.onnx_import import load_onnx, parse_input_shape
 
 __all__ = ["load_graph", "load_onnx", "parse_input_shape", "shipped_model"]
+
+
+def __getattr__(name: str):
+    # The ONNX importer (and the onnx package, a few tenths of a second to import) loads
+    # only when an ONNX file is read: zoo networks built in code do not need it.
+    if name in ("load_onnx", "parse_input_shape"):
+        from cosma.graphs import onnx_import
+
+        return getattr(onnx_import, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def shipped_model(name: str) -> str:
@@ -65,4 +74,6 @@ def load_graph(
             )
         options = {} if element_bytes is None else {"element_bytes": element_bytes}
         return zoo.load(text[4:], **options)
+    from cosma.graphs.onnx_import import load_onnx
+
     return load_onnx(source, input_shapes=input_shapes, element_bytes=element_bytes)

@@ -98,8 +98,11 @@ def _exact_method(
 
 
 _COMMON = ("threads", "seed", "shortcut", "memory_limit")
-_MILP_OPTIONS = (*_COMMON, "solver", "write_model", "log_path")
-_CPSAT_OPTIONS = _COMMON
+#: Recompute versus reload (cosma.solvers.recompute): a rate in bytes per MAC, or an
+#: accelerator description it is derived from (DRAM bandwidth / peak MAC rate).
+_RECOMPUTE = ("recompute_rate", "accelerator")
+_MILP_OPTIONS = (*_COMMON, "solver", "write_model", "log_path", *_RECOMPUTE)
+_CPSAT_OPTIONS = (*_COMMON, *_RECOMPUTE)
 METHODS["milp"] = _exact_method(
     milp, _MILP_OPTIONS, False, "Exact MILP, schedule free (joint); --solver cbc|highs|gurobi."
 )
@@ -213,3 +216,18 @@ def _check_values(options: dict[str, object]) -> None:
         value = options.get(name)
         if value is not None and not isinstance(value, Deadline):
             options[name] = fn(value, option=name)
+    # Recompute versus reload: the accelerator description becomes the rate it implies.
+    if options.get("accelerator") is not None:
+        if options.get("recompute_rate") is not None:
+            raise UsageError(
+                "give one of recompute_rate (bytes per MAC) and accelerator (the DRAM "
+                "bandwidth and MAC rate it is derived from), not both"
+            )
+        options["recompute_rate"] = check.accelerator_rate(
+            options.pop("accelerator"), option="accelerator"
+        )
+    options.pop("accelerator", None)
+    if options.get("recompute_rate") is not None:
+        options["recompute_rate"] = check.recompute_rate(
+            options["recompute_rate"], option="recompute_rate"
+        )

@@ -13,6 +13,11 @@ equal traffic (its blocks give ``resident``/``address``, its loads ``load``), an
 solution decodes to a plan, so the optimum is the true minimum and ``infeasible`` is a
 proof.
 
+With a recompute rate (:mod:`cosma.solvers.recompute`) the model gains re-runs of producers
+between steps; it does not give addresses inside those gaps, so it is then a relaxation: its
+bound stays valid, and each solution is placed again on a time line with the gaps before it
+is replayed (``optimal`` only when the replayed plan meets the bound).
+
 Hints come from the warm start; a solution callback reports incumbent, bound and gap as
 they improve; one worker with a fixed seed gives repeatable results. The prologue and the
 choice of the answer are shared with the MILP (:mod:`cosma.solvers.exact`).
@@ -20,11 +25,14 @@ choice of the answer are shared with the MILP (:mod:`cosma.solvers.exact`).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from collections.abc import Callable
+from fractions import Fraction
 
 from cosma import interrupt
+from cosma import options as check
 from cosma import progress as progress_hook
 from cosma.deadline import Deadline
 from cosma.errors import SolverError
@@ -33,7 +41,7 @@ from cosma.memory import aligned
 from cosma.plan import Plan
 from cosma.problem import Problem
 from cosma.progress import report
-from cosma.solvers import exact, timeline
+from cosma.solvers import exact, recompute, timeline
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +52,12 @@ class _Model:
     """Variables of the CP-SAT model, by family."""
 
     def __init__(
-        self, problem: Problem, order: list[str] | None, deadline: Deadline | None = None
+        self,
+        problem: Problem,
+        order: list[str] | None,
+        deadline: Deadline | None = None,
+        rate: Fraction | None = None,
+        light: bool = True,
     ):
         from ortools.sat.python import cp_model
 
@@ -54,6 +67,11 @@ class _Model:
         g = problem.graph
         self.window = timeline.windows(problem, order)
         self.life = timeline.lifetimes(problem, self.window)
+        rc_gaps: dict[str, tuple[int, int]] = {}
+        rc_light: dict[str, tuple[int, int]] = {}
+        if rate is not None:  # recompute versus reload: inputs may stay for a re-run
+            self.life, rc_gaps, rc_light = recompute.extend(problem, self.window, self.life)
+
         self.ops = list(g.file_order)
         self.tensors = list(self.life)
         A = problem.alignment
@@ -92,6 +110,32 @@ class _Model:
             "booleans": len(self.r) + len(self.ld) + len(self.s) + (0 if fixed else len(self.x)),
             "integers": len(self.slot),
         }
+        #: Recompute versus reload (:mod:`cosma.solvers.recompute`); None: not enabled.
+        self.rc: recompute.Vars | None = None
+        if rate is not None:
+            self.rc = recompute.build(
+                problem,
+                recompute.Builder(
+                    binary=m.new_bool_var,
+                    unit=m.new_bool_var,
+                    add=lambda row, name: m.add(row),
+                ),
+                rate=rate,
+                gaps=rc_gaps,
+                light=rc_light,
+                x=self.x,
+                r=self.r,
+                loads=self.ld,
+                s=self.s,
+                window=self.window,
+                life=self.life,
+                relaxed=light,
+            )
+            self.stats["recompute_vars"] = len(self.rc.y) + len(self.rc.tr)
+
+    def made(self, a: str, t: int):
+        """``y[prod(a), t]``: ``a`` comes back by a re-run at step ``t`` (0 if off)."""
+        return 0 if self.rc is None else self.rc.made(a, t)
 
 
 def _schedule(M: _Model) -> None:
@@ -145,7 +189,7 @@ def _residency(M: _Model) -> None:
                     m.add(M.r[a, t] <= sum(M.x[p, k] for k in range(plo, t + 1)))
             prev = M.r[a, t - 1] if t > lo else 0
             made = M.x.get((p, t), 0) if p is not None else 0
-            m.add(M.ld[a, t] >= M.r[a, t] - prev - made)
+            m.add(M.ld[a, t] >= M.r[a, t] - prev - made - M.made(a, t))
             if a in M.s:
                 m.add_implication(M.ld[a, t], M.s[a])
 
@@ -169,11 +213,16 @@ def _addresses(M: _Model) -> None:
         )
         per_step.setdefault(t, []).append(size * present)
         if (a, t + 1) in M.r:
-            m.add(M.slot[a, t] == M.slot[a, t + 1]).only_enforce_if(
-                present, M.r[a, t + 1], ~M.ld[a, t + 1]
-            )
+            keep = [present, M.r[a, t + 1], ~M.ld[a, t + 1]]
+            again = M.made(a, t + 1)
+            if not isinstance(again, int):  # a recompute may place it elsewhere too
+                keep.append(~again)
+            m.add(M.slot[a, t] == M.slot[a, t + 1]).only_enforce_if(keep)
     if xs:
         m.add_no_overlap_2d(xs, ys)
+    if M.rc is not None:  # inputs kept past their lifetime for a light re-run
+        for t, extra in M.rc.extra.items():
+            per_step.setdefault(t, []).extend(size * var for size, var in extra if size)
     for terms in per_step.values():
         m.add(sum(terms) <= M.problem.budget)
 
@@ -182,6 +231,16 @@ def _objective(M: _Model) -> None:
     """min sum size[a] (loads + store), in units of the sizes' GCD; first loads of inputs
     and parameters are compulsory and come off after solving."""
     g = M.problem.graph
+    if M.rc is not None:  # den x bytes + num x MACs (recompute versus reload)
+        den = M.rc.scale[1]
+        raw = {a: g.tensors[a].size for a in M.tensors}
+        terms = [(den * raw[a], v) for (a, _), v in M.ld.items()]
+        terms += [(den * raw[a], v) for a, v in M.s.items()]
+        terms += M.rc.objective_terms(raw)
+        terms = [(c, v) for c, v in terms if c]
+        M.unit = math.gcd(*[c for c, _ in terms]) if terms else 1
+        M.m.minimize(sum((c // M.unit) * v for c, v in terms))
+        return
     M.m.minimize(
         sum((g.tensors[a].size // M.unit) * v for (a, _), v in M.ld.items())
         + sum((g.tensors[a].size // M.unit) * v for a, v in M.s.items())
@@ -246,13 +305,16 @@ def cpsat(
     seed: int = 0,
     progress: Progress | None = None,
     shortcut: bool = True,
+    recompute_rate: object = None,
 ) -> Plan:
     """Minimum non-compulsory traffic with CP-SAT, proven where it finishes.
 
     ``order=None`` leaves the schedule free; a name (``file``, ``greedy``, ``minpeak``) or a
     list fixes it. ``time_limit`` (seconds or a shared :class:`~cosma.deadline.Deadline`)
     bounds the whole call. ``progress`` receives ``{"seconds", "objective", "bound",
-    "gap"}`` (bytes) at each improving solution.
+    "gap"}`` (bytes) at each improving solution. ``recompute_rate`` (bytes per MAC; None,
+    the default: off) lets a dropped activation come back by re-running its producer, and
+    the objective becomes traffic + rate x recomputed MACs (:mod:`cosma.solvers.recompute`).
 
     >>> from cosma.graph import GraphBuilder
     >>> g = (GraphBuilder().input("x", 1).op("a", ["x"], {"p": 10}).op("b", ["p"], {"q": 5})
@@ -264,9 +326,10 @@ def cpsat(
     method = (
         "cpsat" if order is None else f"cpsat-fixed({order if isinstance(order, str) else 'given'})"
     )
+    rate = None if recompute_rate is None else check.recompute_rate(recompute_rate)
     return exact.run(
         problem,
-        lambda ctx: _engine(ctx, progress),
+        lambda ctx: _engine(ctx, progress, rate),
         method=method,
         solver="cp-sat",
         order=order,
@@ -274,10 +337,55 @@ def cpsat(
         threads=threads,
         seed=seed,
         shortcut=shortcut,
+        extra=None if rate is None else {"recompute_rate": rate},
     )
 
 
-def _engine(ctx: exact.Context, progress: Progress | None) -> exact.EngineResult:
+def _fixed_order_start(ctx: exact.Context) -> Plan | None:
+    """Joint mode: the minimum-peak order's optimum with CP-SAT (a quarter of the time
+    left), a better hint than a baseline; None if it is not better than the warm start.
+    Any fixed-order plan is a joint plan; its bound is not a joint bound and is not used."""
+    warm, deadline = ctx.warm, ctx.deadline
+    if ctx.seq is not None or warm is None or warm.objective <= ctx.floor:
+        return None
+    if deadline.remaining() <= 4:
+        return None
+    with deadline.phase("fixed_order_start"):
+        fixed = cpsat(
+            ctx.problem,
+            order="minpeak",
+            threads=ctx.threads,
+            seed=ctx.seed,
+            time_limit=deadline.sub(0.25),
+        )
+    return fixed if fixed.status.has_plan and fixed.objective < warm.objective else None
+
+
+def _engine(
+    ctx: exact.Context, progress: Progress | None, rate: Fraction | None = None
+) -> exact.EngineResult:
+    if rate is not None:
+        return _recompute_engine(ctx, progress, rate)
+    start = _fixed_order_start(ctx)
+    if start is not None:
+        ctx = dataclasses.replace(ctx, warm=start)
+        if start.objective <= ctx.floor:
+            return exact.EngineResult(
+                plans=[start],
+                bound=ctx.floor,
+                note="the minimum-peak order's optimum meets the no-solver bound",
+            )
+    try:
+        out = _solve(ctx, progress)
+    except exact.OutOfTime as e:
+        out = exact.EngineResult(note=str(e))
+    if start is not None:
+        out.plans.append(start)
+    return out
+
+
+def _solve(ctx: exact.Context, progress: Progress | None) -> exact.EngineResult:
+    """Build, solve and decode the CP-SAT model."""
     problem, deadline = ctx.problem, ctx.deadline
     with deadline.phase("import"):  # OR-Tools takes a second or more to import
         from ortools.sat.python import cp_model
@@ -315,6 +423,8 @@ def _engine(ctx: exact.Context, progress: Progress | None) -> exact.EngineResult
                 bound=to_bytes(self.best_objective_bound),
                 callback=emit,
             )
+            if to_bytes(self.objective_value) <= ctx.floor:
+                self.stop_search()  # meets the no-solver bound: proven
 
     with deadline.phase("solve"):
         status = _solve_stoppable(solver, M.m, _Callback())
@@ -360,4 +470,124 @@ def _engine(ctx: exact.Context, progress: Progress | None) -> exact.EngineResult
     out.stats["moves"] = len(moves)
     if status == cp_model.OPTIMAL:
         out.bound = max(out.bound, out.plans[0].objective)
+    return out
+
+
+def _recompute_plan(ctx: exact.Context, M: _Model, solver) -> Plan | None:
+    """A replayed plan from a CP-SAT solution with recompute (addresses are placed again on
+    the time line with gaps, :func:`cosma.solvers.recompute.build_plan`), or None."""
+    assert M.rc is not None
+    at = {
+        t: v for (v, t), var in M.x.items() if (var if isinstance(var, int) else solver.value(var))
+    }
+    order = [at[t] for t in range(len(M.ops))]
+    steps = {
+        a: {t for t in range(M.life[a][0], M.life[a][1] + 1) if solver.value(M.r[a, t])}
+        for a in M.tensors
+    }
+    gaps: dict[int, set[str]] = {}
+    for (p, t), var in M.rc.runs().items():
+        if solver.value(var):
+            gaps.setdefault(t, set()).add(p)
+    return recompute.build_plan(
+        M.problem,
+        order,
+        steps,
+        gaps,
+        rate=M.rc.rate,
+        method=ctx.method,
+        solver=ctx.solver,
+        deadline=ctx.deadline,
+        seed=ctx.seed,
+    )
+
+
+def _recompute_engine(
+    ctx: exact.Context, progress: Progress | None, rate: Fraction
+) -> exact.EngineResult:
+    """Recompute versus reload: the model without light re-runs (a restriction whose
+    solutions decode to plans), then the full model (the relaxation, whose bound is the
+    valid one); one solve when there are no light re-runs. Each solution is placed again
+    and replayed (:func:`cosma.solvers.recompute.build_plan`)."""
+    from ortools.sat.python import cp_model
+
+    problem, deadline = ctx.problem, ctx.deadline
+    window = timeline.windows(problem, ctx.seq)
+    _, _, light = recompute.extend(problem, window, timeline.lifetimes(problem, window))
+    phases = [("restricted", False), ("relaxed", True)] if light else [("relaxed", True)]
+    out = exact.EngineResult()
+    # Today's optimum (no recompute) first: a plan of the combined objective too (no
+    # re-runs), and a hint for the larger models; never worse than recompute off.
+    with deadline.phase("no_recompute_start"):
+        base = cpsat(
+            problem,
+            order=ctx.seq,
+            threads=ctx.threads,
+            seed=ctx.seed,
+            time_limit=deadline.sub(0.25),
+        )
+    if base.status.has_plan:
+        out.plans.append(base)
+    notes: list[str] = []
+    emit = progress or progress_hook.current()
+    for k, (name, with_light) in enumerate(phases):
+        known = out.plans + ([ctx.warm] if ctx.warm is not None else [])
+        best = min(known, key=lambda p: p.objective, default=None)
+        if best is not None and best.objective <= out.bound:
+            break  # proven
+        with deadline.phase("model"):
+            M = _Model(problem, ctx.seq, deadline, rate, light=with_light)
+            for add in (_schedule, _residency, _addresses, _objective):
+                if deadline.expired():
+                    raise exact.OutOfTime("the time limit ran out while building the CP-SAT model")
+                add(M)
+            if best is not None:
+                _hint(M, best)
+        assert M.rc is not None
+        den = M.rc.scale[1]
+
+        def to_value(units: float, M: _Model = M, den: int = den) -> int | float:
+            return recompute.value(recompute.to_bound(units, M.unit, den, M.load_offset))
+
+        solver = cp_model.CpSolver()
+        solver.parameters.catch_sigint_signal = False
+        left = deadline.left()
+        share = 0.5 if k + 1 < len(phases) else 0.95
+        solver.parameters.max_time_in_seconds = 1e9 if left is None else max(0.05, share * left)
+        solver.parameters.num_workers = ctx.threads
+        solver.parameters.random_seed = ctx.seed
+
+        class _Callback(cp_model.CpSolverSolutionCallback):
+            def on_solution_callback(self, to_value=to_value, label=f"cpsat {name}") -> None:
+                report(
+                    label,
+                    seconds=deadline.elapsed(),
+                    objective=to_value(self.objective_value),
+                    bound=to_value(self.best_objective_bound),
+                    callback=emit,
+                )
+
+        with deadline.phase(f"solve_{name}"):
+            status = _solve_stoppable(solver, M.m, _Callback())
+        if status == cp_model.MODEL_INVALID:
+            raise SolverError(
+                "CP-SAT rejected the model (MODEL_INVALID): "
+                f"{solver.solution_info() or M.m.validate() or 'no reason given'}"
+            )
+        out.stats[f"{name}_status"] = solver.status_name(status)
+        if with_light and status == cp_model.INFEASIBLE:
+            out.infeasible = "the CP-SAT relaxation with recompute is infeasible"
+            break
+        if with_light and status in (cp_model.OPTIMAL, cp_model.FEASIBLE, cp_model.UNKNOWN):
+            out.bound = max(out.bound, to_value(solver.best_objective_bound))
+        if status in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+            with deadline.phase("decode"):
+                cand = _recompute_plan(ctx, M, solver)
+            if cand is None:
+                notes.append(f"{name}: the solution's blocks could not be placed")
+            else:
+                out.plans.append(cand)
+        else:
+            notes.append(f"{name}: CP-SAT stopped with {solver.status_name(status)}")
+    out.note = "; ".join(notes)
     return out

@@ -66,16 +66,18 @@ import logging
 import math
 import re
 from dataclasses import dataclass, field
+from fractions import Fraction
 
 import pulp
 
+from cosma import options as check
 from cosma.deadline import Deadline
 from cosma.graph import TensorKind
 from cosma.memory import aligned
 from cosma.plan import Plan
 from cosma.problem import Problem
 from cosma.progress import report
-from cosma.solvers import backends, exact, timeline
+from cosma.solvers import backends, exact, recompute, timeline
 from cosma.solvers.baselines import Residency
 from cosma.solvers.placement import place, place_with_moves
 
@@ -112,6 +114,8 @@ class Model:
     mv: pulp.LpVariable | None = None
     deadline: Deadline | None = None
     stats: dict[str, int] = field(default_factory=dict)
+    #: Recompute versus reload (:mod:`cosma.solvers.recompute`); None: not enabled.
+    rc: recompute.Vars | None = None
 
     def __post_init__(self) -> None:
         self.ti = {a: i for i, a in enumerate(self.tensors)}
@@ -125,12 +129,24 @@ class Model:
 
 
 def build_model(
-    problem: Problem, *, order: list[str] | None = None, deadline: Deadline | None = None
+    problem: Problem,
+    *,
+    order: list[str] | None = None,
+    deadline: Deadline | None = None,
+    recompute_rate: Fraction | None = None,
+    recompute_light: bool = True,
 ) -> Model:
-    """Variables, then one function per constraint family, then the objective."""
+    """Variables, then one function per constraint family, then the objective.
+    ``recompute_rate`` (bytes per MAC) adds recompute (:mod:`cosma.solvers.recompute`);
+    ``recompute_light=False`` makes its light re-runs strict (a restriction, for plans)."""
     g = problem.graph
     window = timeline.windows(problem, order)
     life = timeline.lifetimes(problem, window)
+    rc_gaps: dict[str, tuple[int, int]] = {}
+    rc_light: dict[str, tuple[int, int]] = {}
+    if recompute_rate is not None:
+        life, rc_gaps, rc_light = recompute.extend(problem, window, life)
+
     sizes = {a: aligned(g.tensors[a].size, problem.alignment) for a in life}
     nonzero = [s for s in sizes.values() if s]
     scale = math.gcd(*nonzero) if nonzero else 1
@@ -181,6 +197,25 @@ def build_model(
         load_offset=sum(g.tensors[a].size for a in tensors if g.tensors[a].producer is None),
         deadline=deadline,
     )
+    if recompute_rate is not None:
+        m.rc = recompute.build(
+            problem,
+            recompute.Builder(
+                binary=lambda name: _var(prob, name, cat=pulp.LpBinary),
+                unit=lambda name: _var(prob, name, lowBound=0, upBound=1),
+                add=lambda row, name: prob.__iadd__((row, name)),
+            ),
+            rate=recompute_rate,
+            gaps=rc_gaps,
+            light=rc_light,
+            x=x,
+            r=r,
+            loads=ld,
+            s=s,
+            window=window,
+            life=life,
+            relaxed=recompute_light,
+        )
     families = [
         lambda: _operands_resident(m, problem),
         lambda: _created_before_resident(m, problem),
@@ -206,6 +241,8 @@ def build_model(
         "binaries": nx_vars + len(r),
         "scale": scale,
     }
+    if m.rc is not None:
+        m.stats |= {"recompute_vars": len(m.rc.y) + len(m.rc.tr), "transient_vars": len(m.rc.gl)}
     return m
 
 
@@ -286,6 +323,8 @@ def _loads(m: Model, problem: Problem) -> None:
         for t in range(lo, hi + 1):
             prev = m.r[a, t - 1] if t > lo else 0
             made = m.x.get((p, t), 0) if p is not None else 0
+            if m.rc is not None:  # recompute versus reload: back by a re-run of p
+                made = made + m.rc.made(a, t)
             if (a, t) in m.loads:
                 m.prob += (
                     m.loads[a, t] >= m.r[a, t] - prev - made,
@@ -317,6 +356,8 @@ def _forced(m: Model, problem: Problem, sizes: dict[str, int]) -> None:
     fixed = all(isinstance(x, int) for x in m.x.values())
     seq = [v for (v, _t) in sorted(m.x, key=lambda k: k[1])] if fixed else None
     reloads = exact.forced_reloads(problem, seq)
+    if m.rc is not None:  # an activation may come back by recompute instead of a load
+        reloads = {a: k for a, k in reloads.items() if g.tensors[a].producer is None}
     for a in exact.ticking(m.tensors, m.deadline):
         first = 1 if g.tensors[a].producer is None else 0
         need = first + reloads.get(a, 0)
@@ -342,6 +383,11 @@ def _capacity(m: Model, problem: Problem, sizes: dict[str, int]) -> None:
     for (a, t), var in exact.ticking(m.r.items(), m.deadline):
         if sizes[a]:
             per_step.setdefault(t, []).append((sizes[a] // m.scale) * var)
+    if m.rc is not None:  # inputs kept past their lifetime for a light re-run
+        for t, extra in m.rc.extra.items():
+            per_step.setdefault(t, []).extend(
+                -(-size // m.scale) * var for size, var in extra if size
+            )
     cap = problem.budget // m.scale
     for t, terms in exact.ticking(sorted(per_step.items()), m.deadline):
         m.prob += pulp.lpSum(terms) <= cap, f"capacity_t{t}"
@@ -355,6 +401,16 @@ def _objective(m: Model, problem: Problem, sizes: dict[str, int]) -> None:
     """
     g = problem.graph
     raw = {a: g.tensors[a].size for a in m.tensors}
+    if m.rc is not None:  # den x bytes + num x MACs (recompute versus reload)
+        den = m.rc.scale[1]
+        terms = [(den * raw[a], var) for (a, _), var in m.loads.items()]
+        terms += [(den * raw[a], var) for a, var in m.s.items()]
+        terms += m.rc.objective_terms(raw)
+        terms = [(c, v) for c, v in terms if c]
+        unit = math.gcd(*[c for c, _ in terms]) if terms else 1
+        m.stats["objective_unit"] = unit
+        m.prob += pulp.lpSum((c // unit) * v for c, v in terms)
+        return
     unit = math.gcd(*[v for v in raw.values() if v]) if any(raw.values()) else 1
     m.stats["objective_unit"] = unit
     m.prob += pulp.lpSum((raw[a] // unit) * var for (a, _), var in m.loads.items()) + pulp.lpSum(
@@ -379,6 +435,35 @@ def _decode(m: Model, problem: Problem, values: dict[str, float]):
     return order, timeline.residencies(problem, order, steps)
 
 
+def _recompute_plan(ctx: exact.Context, m: Model, problem: Problem, values: dict[str, float]):
+    """A replayed plan from a solution of a model with recompute, or None."""
+    assert m.rc is not None
+    at = {}
+    for (v, t), var in m.x.items():
+        if (var if isinstance(var, int) else values.get(var.name, 0)) > 0.5:
+            at[t] = v
+    order = [at[t] for t in range(len(m.ops))]
+    steps = {
+        a: {t for t in range(m.life[a][0], m.life[a][1] + 1) if values.get(m.r[a, t].name, 0) > 0.5}
+        for a in m.tensors
+    }
+    gaps: dict[int, set[str]] = {}
+    for (p, t), var in m.rc.runs().items():
+        if values.get(var.name, 0) > 0.5:
+            gaps.setdefault(t, set()).add(p)
+    return recompute.build_plan(
+        problem,
+        order,
+        steps,
+        gaps,
+        rate=m.rc.rate,
+        method=ctx.method,
+        solver=ctx.solver,
+        deadline=ctx.deadline,
+        seed=ctx.seed,
+    )
+
+
 def bound_in_bytes(m: Model, objective_bound: float) -> int:
     """A solver's bound on the model objective as a bound on non-compulsory bytes.
 
@@ -386,6 +471,12 @@ def bound_in_bytes(m: Model, objective_bound: float) -> int:
     input's and parameter's compulsory first load; every objective value is a whole number
     of units, so the bound rounds up (less a tolerance).
     """
+    if m.rc is not None:
+        return recompute.value(
+            recompute.to_bound(
+                objective_bound, m.stats["objective_unit"], m.rc.scale[1], m.load_offset
+            )
+        )
     units = math.ceil(objective_bound - 1e-6)
     return max(0, units * m.stats["objective_unit"] - m.load_offset)
 
@@ -489,6 +580,7 @@ def milp(
     log_path: str | None = None,
     max_cuts: int = 25,
     shortcut: bool = True,
+    recompute_rate: object = None,
 ) -> Plan:
     """Minimum non-compulsory traffic for ``problem``, proven where the solver finishes.
 
@@ -497,7 +589,9 @@ def milp(
     :class:`~cosma.deadline.Deadline`) bounds the whole call. ``write_model`` saves the
     model as ``.lp`` or ``.mps`` for users who want to run their own solver. With
     ``shortcut`` (the default) a warm start with no extra traffic is returned at once as
-    optimal, without a model.
+    optimal, without a model. ``recompute_rate`` (bytes per MAC; None, the default: off)
+    lets a dropped activation come back by re-running its producer, and the objective
+    becomes traffic + rate x recomputed MACs (:mod:`cosma.solvers.recompute`).
 
     >>> from cosma.graph import GraphBuilder
     >>> g = (GraphBuilder().input("x", 1).op("a", ["x"], {"p": 10}).op("b", ["p"], {"q": 5})
@@ -510,9 +604,10 @@ def milp(
     method = (
         "milp" if order is None else f"milp-fixed({order if isinstance(order, str) else 'given'})"
     )
+    rate = None if recompute_rate is None else check.recompute_rate(recompute_rate)
 
     def engine(ctx: exact.Context) -> exact.EngineResult:
-        return _engine(ctx, back, write_model, log_path, max_cuts)
+        return _engine(ctx, back, write_model, log_path, max_cuts, rate)
 
     return exact.run(
         problem,
@@ -524,6 +619,7 @@ def milp(
         threads=threads,
         seed=seed,
         shortcut=shortcut and not write_model,
+        extra=None if rate is None else {"recompute_rate": rate},
     )
 
 
@@ -533,6 +629,7 @@ def _engine(
     write_model: str | None,
     log_path: str | None,
     max_cuts: int,
+    rate: Fraction | None = None,
 ) -> exact.EngineResult:
     problem, deadline = ctx.problem, ctx.deadline
     g = problem.graph
@@ -550,10 +647,17 @@ def _engine(
                 seed=ctx.seed,
                 time_limit=deadline.sub(0.25),
                 max_cuts=max_cuts,
+                recompute_rate=rate,
             )
         if fixed.status.has_plan and fixed.objective < warm.objective:
             warm = fixed
             out.plans.append(fixed)
+            if fixed.objective <= ctx.floor:
+                out.note = "the minimum-peak order's optimum meets the no-solver bound"
+                out.bound = ctx.floor
+                return out
+    if rate is not None:
+        return _recompute_engine(ctx, back, log_path, rate, warm, out)
     with deadline.phase("model"):
         try:
             m = build_model(problem, order=ctx.seq, deadline=deadline)
@@ -642,7 +746,7 @@ def _engine(
                 out.plans.append(cand)
                 best = cand.objective if best is None else min(best, cand.objective)
         notes.append(f"placed by {pl.method}" if pl.blocks is not None else pl.method)
-        if best is not None and best <= out.bound:
+        if best is not None and best <= max(out.bound, ctx.floor):
             break  # proven
         if res_.status == backends.OPTIMAL and pl.blocks is not None and pl.cost == 0:
             # The solver's optimum is placed without moves: it meets the bound.
@@ -661,4 +765,109 @@ def _engine(
         warm_ok = False
     out.note = "; ".join(dict.fromkeys(notes))
     out.stats |= {"cuts": m.cuts, "placement": out.note}
+    return out
+
+
+# --- recompute versus reload (cosma.solvers.recompute) ----------------------------------------
+
+
+def _recompute_engine(
+    ctx: exact.Context,
+    back: backends.Backend,
+    log_path: str | None,
+    rate: Fraction,
+    warm: Plan | None,
+    out: exact.EngineResult,
+) -> exact.EngineResult:
+    """Two solves: the model without light re-runs (a restriction whose solutions decode to
+    plans), then the full model (the relaxation: its bound is the valid one). When the
+    graph has no light re-runs the first model is the relaxation and one solve does both.
+    No move cuts: they assume a tensor changes address only by a load."""
+    problem, deadline = ctx.problem, ctx.deadline
+    # Today's optimum (no recompute) first: a plan of the combined objective too (no
+    # re-runs), and a start for the larger models; never worse than recompute off.
+    with deadline.phase("no_recompute_start"):
+        base = milp(
+            problem,
+            solver=back.name,
+            order=ctx.seq,
+            threads=ctx.threads,
+            seed=ctx.seed,
+            time_limit=deadline.sub(0.25),
+        )
+    if base.status.has_plan:
+        out.plans.append(base)
+    window = timeline.windows(problem, ctx.seq)
+    _, _, light = recompute.extend(problem, window, timeline.lifetimes(problem, window))
+    phases = [("restricted", False), ("relaxed", True)] if light else [("relaxed", True)]
+    notes: list[str] = []
+    for k, (name, with_light) in enumerate(phases):
+        best = min(
+            [p.objective for p in out.plans] + ([warm.objective] if warm else []), default=None
+        )
+        if best is not None and best <= out.bound:
+            break  # proven
+        with deadline.phase("model"):
+            try:
+                m = build_model(
+                    problem,
+                    order=ctx.seq,
+                    deadline=deadline,
+                    recompute_rate=rate,
+                    recompute_light=with_light,
+                )
+                start = min(
+                    out.plans + ([warm] if warm else []), key=lambda p: p.objective, default=None
+                )
+                warm_ok = _warm_start(m, problem, start) if start is not None else False
+            except exact.OutOfTime as e:
+                notes.append(str(e))
+                break
+        out.stats = {**out.stats, **{f"{name}_{key}": v for key, v in m.stats.items()}}
+        remaining = deadline.remaining()
+        if remaining <= 0.05:
+            notes.append("time limit reached")
+            break
+        share = 0.5 if k + 1 < len(phases) else 0.9
+        with deadline.phase(f"solve_{name}"):
+            res_ = back.solve(
+                m.prob,
+                time_limit=min(share * remaining, 1e9),
+                threads=ctx.threads,
+                seed=ctx.seed,
+                log_path=log_path,
+                integral_gap=0.999,
+                warm_start=warm_ok,
+            )
+        log.info(
+            "%s %s (%s): %s obj=%s bound=%s",
+            problem.graph.name,
+            back.name,
+            name,
+            res_.status,
+            res_.objective,
+            res_.bound,
+        )
+        if with_light and res_.bound is not None:
+            out.bound = max(out.bound, bound_in_bytes(m, res_.bound))
+        if with_light and res_.status == backends.INFEASIBLE:
+            out.infeasible = "the MILP relaxation with recompute is infeasible"
+            break
+        if res_.values:
+            with deadline.phase("placement"):
+                cand = _recompute_plan(ctx, m, problem, res_.values)
+            if cand is None:
+                notes.append(f"{name}: the solution's blocks could not be placed")
+            else:
+                out.plans.append(cand)
+        else:
+            notes.append(f"{name}: " + (res_.note.splitlines()[0] if res_.note else "no incumbent"))
+        report(
+            ctx.method,
+            seconds=deadline.elapsed(),
+            objective=min([p.objective for p in out.plans], default=None),
+            bound=out.bound,
+            phase=f"{back.name} {name}",
+        )
+    out.note = "; ".join(dict.fromkeys(notes))
     return out
