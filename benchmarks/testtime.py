@@ -50,7 +50,7 @@ def parse(log: str) -> dict:
     }
 
 
-def run_once(extra: list[str]) -> dict:
+def run_once(extra: list[str], log: Path | None = None) -> dict:
     load_before = os.getloadavg()[0]
     used = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
@@ -62,6 +62,8 @@ def run_once(extra: list[str]) -> dict:
         check=False,
     )
     wall = time.perf_counter() - t0
+    if log is not None:
+        log.write_text(r.stdout + r.stderr)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - used.ru_utime) + (after.ru_stime - used.ru_stime)
     row = {
@@ -159,6 +161,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--load", type=float, nargs=2, help="with --from-log: load before, after")
     ap.add_argument("--commit", help="with --from-log: the commit it ran (default: HEAD)")
     ap.add_argument("--out", default=str(RESULTS / "testtime"), help="results path stem")
+    ap.add_argument("--log", help="keep each run's pytest output in LOG.1, LOG.2, ...")
     ap.add_argument("pytest_args", nargs="*", help="after --: extra arguments for pytest")
     a = ap.parse_args(argv)
     if a.from_log:
@@ -177,7 +180,8 @@ def main(argv: list[str] | None = None) -> None:
     else:
         runs = []
         for i in range(a.repeats):
-            runs.append(run_once(a.pytest_args))
+            log = Path(f"{a.log}.{i + 1}") if a.log else None
+            runs.append(run_once(a.pytest_args, log))
             r = runs[-1]
             print(
                 f"run {i + 1}/{a.repeats}: {r['wall_seconds']} s wall, {r['cpu_seconds']} s CPU,"
