@@ -37,16 +37,25 @@ _DURATION = re.compile(r"^([\d.]+)s (?:setup|call|teardown)\s+\S")
 _OUTCOME = re.compile(r"(\d+) (passed|failed|skipped|errors?|deselected|xfailed|xpassed)")
 
 
-def parse(log: str) -> dict:
+def _workers(log: str, args: list[str]) -> int:
+    """How many worker processes ran the tests: -n N (or --numprocesses) if given, else
+    xdist's -n auto from pyproject (one per core) when the log shows xdist starting."""
+    for flag in ("-n", "--numprocesses"):
+        if flag in args and args.index(flag) + 1 < len(args):
+            n = args[args.index(flag) + 1]
+            return max(1, int(n)) if n.isdigit() else os.cpu_count() or 1
+    return (os.cpu_count() or 1) if "bringing up nodes" in log else 1
+
+
+def parse(log: str, args: list[str] = ()) -> dict:
     """Sum of the per-test durations and the outcome counts of a pytest log."""
     total = sum(float(m.group(1)) for line in log.splitlines() if (m := _DURATION.match(line)))
     summary = [line for line in log.splitlines() if re.search(r" in [\d.]+s", line)]
     counts = {k: int(n) for n, k in _OUTCOME.findall(summary[-1])} if summary else {}
-    workers = re.search(r"created: (\d+)/\d+ workers", log)
     return {
         "sum_of_test_seconds": round(total, 1),
         "outcome": counts,
-        "workers": int(workers.group(1)) if workers else 1,
+        "workers": _workers(log, list(args)),
     }
 
 
@@ -72,7 +81,7 @@ def run_once(extra: list[str], log: Path | None = None) -> dict:
         "load_before": round(load_before, 2),
         "load_after": round(os.getloadavg()[0], 2),
         "exit_code": r.returncode,
-        **parse(r.stdout),
+        **parse(r.stdout, extra),
     }
     if r.returncode != 0:
         tail = "\n".join(r.stdout.splitlines()[-15:])
