@@ -528,6 +528,20 @@ def _recompute_engine(
         )
     if base.status.has_plan:
         out.plans.append(base)
+    if ctx.seq is None and deadline.remaining() > 4:
+        # Joint mode: the minimum-peak order with recompute is a joint plan too, and its
+        # (smaller) models find recomputations the joint ones miss within the limit.
+        with deadline.phase("fixed_order_start"):
+            fixed = cpsat(
+                problem,
+                order="minpeak",
+                threads=ctx.threads,
+                seed=ctx.seed,
+                time_limit=deadline.sub(0.3),
+                recompute_rate=rate,
+            )
+        if fixed.status.has_plan:
+            out.plans.append(fixed)
     notes: list[str] = []
     emit = progress or progress_hook.current()
     for k, (name, with_light) in enumerate(phases):
