@@ -486,6 +486,9 @@ def _recompute_plan(ctx: exact.Context, M: _Model, solver) -> Plan | None:
         for a in M.tensors
     }
     gaps: dict[int, set[str]] = {}
+    for (a, u), var in M.rc.keep.items():  # kept past its lifetime for a re-run
+        if solver.value(var):
+            steps[a].add(u)
     for (p, t), var in M.rc.runs().items():
         if solver.value(var):
             gaps.setdefault(t, set()).add(p)

@@ -265,13 +265,56 @@ def build(
                     f"light_after_{oi[p]}_t{t}",
                 )
     size = {a: aligned(g.tensors[a].size, problem.alignment) for a in g.tracked(problem.setting)}
-    # Strict re-runs: their inputs are there and their gap holds them. ``relaxed=False``
-    # makes the light ones strict too (a restriction: only what the decoder can build).
-    strict = dict(V.y) if relaxed else V.runs()
+    num, den = V.scale
+    # Light re-runs need their inputs too, where the model can say it: inside an input's
+    # lifetime as for y; after it, the input stayed from its last modelled step (then, if
+    # the gap is not the next one, it is resident at every step in between: keep[i,u],
+    # counted in those steps' capacity and in the gaps' memory), was loaded for the re-run
+    # (a transient load), or — relaxation only — came back after that step in some way
+    # (late[i]: by a re-run with a variable, or by a load or a re-run without one,
+    # other[i], charged once at the cheaper). ``relaxed=False`` (the restriction that
+    # decodes) leaves late out.
+    for (p, t), tv in V.tr.items():
+        for i in inputs_of(problem, p):
+            lo_i, hi_i = life[i]
+            if t < lo_i:
+                continue  # before the input exists: p cannot have run yet
+            if (i, t) not in V.gl:
+                V.gl[i, t] = b.unit(f"transient_load_{ti[i]}_{_safe(i)}_t{t}")
+                if i in s:
+                    b.add(V.gl[i, t] <= s[i], f"transient_stored_{ti[i]}_t{t}")
+            if t <= hi_i:
+                avail = [r.get((i, t - 1), 0), r[i, t], V.made(i, t), V.gl[i, t]]
+            else:
+                if t == hi_i + 1:  # kept from its last modelled step into this gap
+                    avail = [r[i, hi_i], V.made(i, t), V.gl[i, t]]
+                else:  # kept past its lifetime: resident at every step in between
+                    for u in range(hi_i + 1, t):
+                        if (i, u) not in V.keep:
+                            kv = b.unit(f"kept_past_{ti[i]}_{_safe(i)}_t{u}")
+                            V.keep[i, u] = kv
+                            V.extra.setdefault(u, []).append((size[i], kv))
+                            if u > hi_i + 1:
+                                b.add(kv <= V.keep[i, u - 1], f"kept_past_{ti[i]}_t{u}")
+                    avail = [V.keep[i, t - 1], V.made(i, t), V.gl[i, t]]
+                if relaxed:
+                    if i not in V.late:
+                        V.late[i] = b.unit(f"late_{ti[i]}_{_safe(i)}")
+                        other = b.unit(f"late_other_{ti[i]}_{_safe(i)}")
+                        q = V.producer.get(i)
+                        costs = [den * g.tensors[i].size]
+                        if q is not None:
+                            costs.append(num * operator_cost(g, q))
+                        V.other[i] = other
+                        V.late_cost[i] = min(costs)
+                        reruns = [v for (q2, t2), v in V.runs().items() if q2 == q and t2 > hi_i]
+                        b.add(V.late[i] <= other + sum(reruns), f"late_{ti[i]}")
+                    avail.append(V.late[i])
+            b.add(tv <= sum(avail), f"light_input_{oi[p]}_{ti[i]}_t{t}")
+    # The gaps' memory: what is kept through gap t (k inside lifetimes, keep past them).
     gap_used = sorted({t for (_, t) in V.runs()})
-    kept: dict[int, Any] = {}
+    held_through: dict[int, dict[str, Any]] = {t: {} for t in gap_used}
     for t in gap_used:
-        terms = []
         for a in sorted(size):
             if (a, t - 1) in r and (a, t) in r and size[a]:
                 kv = b.unit(f"kept_{ti[a]}_{_safe(a)}_t{t}")
@@ -280,12 +323,15 @@ def build(
                     kv >= r[a, t - 1] + r[a, t] - 1 - loads.get((a, t), 0) - V.made(a, t),
                     f"kept_{ti[a]}_t{t}",
                 )
-                terms.append(size[a] * kv)
-        kept[t] = sum(terms)
+                held_through[t][a] = kv
+    for (a, u), kv in V.keep.items():
+        if u in held_through and size[a]:
+            held_through[u][a] = kv  # resident at step u past its lifetime, so in gap u
+    kept = {t: sum(size[a] * v for a, v in held.items()) for t, held in held_through.items()}
     together: dict[tuple[str, int], Any] = {}  # restriction: held in the gap by some re-run
     for (p, t), y in V.runs().items():
         ins = inputs_of(problem, p)
-        for i in ins if (p, t) in strict else ():
+        for i in ins if (p, t) in V.y else ():
             if (i, t) not in V.gl:
                 V.gl[i, t] = b.unit(f"transient_load_{ti[i]}_{_safe(i)}_t{t}")
                 if i in s:
@@ -296,7 +342,9 @@ def build(
         need = sum(size[a] for a in io)
         if need and relaxed:
             b.add(
-                kept[t] - sum(size[a] * V.k[a, t] for a in io if (a, t) in V.k) + need * y
+                kept[t]
+                - sum(size[a] * held_through[t][a] for a in io if a in held_through[t])
+                + need * y
                 <= problem.budget,
                 f"recompute_gap_{oi[p]}_t{t}",
             )
@@ -307,7 +355,7 @@ def build(
                 if (a, t) not in together:
                     together[a, t] = b.unit(f"gap_held_{ti[a]}_{_safe(a)}_t{t}")
                 b.add(
-                    together[a, t] >= y - V.k.get((a, t), 0),
+                    together[a, t] >= y - held_through[t].get(a, 0),
                     f"gap_held_{oi[p]}_{ti[a]}_t{t}",
                 )
     if not relaxed:
@@ -315,47 +363,6 @@ def build(
             held = [size[a] * v for (a, u), v in together.items() if u == t]
             if held:
                 b.add(kept[t] + sum(held) <= problem.budget, f"recompute_gap_t{t}")
-    # Light re-runs need their inputs too, where the model can say it: inside an input's
-    # lifetime as for y; after it, the input stayed from its last modelled step (then, if
-    # the gap is not the next one, it is resident at every step in between: keep[i,u],
-    # counted in those steps' capacity), or came back after that step (late[i]: by a re-run with a
-    # variable, or by a load or a re-run without one, other[i], charged once: the cheaper).
-    num, den = V.scale
-    for (p, t), tv in V.tr.items() if relaxed else ():
-        for i in inputs_of(problem, p):
-            lo_i, hi_i = life[i]
-            if lo_i <= t <= hi_i:
-                if (i, t) not in V.gl:
-                    V.gl[i, t] = b.unit(f"transient_load_{ti[i]}_{_safe(i)}_t{t}")
-                    if i in s:
-                        b.add(V.gl[i, t] <= s[i], f"transient_stored_{ti[i]}_t{t}")
-                avail = [r.get((i, t - 1), 0), r[i, t], V.made(i, t), V.gl[i, t]]
-            elif t > hi_i:
-                if i not in V.late:
-                    V.late[i] = b.unit(f"late_{ti[i]}_{_safe(i)}")
-                    other = b.unit(f"late_other_{ti[i]}_{_safe(i)}")
-                    q = V.producer.get(i)
-                    costs = [den * g.tensors[i].size]
-                    if q is not None:
-                        costs.append(num * operator_cost(g, q))
-                    V.other[i] = other
-                    V.late_cost[i] = min(costs)
-                    reruns = [v for (q2, t2), v in V.runs().items() if q2 == q and t2 > hi_i]
-                    b.add(V.late[i] <= other + sum(reruns), f"late_{ti[i]}")
-                if t == hi_i + 1:  # kept from its last modelled step into this gap
-                    avail = [r[i, hi_i], V.late[i], V.made(i, t)]
-                else:  # kept past its lifetime: resident at every step in between
-                    for u in range(hi_i + 1, t):
-                        if (i, u) not in V.keep:
-                            kv = b.unit(f"kept_past_{ti[i]}_{_safe(i)}_t{u}")
-                            V.keep[i, u] = kv
-                            V.extra.setdefault(u, []).append((size[i], kv))
-                            if u > hi_i + 1:
-                                b.add(kv <= V.keep[i, u - 1], f"kept_past_{ti[i]}_t{u}")
-                    avail = [V.keep[i, t - 1], V.late[i], V.made(i, t)]
-            else:
-                continue  # before the input exists: p cannot have run yet
-            b.add(tv <= sum(avail), f"light_input_{oi[p]}_{ti[i]}_t{t}")
     return V
 
 
