@@ -20,7 +20,8 @@ Nothing here is built unless a rate is given: the default models are unchanged.
   gap memory is not checked (a relaxation: the model stays small), and its inputs must be
   there as far as the model can say: inside an input's lifetime as for ``y``; after it,
   the input stayed from its last modelled step (``keep[i,u]`` = 1 at every step ``u`` in
-  between, counted in those steps' capacity rows, non-increasing in ``u``) or came back
+  between, counted in those steps' capacity rows and in the gaps' memory, non-increasing in
+  ``u``), was loaded for it (a transient load), or came back
   after that step (``late[i]``: by a re-run with a variable, or by a load or a re-run
   without one, ``other[i]``, charged once at the cheaper of the two);
 - ``gl[i,t]`` = 1 if input ``i`` of a re-run is loaded only for it, inside the gap (a
@@ -74,8 +75,9 @@ solver proves on it, bound every plan from below. ``tests/test_recompute.py`` ch
 against an independent exhaustive search over event sequences on tiny graphs.
 
 **Two solves.** The engines solve the model above (the *relaxation*: its bound is the one
-reported) after a *restriction* of it whose solutions decode to plans: light re-runs are
-held to the same input rows as ``y``, and the re-runs of one gap must fit together
+reported) after a *restriction* of it whose solutions decode to plans: a light re-run's
+inputs must be resident (inside their lifetimes, or kept past them: ``keep``), loaded for it
+or re-made in the gap, never ``late``; and the re-runs of one gap must fit together
 (``g[t]`` plus every tensor some re-run of the gap holds, ``<= S``) instead of one at a
 time. Before both, the traffic problem without recompute is solved: its plan has no
 re-runs, so the answer is never worse than with recompute off.
