@@ -16,20 +16,21 @@ Nothing here is built unless a rate is given: the default models are unchanged.
   possible step + 1 to the last step its outputs may be read at (in joint mode, only after
   ``p`` first ran: ``y[p,t] <= sum_{k<t} x[p,k]``); it costs ``rate x cost(p)``;
 - ``tr[p,t]``, a *light* re-run, in the later gaps where an output of ``p`` may still be
-  resident (to feed another re-run): it costs the same and makes the outputs resident; its
-  gap memory is not checked (a relaxation: the model stays small), and its inputs must be
-  there as far as the model can say: inside an input's lifetime as for ``y``; after it,
-  the input stayed from its last modelled step (``keep[i,u]`` = 1 at every step ``u`` in
-  between, counted in those steps' capacity rows and in the gaps' memory, non-increasing in
-  ``u``), was loaded for it (a transient load), or came back
-  after that step (``late[i]``: by a re-run with a variable, or by a load or a re-run
-  without one, ``other[i]``, charged once at the cheaper of the two);
+  resident (to feed another re-run): it costs the same, makes the outputs resident, and has
+  a gap row like ``y`` (row 3); its inputs' lifetimes do not grow for it (the model stays
+  small), so they must be there as far as the model can say: inside an input's lifetime as
+  for ``y``; after it, the input stayed from its last modelled step (``keep[i,u]`` = 1 at
+  every step ``u`` in between, counted in those steps' capacity rows and in the gaps'
+  memory, non-increasing in ``u``), was loaded for it (a transient load), or came back after
+  that step (``late[i]``: by a re-run with a variable, or by a load or a re-run without one,
+  ``other[i]``, charged once at the cheaper of the two);
 - ``gl[i,t]`` = 1 if input ``i`` of a re-run is loaded only for it, inside the gap (a
   *transient* load: ``size(i)`` bytes; an activation must have been stored,
   ``gl[i,t] <= s[i]``);
 - ``k[a,t]`` >= ``r[a,t-1] + r[a,t] - 1 - l[a,t] - made(a,t)``: ``a`` is kept through gap
   ``t`` (resident on both sides, neither reloaded nor re-made there), and ``g[t] = sum_a
-  size[a] k[a,t]``; ``made(a,t)`` is ``y[prod(a),t]`` or ``tr[prod(a),t]``.
+  size[a] k[a,t] + sum_a size[a] keep[a,t]``; ``made(a,t)`` is ``y[prod(a),t]`` or
+  ``tr[prod(a),t]``.
 
 **Rows added**:
 
@@ -37,8 +38,9 @@ Nothing here is built unless a rate is given: the default models are unchanged.
    rows get ``- made(a,t)``;
 2. inputs of a re-run are there: ``y[p,t] <= r[i,t-1] + r[i,t] + gl[i,t] + made(i,t)`` for
    every tracked input ``i`` of ``p``;
-3. the gap holds the re-run: ``g[t] - sum_{a in IO(p)} size[a] k[a,t] + size(IO(p))
-   y[p,t] <= S``, ``IO(p)`` the tracked inputs and outputs of ``p``;
+3. the gap holds each re-run (``y`` or ``tr``): ``g[t] - sum_{a in IO(p)} size[a] (k or
+   keep)[a,t] + size(IO(p)) y[p,t] <= S``, ``IO(p)`` the tracked inputs and outputs of
+   ``p``;
 4. lifetimes grow one level: an input of a producer may stay resident as long as that
    producer's outputs may be read (so that ``r[i,t-1]``, ``r[i,t]`` exist wherever
    ``y[p,t]`` does).
@@ -64,9 +66,12 @@ creation, a load or a re-run in gap ``t`` (a re-run after the last gap of ``tr``
 tracked input ``i`` is resident, and ``(i,t-1)``, ``(i,t)`` are in ``i``'s grown lifetime
 (row 4); ``i`` was resident at the end of step ``t-1``, or arrived in the gap by a load
 (then it is resident at ``t``, or that load is transient) or by a re-run in the same gap.
-Row 3: right after that re-run, ``IO(p)`` is resident, and so is every ``a`` kept through
-the gap (``k[a,t]`` > 0 only for those), all disjoint inside ``[0, S)``; in the gaps where
-``p`` does not re-run, ``g[t]`` counts only tensors resident at step ``t``, at most ``S``.
+Row 3 (for ``y`` and ``tr`` alike): right after that re-run, ``IO(p)`` is resident, and so
+is every ``a`` kept through the gap (``k[a,t]`` > 0 only for those) or held without a break
+since before its last modelled step (``keep[a,t]``), all disjoint inside ``[0, S)``; in the
+gaps where ``p`` does not re-run, ``g[t]`` counts only tensors resident at step ``t``, at
+most ``S``. A light re-run's input past its lifetime was held without a break (``keep``), or
+loaded in the gap (``gl``), or came back after its last modelled step (``late``).
 The objective counts one re-run per ``(p,t)`` set to 1 (the plan runs at least one), each
 transient load once, and the engines' loads and stores as before, so it is at most the
 plan's objective. Several re-runs of one gap are charged separately in row 3 (each at its
