@@ -40,7 +40,7 @@ import logging
 import math
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 
 import pulp
@@ -586,6 +586,377 @@ def spill_bound(
     return best, stats
 
 
+def _across(lv, cand: list[int], order: Sequence[str]) -> list[int]:
+    """Per operator (liveness index), bytes of candidate tensors live across it in
+    ``order``, its own operands left out."""
+    pos = [0] * lv.n
+    for i, v in enumerate(order):
+        pos[lv.index[v]] = i
+    n = lv.n
+    delta = [0] * (n + 1)
+    for t in cand:
+        first, last = pos[lv.producer[t]], max(pos[c] for c in lv.consumers[t])
+        if last > first + 1:
+            delta[first + 1] += lv.size[t]
+            delta[last] -= lv.size[t]
+    at, cur = [0] * n, 0
+    for i in range(n):
+        cur += delta[i]
+        at[i] = cur
+    out = [0] * n
+    for v in range(n):
+        own = sum(
+            lv.size[t]
+            for t in set(lv.reads[v])
+            if t in cand and pos[lv.producer[t]] < pos[v] < max(pos[c] for c in lv.consumers[t])
+        )
+        out[v] = at[pos[v]] - own
+    return out
+
+
+def _cut_rows(
+    problem: Problem,
+    until: float = math.inf,
+    orders: Sequence[Sequence[str]] = (),
+    exclude: Collection[str] = (),
+) -> tuple[list[tuple], dict]:
+    """The operators where no downset of the graph lets the tensors live across fit (see
+    :func:`cut_bound`): per row ``(v, cap, local, free)`` in liveness indices. Stops
+    looking at ``until`` (``time.perf_counter()``): fewer rows, still a relaxation."""
+    import networkx as nx
+
+    from cosma.liveness import liveness
+
+    g = problem.graph
+    lv = liveness(g, setting=problem.setting, alignment=problem.alignment)
+    anc, desc = lv.reach()
+    n = lv.n
+    # Candidate tensors: made by an operator (activations and graph outputs), non-empty, read.
+    cand = [
+        t
+        for t in range(len(lv.tensors))
+        if lv.producer[t] >= 0
+        and lv.size[t] > 0
+        and lv.consumers[t]
+        and g.tensors[lv.tensors[t]].kind in (TensorKind.ACTIVATION, TensorKind.OUTPUT)
+        and lv.tensors[t] not in exclude
+    ]
+    cset = set(cand)
+    # An order in which everything live across v fits shows no row is needed at v.
+    easy = [False] * n
+    for order in [lv.ops, *orders]:
+        if sorted(order) != sorted(lv.ops):
+            continue
+        for v, live in enumerate(_across(lv, cset, order)):
+            operands = set(lv.reads[v]) | set(lv.writes[v])
+            if live + sum(lv.size[t] for t in operands) <= problem.budget:
+                easy[v] = True
+    rows: list[tuple] = []
+    flows = 0
+    for v in range(n):
+        if easy[v]:
+            continue
+        if time.perf_counter() > until:
+            break
+        operands = set(lv.reads[v]) | set(lv.writes[v])
+        cap = problem.budget - sum(lv.size[t] for t in operands)
+        before, after = anc[v], desc[v] | (1 << v)
+        local = [
+            t
+            for t in cand
+            if t not in operands
+            and not (after >> lv.producer[t]) & 1
+            and lv.consumer_mask[t] & ~before
+        ]
+        if sum(lv.size[t] for t in local) <= cap:
+            continue  # everything that could be live across v fits: nothing forced
+        free = [u for u in range(n) if not (before >> u) & 1 and not (after >> u) & 1]
+
+        def node(u: int, before: int = before, after: int = after) -> object:
+            return "s" if (before >> u) & 1 else "k" if (after >> u) & 1 else u
+
+        flow = nx.DiGraph()
+        flow.add_nodes_from(["s", "k"])
+        for t in local:
+            flow.add_edge(node(lv.producer[t]), ("t", t), capacity=lv.size[t])
+            for c in lv.consumers[t]:
+                flow.add_edge(("t", t), node(c))  # no capacity: infinite
+        for u in free:
+            for p in lv.preds[u]:
+                flow.add_edge(u, node(p))  # u before v needs its inputs before v
+        flows += 1
+        try:
+            least = nx.minimum_cut_value(flow, "s", "k")
+        except nx.NetworkXUnbounded:  # cannot happen (v's own side is never forced)
+            least = math.inf
+        if least > cap:
+            rows.append((v, cap, local, free))
+    return rows, {"cut_rows": len(rows), "cut_flows": flows}
+
+
+def cut_bound(
+    problem: Problem,
+    *,
+    time_limit: float = 10.0,
+    solver: str | None = None,
+    orders: Sequence[Sequence[str]] = (),
+    exclude: Collection[str] = (),
+) -> tuple[int, dict]:
+    """A lower bound on the non-compulsory traffic of every plan, whatever its order, from
+    the tensors that must be live across each operator in *some* cut of the graph.
+
+    *Live across.* In a plan, let ``D(v)`` be the operators that run before ``v``: a downset
+    of the graph holding every ancestor of ``v`` and no descendant. A tensor ``t`` made by
+    an operator (not one of ``v``'s operands) is live across ``v`` when its producer is in
+    ``D(v)`` and one of its readers is not (that reader runs after ``v``).
+
+    *Claim.* If ``t`` is live across ``v`` and not resident while ``v`` runs, the plan pays
+    at least ``c(t)``: ``size(t)`` for a load, plus ``size(t)`` for a store if ``t`` is not
+    a graph output. *Proof.* The later reader needs ``t`` resident; it cannot be created
+    again (its producer ran), so it is loaded, and a load needs a host copy, which only a
+    store makes (compulsory only for graph outputs). Events of different tensors differ.
+
+    *Relaxation.* Let ``y(t) = 1`` if ``t`` is not resident at some operator it is live
+    across. For each ``v``: variables ``x(u)`` in [0, 1] for the operators neither ancestor
+    nor descendant of ``v`` (1 for ancestors, 0 for ``v`` and its descendants) with
+    ``x(u) <= x(p)`` for each predecessor ``p`` of ``u`` (a downset), and ``r(t) >= x(p_t)
+    - x(c) - y(t)`` for each reader ``c`` of ``t``, ``r(t) >= 0``; then ``sum size(t) r(t)
+    <= S - size(operands of v)`` (the tensors live across ``v`` and not paid for are
+    resident beside ``v``'s operands; aligned sizes). Every plan gives a solution of cost at
+    most its traffic (``x`` = its ``D(v)``, ``y`` as defined), so the minimum of ``sum c(t)
+    y(t)`` (``y`` binary) is a lower bound; the solver's proven bound is used when it stops
+    early. Rows are written only for operators where no downset lets everything fit (a
+    maximum-flow test, skipped where one of ``orders`` fits); leaving rows out only relaxes
+    further. Moves change nothing (a
+    tensor moved before ``v`` is resident while ``v`` runs); recomputation is not part of
+    the problem this bounds. It includes :func:`spill_bound`'s must-live tensors (live
+    across ``v`` in every downset).
+
+    With ``exclude``, those tensors are left out of the rows (as if free): the result then
+    bounds the traffic of every plan on the other tensors only, and can be added to a
+    bound on the excluded ones' traffic (dropping a tensor from the rows only relaxes).
+
+    Returns the bound and statistics, among them ``cut_spilled``: the tensors with
+    ``y = 1`` in the relaxation's solution (a hint of what a good plan spills).
+
+    >>> from cosma.graph import GraphBuilder
+    >>> g = (GraphBuilder().input("x", 1).op("a", ["x"], {"p": 10}).op("b", ["p"], {"q": 5})
+    ...      .op("c", ["q"], {"r": 5}).op("d", ["p", "r"], {"z": 1}).output("z").build())
+    >>> cut_bound(Problem(g, 16))[0]  # at c: q, r and p (live across c) need 20 > 16
+    20
+    """
+    from cosma.liveness import liveness
+
+    t0 = time.perf_counter()
+    rows, stats = _cut_rows(problem, t0 + 0.7 * time_limit, orders, set(exclude))
+    stats["cut_spilled"] = []
+    if not rows:
+        stats["cut"] = 0
+        return 0, stats
+    g = problem.graph
+    lv = liveness(g, setting=problem.setting, alignment=problem.alignment)
+    anc, _ = lv.reach()
+    used = sorted({t for row in rows for t in row[2]})
+
+    def cost(t: int) -> int:
+        real = g.tensors[lv.tensors[t]]
+        return real.size * (1 if real.kind is TensorKind.OUTPUT else 2)
+
+    unit = math.gcd(*(cost(t) for t in used))
+    prob = pulp.LpProblem("cut_cover", pulp.LpMinimize)
+    y = {t: _var(prob, f"y{t}", cat=pulp.LpBinary) for t in used}
+    prob += pulp.lpSum((cost(t) // unit) * y[t] for t in used)
+    for k, (v, cap, local, free) in enumerate(rows):
+        before = anc[v]  # v and its descendants are 0, ancestors 1, the rest free
+        x = {u: _var(prob, f"x{k}_{u}", lowBound=0, upBound=1) for u in free}
+
+        def X(u: int, x: dict = x, before: int = before) -> object:
+            return 1 if (before >> u) & 1 else x.get(u, 0)
+
+        for u in free:
+            for p in lv.preds[u]:
+                if not (before >> p) & 1:
+                    prob += x[u] <= X(p)
+        terms = []
+        for t in local:
+            r = _var(prob, f"r{k}_{t}", lowBound=0)
+            for c in lv.consumers[t]:
+                lhs = X(lv.producer[t])
+                rhs = X(c)
+                if isinstance(lhs, int) and isinstance(rhs, int) and lhs - rhs <= 0:
+                    continue
+                prob += r >= lhs - rhs - y[t]
+            terms.append(lv.size[t] * r)
+        prob += pulp.lpSum(terms) <= cap, f"v{v}"
+    name = solver or _default_solver()
+    left = max(0.5, time_limit - (time.perf_counter() - t0))
+    out = backends.backend(name).solve(prob, time_limit=left, threads=1, integral_gap=0.999)
+    stats["cut_status"] = out.status
+    best = 0
+    if out.status == backends.OPTIMAL and out.objective is not None:
+        best = round(out.objective) * unit
+    elif out.bound is not None:
+        best = max(0, math.ceil(out.bound - 1e-6) * unit)
+    if out.values:
+        stats["cut_spilled"] = sorted(
+            lv.tensors[t] for t in used if out.values.get(y[t].name, 0) > 0.5
+        )
+    stats["cut"] = best
+    return best, stats
+
+
+def spill_order(
+    problem: Problem, spilled: Sequence[str], *, time_limit: float | Deadline = 10.0
+) -> list[str]:
+    """A schedule for a plan that spills ``spilled``: the minimum-peak order of the graph in
+    which each of those tensors is stored when made and its readers read a copy from host
+    (so it is not live between its producer and its readers). With the tensors
+    :func:`cut_bound` chose, this is an order in which the bound's spills may be enough.
+
+    >>> from cosma.graph import GraphBuilder
+    >>> g = (GraphBuilder().input("x", 1).op("a", ["x"], {"p": 10}).op("b", ["p"], {"q": 5})
+    ...      .op("c", ["q"], {"r": 5}).op("d", ["p", "r"], {"z": 1}).output("z").build())
+    >>> spill_order(Problem(g, 16), ["p"])
+    ['a', 'b', 'c', 'd']
+    """
+    from cosma.schedule import min_peak_order
+
+    g = problem.graph
+    tracked = set(g.tracked(problem.setting))
+    away = set(spilled) & tracked
+    host = {t: f"{t}@host" for t in away}
+    sizes: dict[str, int] = {}
+    operators = []
+    for v in g.file_order:
+        op = g.operators[v]
+        ins = [host.get(t, t) for t in op.inputs if t in tracked]
+        ins += [f"{t}@made" for t in op.inputs if t in host]  # keeps the order topological
+        outs = [*op.outputs, *(f"{t}@made" for t in op.outputs if t in host)]
+        operators.append(Operator(v, op.op_type, tuple(ins), tuple(outs)))
+        for t in (*op.inputs, *op.outputs):
+            if t in tracked or t in op.outputs:
+                sizes[t] = g.tensors[t].size
+    for t, h in host.items():
+        sizes[h] = g.tensors[t].size
+        sizes[f"{t}@made"] = 0
+    inputs = [t for t in tracked if g.tensors[t].producer is None and t in sizes]
+    outputs = [*g.outputs, *sorted(away)]
+    sub = Graph(
+        f"{g.name}-spilled", operators, sizes, inputs=[*inputs, *host.values()], outputs=outputs
+    )
+    res = min_peak_order(sub, alignment=problem.alignment, time_limit=time_limit)
+    return list(res.order)
+
+
+def spill_plan(
+    problem: Problem,
+    order: Sequence[str],
+    spilled: Sequence[str],
+    *,
+    time_limit: float = 5.0,
+    seed: int = 0,
+) -> Solution | None:
+    """A plan for ``order``: each tensor of ``spilled`` is stored when made and loaded back
+    for its first reader; every other tensor stays from creation (or first use) to last
+    use. While some step holds more than the budget, a tensor leaves between two of its
+    uses (the one that costs least per byte and over-budget step freed). Then the blocks
+    are placed (:func:`~cosma.solvers.placement.place`); if they do not fit, more is taken
+    out (to 98, 95, 90 % of the budget) and placement tried again. None if nothing fits
+    within ``time_limit``.
+
+    >>> from cosma.graph import GraphBuilder
+    >>> g = (GraphBuilder().input("x", 1).op("a", ["x"], {"p": 10}).op("b", ["p"], {"q": 5})
+    ...      .op("c", ["q"], {"r": 5}).op("d", ["p", "r"], {"z": 1}).output("z").build())
+    >>> spill_plan(Problem(g, 16), ["a", "b", "c", "d"], []).cost  # p leaves at c: 2 x 10
+    20
+    """
+    from cosma.solvers.placement import place
+
+    until = time.perf_counter() + time_limit
+    g = problem.graph
+    S = problem.budget
+    pos = {v: i for i, v in enumerate(order)}
+    n = len(order)
+    # Per tensor: its anchor steps (creation, uses) and the gaps between them it stays for.
+    anchors: dict[str, list[int]] = {}
+    stays: dict[str, set[int]] = {}  # index k: resident between anchors k and k + 1
+    stored: set[str] = set()
+    for t in g.tracked(problem.setting):
+        tensor = g.tensors[t]
+        uses = sorted({pos[c] for c in tensor.consumers})
+        made = pos[tensor.producer] if tensor.producer is not None else None
+        points = sorted({*uses, *([made] if made is not None else [])})
+        if not points:
+            continue
+        anchors[t] = points
+        stays[t] = set(range(len(points) - 1))
+        if t in spilled and made is not None and len(points) > 1:
+            stays[t].discard(0)
+            stored.add(t)
+    size = {t: aligned(g.tensors[t].size, problem.alignment) for t in anchors}
+    load = [0] * n
+    for t, pts in anchors.items():
+        for p in pts:
+            load[p] += size[t]
+        for k in stays[t]:
+            for i in range(pts[k] + 1, pts[k + 1]):
+                load[i] += size[t]
+    for target in (S, S * 0.98, S * 0.95, S * 0.9):
+        if time.perf_counter() > until:
+            return None
+        _spill_until(anchors, stays, stored, size, load, target, g)
+        rs = _blocks_of_stays(anchors, stays, size)
+        left = until - time.perf_counter()
+        if (
+            left > 0.05
+            and place(
+                rs, S, alignment=problem.alignment, time_limit=min(left, 2.0), seed=seed
+            ).placed
+        ):
+            return Solution(list(order), rs, cost_of(problem, order, rs))
+    return None
+
+
+def _spill_until(anchors, stays, stored, size, load, target, g) -> None:
+    """Take tensors out between two anchors until no step holds more than ``target``."""
+    n = len(load)
+    for _ in range(4 * n):
+        over = {i for i in range(n) if load[i] > target}
+        if not over:
+            break
+        best, score = None, math.inf
+        for t, pts in anchors.items():
+            if not size[t]:
+                continue
+            kind = g.tensors[t].kind
+            for k in stays[t]:
+                hits = sum(1 for i in range(pts[k] + 1, pts[k + 1]) if i in over)
+                if not hits:
+                    continue
+                paid = size[t] * (2 if kind is TensorKind.ACTIVATION and t not in stored else 1)
+                if paid / (size[t] * hits) < score:
+                    best, score = (t, k), paid / (size[t] * hits)
+        if best is None:
+            return  # only operands are left at the steps over the target
+        t, k = best
+        stays[t].discard(k)
+        stored.add(t)
+        for i in range(anchors[t][k] + 1, anchors[t][k + 1]):
+            load[i] -= size[t]
+
+
+def _blocks_of_stays(anchors, stays, size) -> list[Residency]:
+    rs = []
+    for t, pts in anchors.items():
+        start = pts[0]
+        for k in range(len(pts)):
+            if k == len(pts) - 1 or k not in stays[t]:
+                rs.append(Residency(t, start, pts[k], size[t]))
+                if k + 1 < len(pts):
+                    start = pts[k + 1]
+    return rs
+
+
 def relaxed_problem(problem: Problem, ops: Sequence[str], *, budget: int | None = None) -> Problem:
     """The problem restricted to the operators ``ops``: a relaxation of the whole problem.
 
@@ -665,7 +1036,10 @@ def chunk_bound(
     Each window ``[a, b)`` is solved by CP-SAT (order free, addresses included) within its
     share of ``time_limit``, in the order given; a stopped solve contributes its proven
     bound. The result is the largest total over windows that pairwise share no tensor
-    (their own or pass-through; a small set-packing MILP, its answer checked).
+    (their own or pass-through; a small set-packing MILP, its answer checked). The total
+    bounds the traffic of a plan on the tensors those windows touch (``chunk_touched`` in
+    the statistics), so a bound on the traffic of the other tensors (e.g.
+    :func:`cut_bound` with ``exclude``) may be added to it.
 
     >>> from cosma.graph import GraphBuilder
     >>> g = (GraphBuilder().input("x", 1).op("a", ["x"], {"p": 10}).op("b", ["p"], {"q": 5})
@@ -735,11 +1109,15 @@ def chunk_bound(
     out = backends.backend(_default_solver()).solve(prob, time_limit=10.0, integral_gap=0.0)
     chosen = [w for w in keys if out.values.get(pick[w].name, 0) > 0.5]
     # Only a real packing counts (checked here, not taken from the solver).
-    total = 0
+    total, used = 0, []
     if not any(touched[u] & touched[w] for i, u in enumerate(chosen) for w in chosen[i + 1 :]):
-        total = sum(found[w] for w in chosen)
-    total = max(total, max(found.values()))
+        total, used = sum(found[w] for w in chosen), chosen
+    top = max(keys, key=lambda w: found[w])
+    if found[top] > total:
+        total, used = found[top], [top]
     stats["chunk_bound"] = total
+    # The tensors whose traffic the total counts: other bounds may add what the rest costs.
+    stats["chunk_touched"] = sorted(set().union(*(touched[w] for w in used)))
     return total, stats
 
 
@@ -876,6 +1254,7 @@ def dnc(
     piece_ops: int = 120,
     window_ops: int = 16,
     bound_ops: int = 32,
+    warm_start: Sequence[Plan] = (),
 ) -> Plan:
     """Divide and conquer: the best baseline, improved piece by piece with exact solves and
     then by re-solving windows across the cuts until ``time_limit`` (wall clock, the whole
@@ -887,6 +1266,11 @@ def dnc(
     - the best result is improved by windows of about ``window_ops`` operators whose order
       is left free (joint schedule and replacement), across the whole order, until the
       time limit.
+
+    ``warm_start``: plans of the same graph to start from as well (e.g. the plan found at a
+    smaller budget, which is also a plan at this one); each is replayed at this budget and
+    skipped if it is not valid here. The result is never worse than any of them, nor than
+    the baselines computed (the protocol's four and the extra orders' ones).
 
     Progress goes through :mod:`cosma.progress` (engine ``dnc``, with ``piece`` and
     ``pieces``) each time the incumbent or the bound improves; the engines it runs on pieces
@@ -902,7 +1286,9 @@ def dnc(
     remaining = Deadline.of(time_limit).remaining()
     time_limit = 120.0 if math.isinf(remaining) else remaining
     t0 = time.perf_counter()
-    deadline = t0 + time_limit
+    # The engines may overrun their own limits a little, and the final plan is built and
+    # replayed after the search: stop searching early enough for the call to end in time.
+    deadline = t0 + time_limit - max(0.2, min(6.0, 0.05 * time_limit))
     name = solver or _default_solver()
     backends.backend(name)  # an unknown solver name fails here, before any work
     options = {
@@ -913,6 +1299,7 @@ def dnc(
         "piece_ops": piece_ops,
         "window_ops": window_ops,
         "bound_ops": bound_ops,
+        "warm_start": len(warm_start),
     }
     plan = problem.new_plan("dnc", solver=name, options=options)
     why = problem.shortfall()
@@ -933,6 +1320,7 @@ def dnc(
             (name, threads, seed),
             (piece_ops, window_ops, bound_ops),
             listener,
+            list(warm_start),
         )
 
 
@@ -946,6 +1334,7 @@ def _search(
     engine: tuple[str, int, int],
     sizes: tuple[int, int, int],
     listener: Progress | None,
+    warm: list[Plan],
 ) -> Plan:
     """The phases of :func:`dnc` after the checks."""
     name, threads, seed = engine
@@ -956,16 +1345,41 @@ def _search(
         return deadline - time.perf_counter()
 
     # 1. The protocol's baselines, as long as time allows (each order computed once).
-    starts = _baselines(problem, time_limit, left)
+    starts = [*_warm_starts(problem, warm), *_baselines(problem, time_limit, left)]
     if not starts:
         plan.reason = "time limit reached before any baseline finished"
         plan.solve_time = time.perf_counter() - t0
         return plan
     best = min(starts, key=lambda p: p.objective)
-    bound, bound_stats = spill_bound(
-        problem, time_limit=max(0.5, min(10.0, 0.1 * time_limit, left() / 4)), solver=name
-    )
-    stats: dict = {"baseline": best.objective, "baseline_method": best.method, **bound_stats}
+    stats: dict = {"baseline": best.objective, "baseline_method": best.method}
+    # The bound from cuts (includes the must-live covering), and the order its spills suggest.
+    bound = 0
+    if best.objective > 0:
+        bound, bound_stats = cut_bound(
+            problem,
+            time_limit=max(0.5, min(15.0, 0.1 * time_limit, left() / 4)),
+            solver=name,
+            orders=[p.order for p in starts],
+        )
+        stats |= {k: v for k, v in bound_stats.items() if k != "cut_spilled"}
+        spilled = bound_stats["cut_spilled"]
+        if best.objective > bound and left() > 0.6 * time_limit:
+            # The order in which the bound's spills may be enough, and plans that spill
+            # between uses for it and for the baselines' orders.
+            guided = spill_order(problem, spilled, time_limit=min(15.0, 0.1 * time_limit))
+            tries = [("spills", guided, spilled)]
+            tries += [(p.method.split("-")[0], p.order, []) for p in starts]
+            extra = [_baseline_of(problem, guided, "spills")]
+            for label, seq, away in tries:
+                if left() < 0.5 * time_limit:
+                    break
+                sol = spill_plan(
+                    problem, seq, away, time_limit=min(5.0, 0.03 * time_limit), seed=seed
+                )
+                if sol is not None:
+                    extra.append(to_plan(problem, sol, f"{label}-gaps", {}))
+            starts += [p for p in extra if p is not None]
+            best = min(starts, key=lambda p: p.objective)
 
     def solution(p: Plan) -> Solution:
         blocks = blocks_of(problem, p)
@@ -977,9 +1391,20 @@ def _search(
     # 2. Each baseline's order in pieces, exactly for that order; the best one goes on.
     phase_end = t0 + 0.5 * time_limit
     cut_log: dict[str, list[int]] = {}
+    # The best start first, then the order the bound's spills suggest, then the others.
+    per_order: dict[tuple[str, ...], Plan] = {}
     for p in sorted(starts, key=lambda p: p.objective):
+        per_order.setdefault(tuple(p.order), p)  # the best plan of each distinct order
+    ranked = sorted(
+        per_order.values(),
+        key=lambda p: (p is not best, not p.method.startswith("spills"), p.objective),
+    )
+    ranked = [p for p in ranked if p.objective > 0][:4]
+    for k, p in enumerate(ranked):
         if run.done() or time.perf_counter() > phase_end:
             break
+        # Each start gets an equal share of what is left of the phase.
+        until = time.perf_counter() + (phase_end - time.perf_counter()) / (len(ranked) - k)
         own = solution(p)
         if own.cost == 0:
             continue
@@ -989,11 +1414,11 @@ def _search(
         cuts = choose_cuts(problem, own.order, piece_ops)
         cut_log[p.method] = cuts[1:-1]
         pieces = list(itertools.pairwise(cuts))
-        share = max(2.0, (phase_end - time.perf_counter()) / max(1, len(pieces)))
-        run.sweep(pieces, joint=False, limit=2 * share, until=phase_end)
+        share = max(2.0, (until - time.perf_counter()) / max(1, len(pieces)))
+        run.sweep(pieces, joint=False, limit=2 * share, until=until)
         half = piece_ops // 2
         across = [(max(0, c - half), min(n, c + half)) for c in cuts[1:-1]]
-        run.sweep(across, joint=False, limit=2 * share, until=phase_end)
+        run.sweep(across, joint=False, limit=2 * share, until=until)
         if keep.cost <= run.sol.cost:
             run.sol = keep
         run.kept = None
@@ -1016,7 +1441,20 @@ def _search(
             time_limit=min(0.25 * time_limit, run.left() - 1.0),
             seed=seed,
         )
+        touched = chunk_stats.pop("chunk_touched", [])
         stats |= chunk_stats
+        if chunk and run.left() > 5.0:
+            # The windows bound the traffic on the tensors they touch, the cut bound that
+            # on all the others: the two add up.
+            rest, _ = cut_bound(
+                problem,
+                time_limit=min(10.0, 0.1 * time_limit, run.left() / 4),
+                solver=name,
+                orders=[run.sol.order],
+                exclude=touched,
+            )
+            stats["chunk_plus_cut"] = chunk + rest
+            chunk += rest
         if chunk > run.bound:
             run.bound = chunk
             run.phase = "bound from relaxed windows"
@@ -1059,29 +1497,55 @@ def _search(
 def _baselines(problem: Problem, time_limit: float, left: Callable[[], float]) -> list[Plan]:
     """For each starting order, the better of its baselines (arena allocator, Belady or
     greedy replacement): the protocol's orders (file, minimum-peak) first, then the greedy
-    list schedule and reverse post-order as extra starts. Orders are computed once; later
-    ones are skipped when time is short."""
+    list schedule and reverse post-order as extra starts. Orders are computed once; the
+    extra ones are skipped when time is short."""
     from cosma.schedule import rpo_order
     from cosma.solvers.baselines import make_order
 
     out: list[Plan] = []
-    names = [*dict.fromkeys(o for o, _, _ in PROTOCOL), "greedy", "rpo"]
-    for o in names:
-        if out and left() < 0.6 * time_limit:
-            break
+    protocol = list(dict.fromkeys(o for o, _, _ in PROTOCOL))
+    for o in [*protocol, "greedy", "rpo"]:
+        if o not in protocol and left() < 0.6 * time_limit:
+            break  # the protocol's orders always; the extra ones while time allows
         if o == "rpo":
             seq = rpo_order(problem.graph)
         else:
-            seq = make_order(problem, o, time_limit=max(1.0, min(30.0, 0.25 * time_limit)))
-        mine = []
-        for rep in ("belady", "greedy"):
-            p = baseline(problem, order=seq, allocator="arena", replacement=rep)
-            p.method = f"{o}-arena-{rep}"
-            if p.status.has_plan:
-                mine.append(p)
-        if mine:
-            out.append(min(mine, key=lambda p: p.objective))
+            # The minimum-peak search gets the `baseline` method's 30 s (remembered per
+            # graph), or less when the whole call is short.
+            limit = max(0.5, min(30.0, 0.4 * time_limit, left() - 0.5))
+            seq = make_order(problem, o, time_limit=limit)
+        mine = _baseline_of(problem, seq, o)
+        if mine is not None:
+            out.append(mine)
     return out
+
+
+def _warm_starts(problem: Problem, plans: Sequence[Plan]) -> list[Plan]:
+    """The given plans that replay at this budget, as starts (trimmed, replayed again)."""
+    out = []
+    for k, p in enumerate(plans):
+        if not p.status.has_plan or sorted(p.order) != sorted(problem.graph.operators):
+            continue
+        try:
+            blocks = blocks_of(problem, p)
+            sol = Solution(list(p.order), blocks, cost_of(problem, p.order, blocks))
+            plan = to_plan(problem, sol, f"warm{k}", {})
+        except CosmaError as e:
+            log.info("dnc: warm start %d not used: %s", k, e)
+            continue
+        out.append(plan)
+    return out
+
+
+def _baseline_of(problem: Problem, order: Sequence[str], name: str) -> Plan | None:
+    """The better of the arena allocator with Belady or greedy replacement for ``order``."""
+    mine = []
+    for rep in ("belady", "greedy"):
+        p = baseline(problem, order=order, allocator="arena", replacement=rep)
+        p.method = f"{name}-arena-{rep}"
+        if p.status.has_plan:
+            mine.append(p)
+    return min(mine, key=lambda p: p.objective) if mine else None
 
 
 def _spill_windows(
