@@ -25,6 +25,7 @@ import json
 import logging
 import os
 import platform
+import signal
 import statistics
 import sys
 import time
@@ -151,18 +152,67 @@ def _serial(cases: Sequence[Case]) -> Iterator[tuple[int, dict[str, Any]]]:
         yield i, run_case(c)
 
 
+#: In a worker process: whether a case is running, and whether it is already unwinding.
+_worker_state = {"in_case": False, "stopping": False}
+
+
+def _worker_started() -> None:
+    """Each worker process: SIGTERM (sent by the parent when the run ends early) and SIGINT
+    (a terminal's Ctrl-C reaches the whole process group) unwind the running case like
+    Ctrl-C, so its ``finally`` blocks kill its solver's process group and remove its
+    temporary folders; the interruption comes back to the parent as the case's exception.
+    An idle worker just exits."""
+    for s in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(s, _worker_signal)
+
+
+def _worker_signal(signum: int, frame: object) -> None:
+    if not _worker_state["in_case"]:
+        os._exit(128 + signum)
+    if _worker_state["stopping"]:
+        return  # already unwinding: let the cleanup finish
+    _worker_state["stopping"] = True
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def _run_in_worker(case: Case) -> dict[str, Any]:
+    _worker_state.update(in_case=True, stopping=False)
+    try:
+        return run_case(case)
+    finally:
+        _worker_state["in_case"] = False
+
+
+def _stop_workers(pool: Any) -> None:
+    """SIGTERM to every worker of ``pool`` (see :func:`_worker_started`)."""
+    terminate = getattr(pool, "terminate_workers", None)  # Python 3.14+
+    if terminate is not None:
+        terminate()
+        return
+    # Before 3.14 the executor keeps its processes in a private mapping.
+    for p in list((getattr(pool, "_processes", None) or {}).values()):
+        with contextlib.suppress(OSError, ValueError):
+            p.terminate()
+
+
 def _processes(cases: Sequence[Case], workers: int | None) -> Iterator[tuple[int, dict]]:
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
     # spawn: solver libraries start threads, and forking a process with threads is unsafe.
     ctx = multiprocessing.get_context("spawn")
-    pool = ProcessPoolExecutor(max_workers=workers or 1, mp_context=ctx)
+    pool = ProcessPoolExecutor(
+        max_workers=workers or 1, mp_context=ctx, initializer=_worker_started
+    )
+    finished = False
     try:
-        futures = {pool.submit(run_case, c): i for i, c in enumerate(cases)}
+        futures = {pool.submit(_run_in_worker, c): i for i, c in enumerate(cases)}
         for f in as_completed(futures):
             yield futures[f], f.result()
+        finished = True
     finally:
+        if not finished:  # a signal, an error, or the caller stopped early: stop the cases
+            _stop_workers(pool)
         pool.shutdown(wait=True, cancel_futures=True)
 
 

@@ -119,6 +119,32 @@ def _checked(fn):
     return callback
 
 
+def _checked_option(*decls: str, check_value, type, default, help: str, **extra):
+    """An option whose value :mod:`cosma.options` checks before any work (the checks the
+    library makes too), with its default shown when it has one."""
+    return click.option(
+        *decls,
+        type=type,
+        default=default,
+        show_default=default is not None,
+        callback=_checked(check_value),
+        help=help,
+        **extra,
+    )
+
+
+def alignment_option(help: str = "Scratchpad alignment in bytes."):
+    return _checked_option(
+        "--alignment", check_value=check.alignment, type=int, default=1, help=help
+    )
+
+
+def time_limit_option(default: float, help: str):
+    return _checked_option(
+        "--time-limit", check_value=check.time_limit, type=float, default=default, help=help
+    )
+
+
 @click.group(
     cls=_Group,
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -205,14 +231,7 @@ def _figures_text(graph: Graph, f: MemoryFigures, exact: bool) -> list[str]:
     show_default=True,
     help="Which tensors occupy the scratchpad.",
 )
-@click.option(
-    "--alignment",
-    type=int,
-    default=1,
-    show_default=True,
-    callback=_checked(check.alignment),
-    help="Scratchpad alignment in bytes (sizes round up to it).",
-)
+@alignment_option("Scratchpad alignment in bytes (sizes round up to it).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option("--bytes", "exact", is_flag=True, help="Exact byte counts only, no units.")
 @click.option(
@@ -414,21 +433,9 @@ def _remat_summary(graph: Graph, plan: Plan, elapsed: float) -> list[str]:
     default=None,
     help="Which tensors occupy the scratchpad [default: from the budget name, else activations].",
 )
-@click.option(
-    "--alignment",
-    type=int,
-    default=1,
-    show_default=True,
-    callback=_checked(check.alignment),
-    help="Scratchpad alignment in bytes.",
-)
-@click.option(
-    "--time-limit",
-    type=float,
-    default=60.0,
-    show_default=True,
-    callback=_checked(check.time_limit),
-    help="Seconds allowed to searches with a limit (min-peak order, solvers); above 0.",
+@alignment_option()
+@time_limit_option(
+    60.0, "Seconds allowed to searches with a limit (min-peak order, solvers); above 0."
 )
 @click.option(
     "--solver",
@@ -443,20 +450,18 @@ def _remat_summary(graph: Graph, plan: Plan, elapsed: float) -> list[str]:
     show_default=True,
     help="Schedule for the -fixed methods.",
 )
-@click.option(
+@_checked_option(
     "--threads",
+    check_value=check.threads,
     type=int,
     default=1,
-    show_default=True,
-    callback=_checked(check.threads),
     help=f"Solver threads (1 to {check.MAX_THREADS}; 1 gives repeatable plans).",
 )
-@click.option(
+@_checked_option(
     "--seed",
+    check_value=check.seed,
     type=int,
     default=0,
-    show_default=True,
-    callback=_checked(check.seed),
     help=f"Solver random seed (0 to {check.MAX_SEED:,}).",
 )
 @click.option(
@@ -466,11 +471,12 @@ def _remat_summary(graph: Graph, plan: Plan, elapsed: float) -> list[str]:
     help="Save the MILP as FILE (.lp or .mps) to run another solver on it.",
 )
 @click.option("--solver-log", default=None, metavar="FILE", help="Save the solver's log.")
-@click.option(
+@_checked_option(
     "--memory-limit",
+    check_value=check.memory_limit,
+    type=None,
     default=None,
     metavar="SIZE",
-    callback=_checked(check.memory_limit),
     help="Largest exact model to build, e.g. 8GiB; a larger one is refused with its "
     "estimated size [default: half of this machine's memory].",
 )
@@ -764,6 +770,12 @@ def replay(
     t = r.traffic()
     if output:
         p.traffic, p.peak, p.objective = t, r.peak, r.non_compulsory
+        if p.options.get("recompute_rate") is not None:  # recompute versus reload
+            from cosma.simulator import combined_objective
+
+            p.objective = combined_objective(
+                r.non_compulsory, r.recompute, p.options["recompute_rate"]
+            )
         if output == "-" and as_json:  # one document: the plan with the verdict
             click.echo(json.dumps({**p.to_dict(), "replay": verdict}, indent=1))
             return
@@ -772,7 +784,8 @@ def replay(
         return
     click.echo(
         f"{plan_file}: valid on {graph.name}; non-compulsory {t['non_compulsory']:,} B, "
-        f"compulsory {t['compulsory']:,} B, peak {r.peak:,} B of {p.budget:,} B",
+        f"compulsory {t['compulsory']:,} B, peak {r.peak:,} B of {p.budget:,} B"
+        + (f", recomputed {r.recompute:,} MACs" if r.recompute else ""),
         err=output == "-",
     )
 
@@ -984,8 +997,8 @@ def executor_options(f):
     default=None,
     help="[default: from the budget names, else activations]",
 )
-@click.option("--alignment", type=int, default=1, show_default=True)
-@click.option("--time-limit", type=float, default=60.0, show_default=True, help="Seconds per case.")
+@alignment_option()
+@time_limit_option(60.0, "Seconds per case.")
 @executor_options
 @click.option(
     "-o",
@@ -1166,14 +1179,7 @@ def show(
     help="Methods; repeatable. Default: the four protocol baselines and milp with "
     "every installed solver.",
 )
-@click.option(
-    "--time-limit",
-    type=float,
-    default=120.0,
-    show_default=True,
-    callback=_checked(check.time_limit),
-    help="Seconds per case.",
-)
+@time_limit_option(120.0, "Seconds per case.")
 @executor_options
 @click.option(
     "--out",

@@ -347,8 +347,8 @@ class Plan:
         (checked here, as the last step). With ``graph``, what the graph says (tensor
         sizes and kinds, input shapes, the host layout) is taken from the graph; without
         it, from the file. The one exception is a version-1 file read without its graph:
-        it records no sizes, so the plan has none (export and pictures refuse it and say
-        to replay it against its model first).
+        it records no sizes (no ``tensors`` table), so the plan has none (export and
+        pictures refuse it and say to replay it against its model first).
         """
         try:
             if not isinstance(doc, dict):
@@ -474,7 +474,7 @@ class Plan:
             if graph is not None:
                 _known_tensors(plan, graph.tensors, f"graph {graph.name!r}")
                 plan.describe(graph)
-            elif version == 1:
+            elif version == 1 and not plan.tensors:
                 return plan  # no sizes to check against: see the docstring
             else:
                 _known_tensors(plan, plan.tensors, "the plan's tensors table")

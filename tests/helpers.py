@@ -58,7 +58,14 @@ def random_dags(draw, max_ops: int = 8, max_size: int = 20, params: bool = True)
     return b.build()
 
 
-def brute_force_traffic(graph, budget: int, setting=None) -> int | None:
+class SearchTooLarge(Exception):
+    """The exhaustive address search of :func:`brute_force_traffic` went past its node budget:
+    the example is too large to judge (a property test discards it)."""
+
+
+def brute_force_traffic(
+    graph, budget: int, setting=None, *, max_nodes: int | None = None
+) -> int | None:
     """Exhaustive search: the least non-compulsory traffic of any plan (None if none).
 
     Best-first over partial plans without addresses: a step picks the next ready operator,
@@ -67,7 +74,10 @@ def brute_force_traffic(graph, budget: int, setting=None) -> int | None:
     come out in order of traffic; the first whose blocks can be given addresses (exhaustive
     backtracking over every address) is optimal. Loads happen only at uses and dead blocks
     are dropped right after the run: neither loses generality. Independent of cosma's
-    solvers; only for tiny graphs with alignment 1.
+    solvers; only for tiny graphs with alignment 1. Backtracking over every address is
+    exponential (a random 6-operator graph can need 12^20 nodes): with ``max_nodes``, the
+    address search raises SearchTooLarge past that many nodes (a count, not a time, so the
+    outcome does not depend on the machine; 100,000 nodes take 3-9 s).
     """
     import heapq
     from itertools import combinations
@@ -90,10 +100,11 @@ def brute_force_traffic(graph, budget: int, setting=None) -> int | None:
     # state: (cost, counter, done, open {tensor: start}, host, closed intervals, step)
     heap = [(0, 0, frozenset(), (), host0, (), 0)]
     counter = 0
+    nodes = [max_nodes if max_nodes is not None else -1]
     while heap:
         cost, _, done, opened, host, closed, step = heapq.heappop(heap)
         if len(done) == len(ops):
-            if _placeable(list(closed), budget):
+            if _placeable(list(closed), budget, nodes):
                 return cost - compulsory
             continue
         opened = dict(opened)
@@ -142,22 +153,26 @@ def brute_force_traffic(graph, budget: int, setting=None) -> int | None:
     return None
 
 
-def _placeable(intervals, budget: int) -> bool:
+def _placeable(intervals, budget: int, nodes: list[int]) -> bool:
     """Whether blocks (tensor, first step, last step, size) fit in [0, budget) with no two
-    blocks alive at the same step overlapping: backtracking over every address."""
-    return _assign(sorted(intervals, key=lambda x: (x[1], x[0])), 0, [], budget)
+    blocks alive at the same step overlapping: backtracking over every address, visiting at
+    most ``nodes[0]`` nodes (decremented; negative: no limit)."""
+    return _assign(sorted(intervals, key=lambda x: (x[1], x[0])), 0, [], budget, nodes)
 
 
-def _assign(items, i, placed, budget) -> bool:
+def _assign(items, i, placed, budget, nodes) -> bool:
     if i == len(items):
         return True
+    if nodes[0] == 0:
+        raise SearchTooLarge("the address search passed its node budget")
+    nodes[0] -= 1  # below 0 from the start: no budget
     _, s, e, size = items[i]
     for a in range(0, budget - size + 1):
         clear = all(
             not (s <= pe and ps <= e and size and psz and a < pa + psz and pa < a + size)
             for (ps, pe, pa, psz) in placed
         )
-        if clear and _assign(items, i + 1, [*placed, (s, e, a, size)], budget):
+        if clear and _assign(items, i + 1, [*placed, (s, e, a, size)], budget, nodes):
             return True
     return False
 

@@ -15,6 +15,10 @@ from cosma.app.cli import cli
 SMALL = dict(budgets=["M_R", "M_Pp"], methods=["file-arena-greedy", "milp:cbc"], time_limit=120)
 
 
+# Every test of this file in one worker process: the rows fixture is computed once.
+pytestmark = pytest.mark.xdist_group("bench")
+
+
 @pytest.fixture(scope="module")
 def densenet_rows() -> list[dict]:
     """One benchmark run shared by every test that reads rows (it takes tens of seconds)."""

@@ -91,7 +91,7 @@ def test_verbosity_after_the_subcommand(caplog):
     import logging
 
     runner = CliRunner()
-    argv = ["plan", "zoo:densenet121", "-s", "M_R", "-m", "milp-fixed"]
+    argv = ["plan", "zoo:resnet50", "-s", "M_R", "-m", "milp-fixed"]
     loud = runner.invoke(cli, [*argv, "-v"])
     assert loud.exit_code == 0
     # -v after the subcommand: progress and engine lines logged at INFO.

@@ -61,6 +61,11 @@ def readme_dir(tmp_path_factory):
     return d
 
 
+# README commands and examples run in order in one folder (readme_dir), so in one worker.
+README_ORDER = pytest.mark.xdist_group("readme")
+
+
+@README_ORDER
 @pytest.mark.parametrize("command", _readme_commands())
 def test_readme_commands_run(command, readme_dir):
     argv = shlex.split(command)
@@ -80,6 +85,7 @@ def _readme_python() -> list[str]:
     return re.findall(r"```python\n(.*?)```", text, re.S)
 
 
+@README_ORDER
 @pytest.mark.parametrize("block", _readme_python())
 def test_readme_python_runs(block, capsys, readme_dir, monkeypatch):
     monkeypatch.chdir(readme_dir)

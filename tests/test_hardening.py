@@ -88,6 +88,21 @@ def test_inspect_checks_alignment_and_element_bytes_on_the_zoo():
     _no_traceback(run("inspect", SQUEEZE, "--alignment", "0"), USAGE, "alignment")
 
 
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["sweep", "zoo:no-such-network", "--alignment", "0"],
+        ["sweep", "zoo:no-such-network", "--time-limit", "nan"],
+        ["bench", "--graphs", "zoo:no-such-network", "--time-limit", "0"],
+    ],
+)
+def test_sweep_and_bench_check_option_values_up_front(args):
+    # Checked by click before the command runs: the unknown network is never looked at.
+    r = run(*args)
+    _no_traceback(r, USAGE, "Invalid value for '--")
+    assert "no-such-network" not in r.output
+
+
 # --- output paths: checked before any work, written atomically --------------------------
 
 

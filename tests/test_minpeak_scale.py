@@ -7,6 +7,7 @@ from __future__ import annotations
 import random
 
 import networkx as nx
+import pytest
 from helpers import random_dags, reference_peak
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -43,7 +44,7 @@ def test_heuristic_path_is_honest(g, setting):
     assert r.optimal == (r.lower_bound == r.peak)
 
 
-@settings(max_examples=80, deadline=None)
+@settings(max_examples=30, deadline=None)
 @given(random_dags(max_ops=7), st.randoms(use_true_random=False))
 def test_sub_problem_minimum_never_above_the_whole(g, rng):
     lv = liveness(g)
@@ -105,6 +106,7 @@ def test_randwire_beats_its_starting_orders():
     assert lv.must_live_bound()[0] <= r.lower_bound <= r.peak
 
 
+@pytest.mark.slow  # 10-20 s; the state limit is also hit by the max_states=1 test above
 def test_larger_random_wiring_gets_a_valid_answer_under_a_state_limit():
     from cosma.graphs.nas import randwire_ws
 

@@ -24,7 +24,19 @@ def test_notebook_is_stripped(path):
             assert cell.outputs == [] and cell.execution_count is None, path
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+#: Notebooks run in the default run; the others (10-15 s each: a kernel, a sweep or a
+#: picture) run in the slow job. What they call is tested directly too (test_runner's sweeps,
+#: test_pictures' memory maps).
+FAST_NOTEBOOKS = {"solve_time_vs_size"}
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        pytest.param(p, id=p.stem, marks=() if p.stem in FAST_NOTEBOOKS else pytest.mark.slow)
+        for p in NOTEBOOKS
+    ],
+)
 def test_notebook_runs(path):
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
