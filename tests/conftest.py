@@ -11,6 +11,20 @@ from schema import fast_validate
 
 from cosma.plan import Plan
 
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config):
+    """Every core by default: ``-n auto --dist loadgroup`` when pytest-xdist is installed
+    (the dev extras) and no ``-n`` was given; a checkout without xdist runs in one process
+    instead of failing on an unknown option."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    if getattr(config.option, "numprocesses", 0) is None:  # xdist loaded, -n not given
+        config.option.numprocesses = "auto"
+        if config.option.dist == "no":
+            config.option.dist = "loadgroup"
+
+
 # In CI (CI=true) every property test draws the same examples on every run: a red CI then
 # means the change broke something, never that this run drew a rarer example. Elsewhere the
 # examples differ from run to run, which keeps finding new cases (except where a test pins
