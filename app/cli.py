@@ -770,6 +770,12 @@ def replay(
     t = r.traffic()
     if output:
         p.traffic, p.peak, p.objective = t, r.peak, r.non_compulsory
+        if p.options.get("recompute_rate") is not None:  # recompute versus reload
+            from cosma.simulator import combined_objective
+
+            p.objective = combined_objective(
+                r.non_compulsory, r.recompute, p.options["recompute_rate"]
+            )
         if output == "-" and as_json:  # one document: the plan with the verdict
             click.echo(json.dumps({**p.to_dict(), "replay": verdict}, indent=1))
             return
@@ -778,7 +784,8 @@ def replay(
         return
     click.echo(
         f"{plan_file}: valid on {graph.name}; non-compulsory {t['non_compulsory']:,} B, "
-        f"compulsory {t['compulsory']:,} B, peak {r.peak:,} B of {p.budget:,} B",
+        f"compulsory {t['compulsory']:,} B, peak {r.peak:,} B of {p.budget:,} B"
+        + (f", recomputed {r.recompute:,} MACs" if r.recompute else ""),
         err=output == "-",
     )
 

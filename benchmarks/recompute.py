@@ -5,7 +5,8 @@ recomputed MACs as the rate varies. Writes benchmarks/results/recompute.md, .jso
     python benchmarks/recompute.py --graphs zoo:transformer@M_R --rates 0.0064 --time-limit 20
 
 For each graph (``MODEL@BUDGET``: a zoo name or file, and a budget name or bytes), each exact
-engine in fixed-order mode (the minimum-peak order) and each rate (bytes per MAC; ``off`` is
+engine in fixed-order mode (the minimum-peak order; on the small graphs also in joint mode
+at a few rates) and each rate (bytes per MAC; ``off`` is
 recompute disabled, today's model): the replayed non-compulsory traffic, the recomputed
 MACs, the combined objective, the engine's bound on it and the status. Every plan is
 replayed by the simulator (in the engines, and again here). Times are wall-clock on a shared
@@ -52,14 +53,17 @@ SMALL = {
 }
 
 
-def run(spec: str, engine: str, rate: str, *, time_limit: float, threads: int) -> dict:
+def run(
+    spec: str, engine: str, rate: str, *, time_limit: float, threads: int, mode: str = "fixed"
+) -> dict:
     model, budget_name = spec.rsplit("@", 1)
     g = SMALL[model]() if model in SMALL else load_graph(model, element_bytes=1)
     b = api.budgets(g)
     names = {"M_R": b.m_r, "M_H": b.m_h, "M_P": b.m_p}
     budget = names[budget_name] if budget_name in names else int(budget_name)
     problem = Problem(g, budget)
-    kw = {"order": "minpeak", "time_limit": time_limit, "threads": threads}
+    kw = {"order": "minpeak" if mode == "fixed" else None, "time_limit": time_limit}
+    kw["threads"] = threads
     if rate != "off":
         kw["recompute_rate"] = rate
     t = time.perf_counter()
@@ -69,7 +73,7 @@ def run(spec: str, engine: str, rate: str, *, time_limit: float, threads: int) -
         "graph": model if model in SMALL else g.name,
         "operators": g.num_operators,
         "budget": f"{budget_name} = {budget:,}",
-        "engine": engine,
+        "engine": engine if mode == "fixed" else f"{engine} (joint)",
         "rate": rate,
         "status": plan.status.value,
         "objective": plan.objective,
@@ -178,6 +182,12 @@ def main(argv=None) -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", default=str(HERE / "results" / "recompute"))
     ap.add_argument("--replot", action="store_true", help="redraw OUT.png from OUT.json")
+    ap.add_argument(
+        "--joint-rates",
+        nargs="*",
+        default=["off", "0.001", "0.1", "1"],
+        help="rates also run in joint mode (schedule free) on the small graphs",
+    )
     args = ap.parse_args(argv)
     if args.replot:
         picture(json.loads(Path(args.out + ".json").read_text()), Path(args.out + ".png"))
@@ -190,12 +200,24 @@ def main(argv=None) -> None:
             for rate in args.rates:
                 limit = args.large_time_limit if large else args.time_limit
                 rows.append(run(spec, engine, rate, time_limit=limit, threads=args.threads))
+            for rate in [] if large else args.joint_rates:
+                rows.append(
+                    run(
+                        spec,
+                        engine,
+                        rate,
+                        time_limit=args.time_limit,
+                        threads=args.threads,
+                        mode="joint",
+                    )
+                )
     total = time.perf_counter() - t0
     head = [
         "# Recompute versus reload: the frontier",
         "",
         "Objective: non-compulsory traffic + rate x recomputed MACs (docs/recompute.md). "
-        "Fixed order (minimum peak), 1 byte per element, activations setting. `off` is "
+        "Fixed order (minimum peak) unless the engine says joint (schedule free), 1 byte per "
+        "element, activations setting. `off` is "
         "recompute disabled (today's model). Each run has its own time limit "
         f"({args.time_limit:g} s on the small graphs, {args.large_time_limit:g} s on the zoo "
         "ones), shared by its phases (no-recompute start, restricted model, relaxed "

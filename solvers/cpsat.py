@@ -486,6 +486,9 @@ def _recompute_plan(ctx: exact.Context, M: _Model, solver) -> Plan | None:
         for a in M.tensors
     }
     gaps: dict[int, set[str]] = {}
+    for (a, u), var in M.rc.keep.items():  # kept past its lifetime for a re-run
+        if solver.value(var):
+            steps[a].add(u)
     for (p, t), var in M.rc.runs().items():
         if solver.value(var):
             gaps.setdefault(t, set()).add(p)
@@ -528,6 +531,20 @@ def _recompute_engine(
         )
     if base.status.has_plan:
         out.plans.append(base)
+    if ctx.seq is None and deadline.remaining() > 4:
+        # Joint mode: the minimum-peak order with recompute is a joint plan too, and its
+        # (smaller) models find recomputations the joint ones miss within the limit.
+        with deadline.phase("fixed_order_start"):
+            fixed = cpsat(
+                problem,
+                order="minpeak",
+                threads=ctx.threads,
+                seed=ctx.seed,
+                time_limit=deadline.sub(0.3),
+                recompute_rate=rate,
+            )
+        if fixed.status.has_plan:
+            out.plans.append(fixed)
     notes: list[str] = []
     emit = progress or progress_hook.current()
     for k, (name, with_light) in enumerate(phases):

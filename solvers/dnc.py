@@ -1486,6 +1486,27 @@ def _search(
             span = min(n, int(span * 1.5) + 1)
         margin = 4
     stats |= {"windows_tried": run.tried, "windows_accepted": run.accepted, "rounds": rounds}
+    # 5. If the windows ran out of things to try before the limit: wider relaxed windows
+    #    around the incumbent's spills for the bound, with the time left.
+    if run.sol.cost > run.bound and run.left() > 10.0:
+        sol = run.sol
+        wide = [
+            *_spill_windows(problem, sol, 8, max_ops=2 * bound_ops),
+            *_spill_windows(problem, sol, 16, max_ops=3 * bound_ops),
+        ]
+        chunk, more = chunk_bound(problem, sol.order, wide, time_limit=run.left() - 5.0, seed=seed)
+        touched = more.pop("chunk_touched", [])
+        if chunk and run.left() > 3.0:
+            rest, _ = cut_bound(
+                problem,
+                time_limit=min(10.0, run.left() - 2.0),
+                solver=name,
+                orders=[sol.order],
+                exclude=touched,
+            )
+            chunk += rest
+        stats["late_bound"] = chunk
+        run.bound = max(run.bound, chunk)
     result = to_plan(problem, run.sol, "dnc", options)
     result.lower_bound = min(run.bound, result.objective)
     result.status = Status.OPTIMAL if result.objective <= run.bound else Status.FEASIBLE

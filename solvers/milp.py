@@ -448,6 +448,9 @@ def _recompute_plan(ctx: exact.Context, m: Model, problem: Problem, values: dict
         for a in m.tensors
     }
     gaps: dict[int, set[str]] = {}
+    for (a, u), var in m.rc.keep.items():  # kept past its lifetime for a re-run
+        if values.get(var.name, 0) > 0.5:
+            steps[a].add(u)
     for (p, t), var in m.rc.runs().items():
         if values.get(var.name, 0) > 0.5:
             gaps.setdefault(t, set()).add(p)

@@ -16,19 +16,21 @@ Nothing here is built unless a rate is given: the default models are unchanged.
   possible step + 1 to the last step its outputs may be read at (in joint mode, only after
   ``p`` first ran: ``y[p,t] <= sum_{k<t} x[p,k]``); it costs ``rate x cost(p)``;
 - ``tr[p,t]``, a *light* re-run, in the later gaps where an output of ``p`` may still be
-  resident (to feed another re-run): it costs the same and makes the outputs resident; its
-  gap memory is not checked (a relaxation: the model stays small), and its inputs must be
-  there as far as the model can say: inside an input's lifetime as for ``y``; after it,
-  the input stayed from its last modelled step (``keep[i,u]`` = 1 at every step ``u`` in
-  between, counted in those steps' capacity rows, non-increasing in ``u``) or came back
-  after that step (``late[i]``: by a re-run with a variable, or by a load or a re-run
-  without one, ``other[i]``, charged once at the cheaper of the two);
+  resident (to feed another re-run): it costs the same, makes the outputs resident, and has
+  a gap row like ``y`` (row 3); its inputs' lifetimes do not grow for it (the model stays
+  small), so they must be there as far as the model can say: inside an input's lifetime as
+  for ``y``; after it, the input stayed from its last modelled step (``keep[i,u]`` = 1 at
+  every step ``u`` in between, counted in those steps' capacity rows and in the gaps'
+  memory, non-increasing in ``u``), was loaded for it (a transient load), or came back after
+  that step (``late[i]``: by a re-run with a variable, or by a load or a re-run without one,
+  ``other[i]``, charged once at the cheaper of the two);
 - ``gl[i,t]`` = 1 if input ``i`` of a re-run is loaded only for it, inside the gap (a
   *transient* load: ``size(i)`` bytes; an activation must have been stored,
   ``gl[i,t] <= s[i]``);
 - ``k[a,t]`` >= ``r[a,t-1] + r[a,t] - 1 - l[a,t] - made(a,t)``: ``a`` is kept through gap
   ``t`` (resident on both sides, neither reloaded nor re-made there), and ``g[t] = sum_a
-  size[a] k[a,t]``; ``made(a,t)`` is ``y[prod(a),t]`` or ``tr[prod(a),t]``.
+  size[a] k[a,t] + sum_a size[a] keep[a,t]``; ``made(a,t)`` is ``y[prod(a),t]`` or
+  ``tr[prod(a),t]``.
 
 **Rows added**:
 
@@ -36,8 +38,9 @@ Nothing here is built unless a rate is given: the default models are unchanged.
    rows get ``- made(a,t)``;
 2. inputs of a re-run are there: ``y[p,t] <= r[i,t-1] + r[i,t] + gl[i,t] + made(i,t)`` for
    every tracked input ``i`` of ``p``;
-3. the gap holds the re-run: ``g[t] - sum_{a in IO(p)} size[a] k[a,t] + size(IO(p))
-   y[p,t] <= S``, ``IO(p)`` the tracked inputs and outputs of ``p``;
+3. the gap holds each re-run (``y`` or ``tr``): ``g[t] - sum_{a in IO(p)} size[a] (k or
+   keep)[a,t] + size(IO(p)) y[p,t] <= S``, ``IO(p)`` the tracked inputs and outputs of
+   ``p``;
 4. lifetimes grow one level: an input of a producer may stay resident as long as that
    producer's outputs may be read (so that ``r[i,t-1]``, ``r[i,t]`` exist wherever
    ``y[p,t]`` does).
@@ -63,9 +66,12 @@ creation, a load or a re-run in gap ``t`` (a re-run after the last gap of ``tr``
 tracked input ``i`` is resident, and ``(i,t-1)``, ``(i,t)`` are in ``i``'s grown lifetime
 (row 4); ``i`` was resident at the end of step ``t-1``, or arrived in the gap by a load
 (then it is resident at ``t``, or that load is transient) or by a re-run in the same gap.
-Row 3: right after that re-run, ``IO(p)`` is resident, and so is every ``a`` kept through
-the gap (``k[a,t]`` > 0 only for those), all disjoint inside ``[0, S)``; in the gaps where
-``p`` does not re-run, ``g[t]`` counts only tensors resident at step ``t``, at most ``S``.
+Row 3 (for ``y`` and ``tr`` alike): right after that re-run, ``IO(p)`` is resident, and so
+is every ``a`` kept through the gap (``k[a,t]`` > 0 only for those) or held without a break
+since before its last modelled step (``keep[a,t]``), all disjoint inside ``[0, S)``; in the
+gaps where ``p`` does not re-run, ``g[t]`` counts only tensors resident at step ``t``, at
+most ``S``. A light re-run's input past its lifetime was held without a break (``keep``), or
+loaded in the gap (``gl``), or came back after its last modelled step (``late``).
 The objective counts one re-run per ``(p,t)`` set to 1 (the plan runs at least one), each
 transient load once, and the engines' loads and stores as before, so it is at most the
 plan's objective. Several re-runs of one gap are charged separately in row 3 (each at its
@@ -74,8 +80,9 @@ solver proves on it, bound every plan from below. ``tests/test_recompute.py`` ch
 against an independent exhaustive search over event sequences on tiny graphs.
 
 **Two solves.** The engines solve the model above (the *relaxation*: its bound is the one
-reported) after a *restriction* of it whose solutions decode to plans: light re-runs are
-held to the same input rows as ``y``, and the re-runs of one gap must fit together
+reported) after a *restriction* of it whose solutions decode to plans: a light re-run's
+inputs must be resident (inside their lifetimes, or kept past them: ``keep``), loaded for it
+or re-made in the gap, never ``late``; and the re-runs of one gap must fit together
 (``g[t]`` plus every tensor some re-run of the gap holds, ``<= S``) instead of one at a
 time. Before both, the traffic problem without recompute is solved: its plan has no
 re-runs, so the answer is never worse than with recompute off.
@@ -265,13 +272,56 @@ def build(
                     f"light_after_{oi[p]}_t{t}",
                 )
     size = {a: aligned(g.tensors[a].size, problem.alignment) for a in g.tracked(problem.setting)}
-    # Strict re-runs: their inputs are there and their gap holds them. ``relaxed=False``
-    # makes the light ones strict too (a restriction: only what the decoder can build).
-    strict = dict(V.y) if relaxed else V.runs()
+    num, den = V.scale
+    # Light re-runs need their inputs too, where the model can say it: inside an input's
+    # lifetime as for y; after it, the input stayed from its last modelled step (then, if
+    # the gap is not the next one, it is resident at every step in between: keep[i,u],
+    # counted in those steps' capacity and in the gaps' memory), was loaded for the re-run
+    # (a transient load), or — relaxation only — came back after that step in some way
+    # (late[i]: by a re-run with a variable, or by a load or a re-run without one,
+    # other[i], charged once at the cheaper). ``relaxed=False`` (the restriction that
+    # decodes) leaves late out.
+    for (p, t), tv in V.tr.items():
+        for i in inputs_of(problem, p):
+            lo_i, hi_i = life[i]
+            if t < lo_i:
+                continue  # before the input exists: p cannot have run yet
+            if (i, t) not in V.gl:
+                V.gl[i, t] = b.unit(f"transient_load_{ti[i]}_{_safe(i)}_t{t}")
+                if i in s:
+                    b.add(V.gl[i, t] <= s[i], f"transient_stored_{ti[i]}_t{t}")
+            if t <= hi_i:
+                avail = [r.get((i, t - 1), 0), r[i, t], V.made(i, t), V.gl[i, t]]
+            else:
+                if t == hi_i + 1:  # kept from its last modelled step into this gap
+                    avail = [r[i, hi_i], V.made(i, t), V.gl[i, t]]
+                else:  # kept past its lifetime: resident at every step in between
+                    for u in range(hi_i + 1, t):
+                        if (i, u) not in V.keep:
+                            kv = b.unit(f"kept_past_{ti[i]}_{_safe(i)}_t{u}")
+                            V.keep[i, u] = kv
+                            V.extra.setdefault(u, []).append((size[i], kv))
+                            if u > hi_i + 1:
+                                b.add(kv <= V.keep[i, u - 1], f"kept_past_{ti[i]}_t{u}")
+                    avail = [V.keep[i, t - 1], V.made(i, t), V.gl[i, t]]
+                if relaxed:
+                    if i not in V.late:
+                        V.late[i] = b.unit(f"late_{ti[i]}_{_safe(i)}")
+                        other = b.unit(f"late_other_{ti[i]}_{_safe(i)}")
+                        q = V.producer.get(i)
+                        costs = [den * g.tensors[i].size]
+                        if q is not None:
+                            costs.append(num * operator_cost(g, q))
+                        V.other[i] = other
+                        V.late_cost[i] = min(costs)
+                        reruns = [v for (q2, t2), v in V.runs().items() if q2 == q and t2 > hi_i]
+                        b.add(V.late[i] <= other + sum(reruns), f"late_{ti[i]}")
+                    avail.append(V.late[i])
+            b.add(tv <= sum(avail), f"light_input_{oi[p]}_{ti[i]}_t{t}")
+    # The gaps' memory: what is kept through gap t (k inside lifetimes, keep past them).
     gap_used = sorted({t for (_, t) in V.runs()})
-    kept: dict[int, Any] = {}
+    held_through: dict[int, dict[str, Any]] = {t: {} for t in gap_used}
     for t in gap_used:
-        terms = []
         for a in sorted(size):
             if (a, t - 1) in r and (a, t) in r and size[a]:
                 kv = b.unit(f"kept_{ti[a]}_{_safe(a)}_t{t}")
@@ -280,12 +330,15 @@ def build(
                     kv >= r[a, t - 1] + r[a, t] - 1 - loads.get((a, t), 0) - V.made(a, t),
                     f"kept_{ti[a]}_t{t}",
                 )
-                terms.append(size[a] * kv)
-        kept[t] = sum(terms)
+                held_through[t][a] = kv
+    for (a, u), kv in V.keep.items():
+        if u in held_through and size[a]:
+            held_through[u][a] = kv  # resident at step u past its lifetime, so in gap u
+    kept = {t: sum(size[a] * v for a, v in held.items()) for t, held in held_through.items()}
     together: dict[tuple[str, int], Any] = {}  # restriction: held in the gap by some re-run
     for (p, t), y in V.runs().items():
         ins = inputs_of(problem, p)
-        for i in ins if (p, t) in strict else ():
+        for i in ins if (p, t) in V.y else ():
             if (i, t) not in V.gl:
                 V.gl[i, t] = b.unit(f"transient_load_{ti[i]}_{_safe(i)}_t{t}")
                 if i in s:
@@ -296,7 +349,9 @@ def build(
         need = sum(size[a] for a in io)
         if need and relaxed:
             b.add(
-                kept[t] - sum(size[a] * V.k[a, t] for a in io if (a, t) in V.k) + need * y
+                kept[t]
+                - sum(size[a] * held_through[t][a] for a in io if a in held_through[t])
+                + need * y
                 <= problem.budget,
                 f"recompute_gap_{oi[p]}_t{t}",
             )
@@ -307,7 +362,7 @@ def build(
                 if (a, t) not in together:
                     together[a, t] = b.unit(f"gap_held_{ti[a]}_{_safe(a)}_t{t}")
                 b.add(
-                    together[a, t] >= y - V.k.get((a, t), 0),
+                    together[a, t] >= y - held_through[t].get(a, 0),
                     f"gap_held_{oi[p]}_{ti[a]}_t{t}",
                 )
     if not relaxed:
@@ -315,47 +370,6 @@ def build(
             held = [size[a] * v for (a, u), v in together.items() if u == t]
             if held:
                 b.add(kept[t] + sum(held) <= problem.budget, f"recompute_gap_t{t}")
-    # Light re-runs need their inputs too, where the model can say it: inside an input's
-    # lifetime as for y; after it, the input stayed from its last modelled step (then, if
-    # the gap is not the next one, it is resident at every step in between: keep[i,u],
-    # counted in those steps' capacity), or came back after that step (late[i]: by a re-run with a
-    # variable, or by a load or a re-run without one, other[i], charged once: the cheaper).
-    num, den = V.scale
-    for (p, t), tv in V.tr.items() if relaxed else ():
-        for i in inputs_of(problem, p):
-            lo_i, hi_i = life[i]
-            if lo_i <= t <= hi_i:
-                if (i, t) not in V.gl:
-                    V.gl[i, t] = b.unit(f"transient_load_{ti[i]}_{_safe(i)}_t{t}")
-                    if i in s:
-                        b.add(V.gl[i, t] <= s[i], f"transient_stored_{ti[i]}_t{t}")
-                avail = [r.get((i, t - 1), 0), r[i, t], V.made(i, t), V.gl[i, t]]
-            elif t > hi_i:
-                if i not in V.late:
-                    V.late[i] = b.unit(f"late_{ti[i]}_{_safe(i)}")
-                    other = b.unit(f"late_other_{ti[i]}_{_safe(i)}")
-                    q = V.producer.get(i)
-                    costs = [den * g.tensors[i].size]
-                    if q is not None:
-                        costs.append(num * operator_cost(g, q))
-                    V.other[i] = other
-                    V.late_cost[i] = min(costs)
-                    reruns = [v for (q2, t2), v in V.runs().items() if q2 == q and t2 > hi_i]
-                    b.add(V.late[i] <= other + sum(reruns), f"late_{ti[i]}")
-                if t == hi_i + 1:  # kept from its last modelled step into this gap
-                    avail = [r[i, hi_i], V.late[i], V.made(i, t)]
-                else:  # kept past its lifetime: resident at every step in between
-                    for u in range(hi_i + 1, t):
-                        if (i, u) not in V.keep:
-                            kv = b.unit(f"kept_past_{ti[i]}_{_safe(i)}_t{u}")
-                            V.keep[i, u] = kv
-                            V.extra.setdefault(u, []).append((size[i], kv))
-                            if u > hi_i + 1:
-                                b.add(kv <= V.keep[i, u - 1], f"kept_past_{ti[i]}_t{u}")
-                    avail = [V.keep[i, t - 1], V.late[i], V.made(i, t)]
-            else:
-                continue  # before the input exists: p cannot have run yet
-            b.add(tv <= sum(avail), f"light_input_{oi[p]}_{ti[i]}_t{t}")
     return V
 
 

@@ -98,7 +98,11 @@ def _spill_budget(data, g, setting):
     return data.draw(st.integers(m_r, must - 1))
 
 
-@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.filter_too_much])
+@settings(
+    max_examples=15,
+    deadline=None,
+    suppress_health_check=[HealthCheck.filter_too_much, HealthCheck.too_slow],
+)
 @given(random_dags(max_ops=5, max_size=4), st.data(), st.sampled_from(list(Setting)))
 def test_dnc_against_exhaustive_search(g, data, setting):
     budget = _spill_budget(data, g, setting)
@@ -108,7 +112,11 @@ def test_dnc_against_exhaustive_search(g, data, setting):
     assert plan.objective >= best >= plan.lower_bound
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.filter_too_much])
+@settings(
+    max_examples=15,
+    deadline=None,
+    suppress_health_check=[HealthCheck.filter_too_much, HealthCheck.too_slow],
+)
 @given(random_dags(max_ops=5, max_size=4), st.data(), st.sampled_from(list(Setting)))
 def test_bounds_never_exceed_the_optimum(g, data, setting):
     """The covering bound, and the relaxed problem of any operator subset, stay at or below
@@ -146,7 +154,11 @@ def _below_peak(data, g, setting):
     return data.draw(st.integers(b.m_r, b.m_p - 1), label="budget")
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.filter_too_much])
+@settings(
+    max_examples=15,
+    deadline=None,
+    suppress_health_check=[HealthCheck.filter_too_much, HealthCheck.too_slow],
+)
 @given(random_dags(max_ops=6, max_size=5), st.data(), st.sampled_from(list(Setting)))
 def test_cut_bound_never_exceeds_the_optimum(g, data, setting):
     """The cut bound (tensors live across each operator in some downset) stays at or below
@@ -160,7 +172,11 @@ def test_cut_bound_never_exceeds_the_optimum(g, data, setting):
     assert cut_bound(Problem(g, budget, setting), time_limit=10)[0] <= best
 
 
-@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.filter_too_much])
+@settings(
+    max_examples=15,
+    deadline=None,
+    suppress_health_check=[HealthCheck.filter_too_much, HealthCheck.too_slow],
+)
 @given(random_dags(max_ops=4, max_size=4, params=False), st.data(), st.sampled_from([2, 3]))
 def test_cut_bound_against_the_oracle_with_alignment(g, data, alignment):
     """Against cosma.oracle's exhaustive search (addresses, moves, alignment)."""
@@ -177,7 +193,11 @@ def test_cut_bound_against_the_oracle_with_alignment(g, data, alignment):
     assert cut_bound(Problem(g, budget, alignment=alignment), time_limit=10)[0] <= best.objective
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.filter_too_much])
+@settings(
+    max_examples=10,
+    deadline=None,
+    suppress_health_check=[HealthCheck.filter_too_much, HealthCheck.too_slow],
+)
 @given(random_dags(max_ops=6, max_size=5), st.data(), st.sampled_from(list(Setting)))
 def test_plans_from_the_bound_spills_replay(g, data, setting):
     """The order the cut bound's spills suggest is a schedule; the plan that spills between

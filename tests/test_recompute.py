@@ -368,3 +368,8 @@ def test_cli(tmp_path):
     assert r.exit_code != 0 and "recompute rate" in r.output
     r = CliRunner().invoke(cli, ["plan", str(path), "-s", "16", "--recompute-rate", "1"])
     assert r.exit_code != 0 and "no option" in r.output  # the baseline has no recompute
+    out_plan = tmp_path / "plan.json"
+    r = CliRunner().invoke(cli, [*base[:-1], "--recompute-rate", "1/100", "-o", str(out_plan)])
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(cli, ["replay", str(path), str(out_plan)])
+    assert r.exit_code == 0 and "recomputed 10 MACs" in r.output, r.output
