@@ -24,14 +24,22 @@ RESULTS = Path(__file__).resolve().parent / "results" / "protocol.json"
 def check(time_limit: float) -> int:
     old = json.loads(RESULTS.read_text())
     new = []
-    # Per graph, the budgets and methods it was run with (the NAS rows use fewer methods).
+    # Per graph and budget, the methods it was run with (the NAS rows use fewer methods, and
+    # dnc only at some budgets).
     for graph in dict.fromkeys(r["graph"] for r in old):
         mine = [r for r in old if r["graph"] == graph]
-        budgets = list(dict.fromkeys(r["budget_name"] for r in mine))
-        methods = list(dict.fromkeys(r["method"] for r in mine))
-        new += bench.run([f"zoo:{graph}"], budgets=budgets, methods=methods, time_limit=time_limit)
+        for budget in dict.fromkeys(r["budget_name"] for r in mine):
+            methods = list(dict.fromkeys(r["method"] for r in mine if r["budget_name"] == budget))
+            new += bench.run(
+                [f"zoo:{graph}"], budgets=[budget], methods=methods, time_limit=time_limit
+            )
+
+    def key(r: dict) -> tuple:
+        return (r["graph"], r["budget_name"], r["method"])
+
     keys = set().union(*(r.keys() for r in old)) if old else set()
-    a, b = bench.comparable(old, keys), bench.comparable(new, keys)
+    a = bench.comparable(sorted(old, key=key), keys)
+    b = bench.comparable(sorted(new, key=key), keys)
     diff = [(x, y) for x, y in zip(a, b, strict=False) if x != y]
     for x, y in diff:
         print(f"differs: {x['graph']} {x['budget_name']} {x['method']}: {x} -> {y}")
