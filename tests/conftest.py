@@ -11,6 +11,29 @@ from schema import fast_validate
 
 from cosma.plan import Plan
 
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config):
+    """Every core by default: ``-n auto --dist loadgroup`` when pytest-xdist is installed
+    (the dev extras) and no ``-n`` was given; a checkout without xdist runs in one process
+    instead of failing on an unknown option."""
+    worker = getattr(config, "workerinput", None)
+    if worker is not None:  # a worker re-reads the command line: take the controller's mode
+        if worker.get("cosma_dist") == "loadgroup":
+            config.option.loadgroup = True  # workers tag tests with their xdist_group
+        return
+    if getattr(config.option, "numprocesses", 0) is None:  # xdist loaded, -n not given
+        config.option.numprocesses = "auto"
+    if getattr(config.option, "numprocesses", 0) and config.option.dist == "no":
+        config.option.dist = "loadgroup"  # also for -n N given without --dist
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node):
+    """(pytest-xdist, in the controller) Tell each worker the distribution mode."""
+    node.workerinput["cosma_dist"] = node.config.option.dist
+
+
 # In CI (CI=true) every property test draws the same examples on every run: a red CI then
 # means the change broke something, never that this run drew a rarer example. Elsewhere the
 # examples differ from run to run, which keeps finding new cases (except where a test pins

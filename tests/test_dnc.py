@@ -5,8 +5,8 @@ known); the method is reachable from the registry and the CLI."""
 from __future__ import annotations
 
 import pytest
-from helpers import brute_force_traffic, random_dags, skip
-from hypothesis import HealthCheck, assume, given, settings
+from helpers import SearchTooLarge, brute_force_traffic, random_dags, skip
+from hypothesis import HealthCheck, assume, given, reject, settings
 from hypothesis import strategies as st
 
 from cosma import GraphBuilder, Setting
@@ -164,7 +164,10 @@ def test_cut_bound_never_exceeds_the_optimum(g, data, setting):
     """The cut bound (tensors live across each operator in some downset) stays at or below
     the exhaustive optimum, at every budget where plans spill."""
     budget = _below_peak(data, g, setting)
-    best = brute_force_traffic(g, budget, setting)
+    try:  # a few random 6-operator graphs need 12^20 address nodes: discard those
+        best = brute_force_traffic(g, budget, setting, max_nodes=100_000)
+    except SearchTooLarge:
+        reject()
     assume(best is not None)
     assert cut_bound(Problem(g, budget, setting), time_limit=10)[0] <= best
 
