@@ -193,6 +193,7 @@ def main(argv=None) -> None:
         picture(json.loads(Path(args.out + ".json").read_text()), Path(args.out + ".png"))
         return
     t0 = time.perf_counter()
+    load_start = os.getloadavg()[0]
     rows = []
     for spec in args.graphs:
         large = not spec.startswith(tuple(SMALL))
@@ -212,6 +213,7 @@ def main(argv=None) -> None:
                     )
                 )
     total = time.perf_counter() - t0
+    load_end = os.getloadavg()[0]
     head = [
         "# Recompute versus reload: the frontier",
         "",
@@ -226,7 +228,8 @@ def main(argv=None) -> None:
         "bytes and costs MACs of the generator's units.",
         "",
         f"Machine: {platform.machine()}, {os.cpu_count()} cores (shared with other jobs, "
-        f"load about 8), Python {platform.python_version()}, cosma {cosma.__version__}; "
+        f"1-minute load average {load_start:.1f} at the start, {load_end:.1f} at the end), "
+        f"Python {platform.python_version()}, cosma {cosma.__version__}; "
         f"{args.threads} solver thread(s). Total {total:.0f} s.",
         "",
     ]
