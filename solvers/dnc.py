@@ -55,6 +55,7 @@ from cosma.progress import Progress, current, report, reporting
 from cosma.simulator import verify
 from cosma.solvers import backends, timeline
 from cosma.solvers.baselines import PROTOCOL, Residency, baseline
+from cosma.solvers.exact import no_solver_floor
 
 log = logging.getLogger(__name__)
 
@@ -1363,6 +1364,11 @@ def _search(
         )
         stats |= {k: v for k, v in bound_stats.items() if k != "cut_spilled"}
         spilled = bound_stats["cut_spilled"]
+        # The exact engines' no-solver floor (forced reloads, branches meeting full
+        # operators, chains of them) is valid for every order too: the better one counts.
+        floor = no_solver_floor(problem)
+        stats["no_solver_floor"] = floor
+        bound = max(bound, floor)
         if best.objective > bound and left() > 0.6 * time_limit:
             # The order in which the bound's spills may be enough, and plans that spill
             # between uses for it and for the baselines' orders.

@@ -662,14 +662,19 @@ def _engine(
     if rate is not None:
         return _recompute_engine(ctx, back, log_path, rate, warm, out)
     with deadline.phase("model"):
+        built = deadline.elapsed()
         try:
-            m = build_model(problem, order=ctx.seq, deadline=deadline)
+            # Handing the model to the solver (CBC reads an MPS file, HiGHS its own copy)
+            # takes about as long as building it, and cannot be interrupted: the build may
+            # use half of what is left, so the rest can still hand it over and solve.
+            m = build_model(problem, order=ctx.seq, deadline=deadline.sub(0.5))
             warm_ok = _warm_start(m, problem, warm) if warm is not None else False
         except exact.OutOfTime as e:
-            out.note = str(e)
+            out.note = f"{e} (half of the time left is kept for the solver)"
             return out
         if write_model:
             (m.prob.writeMPS if write_model.endswith(".mps") else m.prob.writeLP)(write_model)
+        handoff = deadline.elapsed() - built
     out.stats = dict(m.stats)
     best = min((p.objective for p in out.plans), default=None)
     if warm is not None:
@@ -679,6 +684,9 @@ def _engine(
         remaining = deadline.remaining()
         if remaining <= 0.05:
             notes.append("time limit reached")
+            break
+        if remaining < handoff + 0.5:
+            notes.append("time limit: too little left to hand the model to the solver again")
             break
         with deadline.phase("solve"):
             res_ = back.solve(

@@ -21,9 +21,10 @@ Nothing here is built unless a rate is given: the default models are unchanged.
   small), so they must be there as far as the model can say: inside an input's lifetime as
   for ``y``; after it, the input stayed from its last modelled step (``keep[i,u]`` = 1 at
   every step ``u`` in between, counted in those steps' capacity rows and in the gaps'
-  memory, non-increasing in ``u``), was loaded for it (a transient load), or came back after
-  that step (``late[i]``: by a re-run with a variable, or by a load or a re-run without one,
-  ``other[i]``, charged once at the cheaper of the two);
+  memory, non-increasing in ``u``, and at most ``r[i, last step]``), was loaded for it (a
+  transient load), or came back after that step (``late[i]``: by a re-run with a
+  variable, or by a load or a re-run without one, ``other[i]``, charged once at the
+  cheaper of the two);
 - ``gl[i,t]`` = 1 if input ``i`` of a re-run is loaded only for it, inside the gap (a
   *transient* load: ``size(i)`` bytes; an activation must have been stored,
   ``gl[i,t] <= s[i]``);
@@ -301,8 +302,9 @@ def build(
                             kv = b.unit(f"kept_past_{ti[i]}_{_safe(i)}_t{u}")
                             V.keep[i, u] = kv
                             V.extra.setdefault(u, []).append((size[i], kv))
-                            if u > hi_i + 1:
-                                b.add(kv <= V.keep[i, u - 1], f"kept_past_{ti[i]}_t{u}")
+                            # held without a break since its last modelled step
+                            prev = V.keep[i, u - 1] if u > hi_i + 1 else r[i, hi_i]
+                            b.add(kv <= prev, f"kept_past_{ti[i]}_t{u}")
                     avail = [V.keep[i, t - 1], V.made(i, t), V.gl[i, t]]
                 if relaxed:
                     if i not in V.late:
@@ -455,6 +457,50 @@ def _run_order(
     return out
 
 
+def useful(
+    problem: Problem,
+    order: list[str],
+    resident: Mapping[str, set[int]],
+    recomputes: Mapping[int, set[str]],
+) -> dict[int, set[str]]:
+    """The re-runs of a solution that make something: an output that becomes resident at
+    the gap's step (it was not resident at the step before), or an output that is not
+    resident before and feeds another useful re-run of the same gap. The others only
+    *refresh* tensors the solution keeps anyway, or make outputs nothing reads; at rate 0
+    they cost nothing, and solvers return them among equally good solutions.
+
+    >>> from cosma.graph import GraphBuilder
+    >>> b = GraphBuilder("c").input("x", 1).op("a", ["x"], {"p": 1}).op("b", ["p"], {"q": 1})
+    >>> g = b.op("c", ["p", "q"], {"z": 1}).output("z").build()
+    >>> P, order = Problem(g, 4), ["a", "b", "c"]
+    >>> useful(P, order, {"x": {0}, "p": {0, 2}, "q": {1, 2}}, {2: {"a"}})  # p comes back
+    {2: {'a'}}
+    >>> useful(P, order, {"x": {0, 1, 2}, "p": {0, 1, 2}, "q": {1, 2}}, {2: {"a"}})  # refresh
+    {}
+    """
+    pos = {v: i for i, v in enumerate(order)}
+    outs = producers(problem)
+    out: dict[int, set[str]] = {}
+    for t, ps in recomputes.items():
+        cand = {p for p in ps if p in outs and pos[p] < t}
+
+        def new(o: str) -> bool:
+            return t - 1 not in resident.get(o, ())  # noqa: B023 (used in this iteration)
+
+        keep = {p for p in cand if any(new(o) and t in resident.get(o, ()) for o in outs[p])}
+        grew = True
+        while grew:
+            grew = False
+            for p in sorted(cand - keep, key=pos.__getitem__):
+                fed = {i for q in keep for i in inputs_of(problem, q)}
+                if any(new(o) and o in fed for o in outs[p]):
+                    keep.add(p)
+                    grew = True
+        if keep:
+            out[t] = keep
+    return out
+
+
 def build_plan(
     problem: Problem,
     order: list[str],
@@ -470,6 +516,34 @@ def build_plan(
     """A replayed plan from a solution: the order, the steps each tensor is resident at, and
     the producers re-run in each gap (see the module docstring). None if the blocks could
     not be placed in time (or at all).
+
+    The re-runs that make nothing (:func:`useful`) are left out first; if that changes the
+    solution, it is decoded as it is too (a refresh may be how the solution fits a gap's
+    memory), and the cheaper replayed plan is returned.
+    """
+    kept = useful(problem, order, resident, recomputes)
+    whole = {t: set(ps) for t, ps in recomputes.items() if ps}
+    kw = dict(rate=rate, method=method, solver=solver, deadline=deadline, seed=seed)
+    plans = [_build_plan(problem, order, resident, kept, **kw)]  # type: ignore[arg-type]
+    if kept != whole and not deadline.expired():
+        plans.append(_build_plan(problem, order, resident, whole, **kw))  # type: ignore[arg-type]
+    found = [p for p in plans if p is not None]
+    return min(found, key=lambda p: p.objective, default=None)
+
+
+def _build_plan(
+    problem: Problem,
+    order: list[str],
+    resident: Mapping[str, set[int]],
+    recomputes: Mapping[int, set[str]],
+    *,
+    rate: Fraction,
+    method: str,
+    solver: str,
+    deadline: Deadline,
+    seed: int = 0,
+) -> Plan | None:
+    """:func:`build_plan` for one set of re-runs.
 
     Time line: every gap gets one slot per re-run it holds (in topological order), then its
     step gets a slot. A tensor re-made in a gap starts a new block there even if the model
@@ -515,9 +589,13 @@ def build_plan(
         return None
 
     # Which re-runs are emitted per gap, and where each input of each comes from.
+    # Gaps from last to first: a segment a re-run starts is needed if a step in it reads
+    # the tensor or a later gap's re-run is fed from it.
     emitted: dict[int, list[str]] = {}
     feeds: dict[int, list[tuple[str, str, int | None, str]]] = {}  # (user, input, seg, how)
-    for t, ps in recomputes.items():
+    fed_later: set[tuple[str, int]] = set()  # (tensor, segment) read by a later gap's re-run
+    for t in sorted(recomputes, reverse=True):
+        ps = recomputes[t]
         cand = {p for p in ps if p in outs and pos[p] < t}
         need: set[str] = set()
         for p in cand:
@@ -525,7 +603,9 @@ def build_plan(
                 k = covering(o, t)
                 if k is not None and segs[o][k][0] == t and how(o, segs[o][k]) == "recompute":
                     seg = segs[o][k]
-                    if any(seg[0] <= pos[c] <= seg[-1] for c in g.tensors[o].consumers):
+                    if (o, k) in fed_later or any(
+                        seg[0] <= pos[c] <= seg[-1] for c in g.tensors[o].consumers
+                    ):
                         need.add(p)
         fed: list[tuple[str, str, int | None, str]] = []
         for p in sorted(cand, key=pos.__getitem__, reverse=True):
@@ -552,6 +632,7 @@ def build_plan(
         }
         emitted[t] = _run_order(sorted(need, key=pos.__getitem__), fed, prod, size, outs, persist)
         feeds[t] = fed
+        fed_later |= {(i, k) for _u, i, k, kind in fed if kind == "kept" and k is not None}
 
     # Slots: per step t, one per re-run of gap t, then the step itself.
     slot_of_run: dict[tuple[int, str], int] = {}

@@ -121,6 +121,87 @@ def _finish(
     return built
 
 
+# --- a lower bound from the cuts ------------------------------------------------------------
+
+
+def cut_bound(inst: RematInstance, *, time_limit: float = 5.0) -> int | None:
+    """A proven lower bound on the recompute cost (total compute minus ``base_cost``) of
+    every plan of the stage frame, whatever ``max_computes`` allows beyond one run; None if
+    no plan can fit (some stage cannot shed enough bytes).
+
+    The argument: while ``o_t`` first runs, resident are its inputs, its outputs, the graph
+    inputs between their first and last user, and every *live* part (made before ``t``,
+    read after ``t``) unless it is absent. So the parts absent at stage ``t`` hold at least
+    ``excess_t`` = (the no-recomputation bytes at ``t``) - budget. A part of operator ``i``
+    absent at ``t`` and read next at ``j > t`` needs a run of ``i`` in a stage of
+    ``(t, j]`` (a stage ends with its operator's first run, and the copy alive at ``t``, if
+    any, is gone). Minimising ``sum_i cost_i x (runs of i in those stages)`` over
+    ``e[q,t]`` (part absent) and ``z[i,s]`` (runs of ``i`` in stage ``s``):
+    ``sum_q size_q e[q,t] >= excess_t`` and ``sum_{s in (t, j]} z[i,s] >= e[q,t]``. Every
+    plan is a solution (with its absences and recomputations), so the model's optimum, and
+    the bound CBC proves on it within ``time_limit``, bound every plan. The memory that the
+    recomputations themselves need, and their inputs, are left out (hence a bound only).
+
+    >>> from cosma.graph import GraphBuilder
+    >>> g = (GraphBuilder().input("x", 1).op("a", ["x"], {"p": 4}).op("b", ["p"], {"q": 4})
+    ...      .op("c", ["q"], {"r": 4}).op("d", ["r", "p"], {"z": 1}).output("z").build())
+    >>> # at 9 bytes, p (4) must be absent while c runs (p, q, r: 12): a runs again (4)
+    >>> cut_bound(RematInstance.build(Problem(g, 9)))
+    4
+    """
+    n = inst.n
+    must = [inst.keep[t] + inst.transient[t] for t in range(n)]
+    for x, us in enumerate(inst.input_users):
+        for t in range(us[0], us[-1] + 1) if us else ():
+            must[t] += inst.input_size[x]
+    live: dict[int, list[int]] = {t: [] for t in range(n)}
+    for q, i in enumerate(inst.part_op):
+        readers = set(inst.part_readers[q])
+        for t in range(i + 1, max(readers, default=i) + 1):
+            if t in readers:
+                must[t] += inst.part_size[q]  # o_t reads it
+            else:
+                live[t].append(q)
+    prob = pulp.LpProblem("cut_bound", pulp.LpMinimize)
+    z: dict[tuple[int, int], pulp.LpVariable] = {}
+    for t in range(n):
+        over = must[t] + sum(inst.part_size[q] for q in live[t]) - inst.budget
+        if over <= 0:
+            continue
+        shed = []
+        for q in live[t]:
+            i = inst.part_op[q]
+            if not inst.recomputable(i):
+                continue
+            nxt = min(r for r in inst.part_readers[q] if r > t)
+            e = _var(prob, f"absent_{q}_{t}", lowBound=0, upBound=1, cat="Binary")
+            shed.append(inst.part_size[q] * e)
+            for u in range(t + 1, nxt + 1):
+                if (i, u) not in z:
+                    z[i, u] = _var(prob, f"runs_{i}_{u}", lowBound=0, cat="Integer")
+            prob += pulp.lpSum(z[i, u] for u in range(t + 1, nxt + 1)) >= e, f"back_{q}_{t}"
+        if over > sum(inst.part_size[q] for q in live[t] if inst.recomputable(inst.part_op[q])):
+            return None
+        prob += pulp.lpSum(shed) >= over, f"shed_{t}"
+    if not z:
+        return 0
+    cg = math.gcd(*inst.cost) or 1
+    prob += pulp.lpSum((inst.cost[i] // cg) * v for (i, _), v in z.items())
+    out = backends.backend("cbc").solve(prob, time_limit=max(0.1, time_limit), integral_gap=0.999)
+    if out.status == backends.INFEASIBLE:
+        return None
+    if out.bound is None:
+        return 0
+    return max(0, math.ceil(out.bound - 1e-6)) * cg
+
+
+def _best_bound(solver_bound: float | None, cut: int | None) -> float | None:
+    """The larger of a solver's proven bound and :func:`cut_bound` (both on the recompute
+    cost)."""
+    known = [b for b in (solver_bound, cut) if b is not None]
+    return max(known) if known else None
+
+
 # --- Checkmate's MILP ------------------------------------------------------------------------
 
 
@@ -273,6 +354,7 @@ def remat_milp(
         plan.reason = why
         return _finish(inst, plan, None, Status.INFEASIBLE, None, t0)
     backend = backends.backend(solver)
+    cut = cut_bound(inst, time_limit=min(5.0, time_limit / 10))
     prob, R, S, cg = _milp_model(inst, problem.budget)
     warm = _warm_start(inst, time_limit / 2)
     if warm is not None:
@@ -286,7 +368,7 @@ def remat_milp(
         integral_gap=0.999,
         warm_start=warm is not None,
     )
-    bound = None if out.bound is None else out.bound * cg
+    bound = _best_bound(None if out.bound is None else out.bound * cg, cut)
     if out.status == backends.INFEASIBLE:
         plan.reason = (
             "no plan fits the budget in the stage frame with at most "
@@ -450,6 +532,9 @@ def remat_cpsat(
         for c in range(1, len(starts[i])):
             m.add_bool_or(served_by.get((i, c), [])).only_enforce_if(present[i][c])
     m.add_cumulative(intervals, demands, problem.budget // mg)
+    cut = cut_bound(inst, time_limit=min(5.0, time_limit / 10))
+    if cut and objective:  # a proven bound (cut_bound) helps CP-SAT close the gap
+        m.add(sum(objective) >= -(-cut // cg))
     m.minimize(sum(objective))
     warm = _warm_start(inst, time_limit / 2) if hint else None
     if warm is not None:
@@ -491,8 +576,9 @@ def remat_cpsat(
     for key, value in (params or {}).items():
         setattr(solver.parameters, key, value)
     code = solver.solve(m)
-    bound = (
-        solver.best_objective_bound * cg if code in (cp_model.OPTIMAL, cp_model.FEASIBLE) else None
+    bound = _best_bound(
+        solver.best_objective_bound * cg if code in (cp_model.OPTIMAL, cp_model.FEASIBLE) else None,
+        cut,
     )
     if code == cp_model.INFEASIBLE:
         plan.reason = (
@@ -503,7 +589,7 @@ def remat_cpsat(
     if code not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
         if warm is not None:  # never worse than the best baseline
             plan.reason = f"CP-SAT stopped ({solver.status_name(code)}); best baseline kept"
-            return _finish(inst, plan, warm, Status.FEASIBLE, None, t0)
+            return _finish(inst, plan, warm, Status.FEASIBLE, bound, t0)
         plan.reason = f"CP-SAT stopped ({solver.status_name(code)}) before finding a plan"
         return _finish(inst, plan, None, Status.NO_SOLUTION, None, t0)
     comps = []

@@ -390,3 +390,21 @@ def test_cli(tmp_path):
     assert "dnc" in res.output and "non-compulsory" in res.output
     res = CliRunner().invoke(cli, ["replay", model, str(out), "--element-bytes", "1"])
     assert res.exit_code == 0 and "valid" in res.output
+
+
+def test_bound_includes_the_no_solver_floor():
+    """Where the exact engines' no-solver floor beats the cut bound (the Transformer at M_R:
+    the encoder output cannot stay beside the decoder's full operators), dnc reports at least
+    that floor, and a plan meeting it is proven."""
+    from cosma.api import load_model
+    from cosma.problem import resolve_budget
+    from cosma.solvers.exact import no_solver_floor
+
+    g = load_model("zoo:transformer", element_bytes=1)
+    problem = Problem(g, resolve_budget(g, "M_R"))
+    floor = no_solver_floor(problem)
+    plan = dnc(problem, time_limit=30, threads=1)
+    check(g, plan)
+    assert floor > 0
+    assert plan.lower_bound >= floor
+    assert (plan.status is Status.OPTIMAL) == (plan.objective == plan.lower_bound)
