@@ -9,6 +9,7 @@ import onnx
 import pytest
 from cases import skip  # noqa: F401  (re-exported: the case library owns it)
 from hypothesis import strategies as st
+from hypothesis.errors import UnsatisfiedAssumption
 
 from cosma import Graph, GraphBuilder
 from cosma.plan import Status
@@ -58,13 +59,14 @@ def random_dags(draw, max_ops: int = 8, max_size: int = 20, params: bool = True)
     return b.build()
 
 
-class SearchTooLarge(Exception):
+class SearchTooLarge(UnsatisfiedAssumption):
     """The exhaustive address search of :func:`brute_force_traffic` went past its node budget:
-    the example is too large to judge (a property test discards it)."""
+    the example is too large to judge. Raised inside a property test it discards the example
+    (it is what hypothesis's ``reject()`` raises); elsewhere it fails the test."""
 
 
 def brute_force_traffic(
-    graph, budget: int, setting=None, *, max_nodes: int | None = None
+    graph, budget: int, setting=None, *, max_nodes: int | None = 100_000
 ) -> int | None:
     """Exhaustive search: the least non-compulsory traffic of any plan (None if none).
 
@@ -75,9 +77,9 @@ def brute_force_traffic(
     backtracking over every address) is optimal. Loads happen only at uses and dead blocks
     are dropped right after the run: neither loses generality. Independent of cosma's
     solvers; only for tiny graphs with alignment 1. Backtracking over every address is
-    exponential (a random 6-operator graph can need 12^20 nodes): with ``max_nodes``, the
-    address search raises SearchTooLarge past that many nodes (a count, not a time, so the
-    outcome does not depend on the machine; 100,000 nodes take 3-9 s).
+    exponential (a random 6-operator graph can need 12^20 nodes): the address search raises
+    SearchTooLarge past ``max_nodes`` nodes (a count, not a time, so the outcome does not
+    depend on the machine; 100,000 nodes take 3-9 s; None: no limit).
     """
     import heapq
     from itertools import combinations
