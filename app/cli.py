@@ -604,8 +604,13 @@ def plan(
     if solver_log:
         files.check_writable(solver_log, force=True, option="--solver-log")
     t0 = time.perf_counter()
-    # The whole command, from interpreter start, shares one wall-clock limit.
-    deadline = Deadline.since_process_start(time_limit, reserve=tail_reserve(time_limit))
+    # The whole command, from interpreter start, shares one wall-clock limit; run in
+    # process (a test's CliRunner, a notebook) it counts from this call instead.
+    reserve = tail_reserve(time_limit)
+    if _AS_SCRIPT:
+        deadline = Deadline.since_process_start(time_limit, reserve=reserve)
+    else:
+        deadline = Deadline(time_limit, reserve=reserve)
 
     def progress(info: dict) -> None:
         shown_by_log = logging.getLogger("cosma.progress").isEnabledFor(logging.INFO)
@@ -1306,8 +1311,15 @@ def _closed_pipe() -> None:
     sys.exit(128 + signal.SIGPIPE)
 
 
+#: True when the ``cosma`` script runs (``main()`` with the process's own command line):
+#: only then does a time limit count from interpreter start.
+_AS_SCRIPT = False
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of the ``cosma`` script."""
+    global _AS_SCRIPT
+    _AS_SCRIPT = argv is None
     try:
         try:
             cli.main(args=list(argv) if argv is not None else None, prog_name="cosma")
