@@ -24,7 +24,7 @@ from onnx import shape_inference
 from cosma import options as check
 from cosma.errors import ModelImportError, UnsupportedModelError, UsageError
 from cosma.graph import Graph, Operator
-from cosma.graphs.shape_folding import fold_shapes
+from cosma.graphs.shape_folding import CONTROL_FLOW, NONDETERMINISTIC, fold_shapes
 from cosma.graphs.shape_folding import static_dims as _dims
 from cosma.options import MAX_BYTES
 
@@ -59,20 +59,6 @@ ELEMENT_BITS: dict[str, int] = {
     "INT2": 2,
     "FLOAT6E2M3": 6,
     "FLOAT6E3M2": 6,
-}
-
-#: Operators with subgraphs: cosma needs one static dataflow graph.
-CONTROL_FLOW = {"If", "Loop", "Scan", "SequenceMap"}
-
-#: Nodes with no data inputs that are still not constants.
-NONDETERMINISTIC = {
-    "RandomNormal",
-    "RandomUniform",
-    "RandomNormalLike",
-    "RandomUniformLike",
-    "Multinomial",
-    "Bernoulli",
-    "Dropout",
 }
 
 #: Nodes whose output depends only on their input's (static) shape.

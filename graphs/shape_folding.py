@@ -45,8 +45,11 @@ from onnx import numpy_helper, shape_inference
 
 log = logging.getLogger(__name__)
 
-#: Operators never evaluated: random, or holding subgraphs.
-_SKIP = {
+#: Operators with subgraphs: cosma needs one static dataflow graph.
+CONTROL_FLOW = {"If", "Loop", "Scan", "SequenceMap"}
+
+#: Nodes with no data inputs that are still not constants.
+NONDETERMINISTIC = {
     "RandomNormal",
     "RandomUniform",
     "RandomNormalLike",
@@ -54,11 +57,10 @@ _SKIP = {
     "Multinomial",
     "Bernoulli",
     "Dropout",
-    "If",
-    "Loop",
-    "Scan",
-    "SequenceMap",
 }
+
+#: Operators never evaluated: random, or holding subgraphs.
+_SKIP = NONDETERMINISTIC | CONTROL_FLOW
 
 
 def infer(model: onnx.ModelProto) -> onnx.ModelProto:
