@@ -542,12 +542,17 @@ def _left_out(items: Sequence[_Branch], capacity: int) -> int:
         return total - kept
     kept_f = 0.0
     room = capacity
+    # Best value per byte first; items of no space come first and always fit, even when
+    # the capacity is 0 (stopping at a full knapsack would leave them out: too high).
     for b in sorted(items, key=lambda b: -(b.value / b.space) if b.space else -math.inf):
-        take = 1.0 if b.space <= room else room / b.space
+        if b.space <= room:
+            take = 1.0
+        elif room > 0:
+            take = room / b.space
+        else:
+            continue
         kept_f += take * b.value
         room -= take * b.space
-        if room <= 0:
-            break
     return max(0, total - math.ceil(kept_f))
 
 
