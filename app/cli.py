@@ -506,19 +506,21 @@ def _remat_summary(graph: Graph, plan: Plan, elapsed: float) -> list[str]:
     help="With --objective compute: most runs of one operator (2 = one recomputation, as "
     "MOCCASIN); 0 for no bound.",
 )
-@click.option(
+@_checked_option(
     "--recompute-rate",
+    check_value=check.recompute_rate,
+    type=None,
     default=None,
     metavar="BYTES_PER_MAC",
-    callback=_checked(check.recompute_rate),
     help="Let a dropped activation come back by re-running its producer (milp, cpsat and "
     "their -fixed forms), and minimise traffic + this rate x recomputed MACs, e.g. 0.0064.",
 )
-@click.option(
+@_checked_option(
     "--accelerator",
+    check_value=check.accelerator_rate,
+    type=None,
     default=None,
     metavar="dram=BW,macs=RATE",
-    callback=_checked(check.accelerator_rate),
     help="The recompute rate from the accelerator: DRAM bandwidth over peak MAC rate, "
     "e.g. dram=25.6GB/s,macs=4T/s (0.0064 B/MAC).",
 )
