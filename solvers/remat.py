@@ -162,12 +162,18 @@ def cut_bound(inst: RematInstance, *, time_limit: float = 5.0) -> int | None:
                 must[t] += inst.part_size[q]  # o_t reads it
             else:
                 live[t].append(q)
+    # Runs counted by prefix: Z[i,u] = runs of i in stages (i, u], nondecreasing in u, so
+    # "a run of i in a stage of (t, j]" is Z[i,j] - Z[i,t] >= e (the same model as per-stage
+    # run counts z[i,s] = Z[i,s] - Z[i,s-1], with O(1) terms per row instead of O(j - t)).
     prob = pulp.LpProblem("cut_bound", pulp.LpMinimize)
-    z: dict[tuple[int, int], pulp.LpVariable] = {}
+    rows: list[tuple[int, int, int, object]] = []  # (i, t, j, e)
+    mg = math.gcd(*inst.part_size) or 1  # smaller numbers for the solver: sizes / mg
     for t in range(n):
         over = must[t] + sum(inst.part_size[q] for q in live[t]) - inst.budget
         if over <= 0:
             continue
+        if over > sum(inst.part_size[q] for q in live[t] if inst.recomputable(inst.part_op[q])):
+            return None
         shed = []
         for q in live[t]:
             i = inst.part_op[q]
@@ -175,18 +181,29 @@ def cut_bound(inst: RematInstance, *, time_limit: float = 5.0) -> int | None:
                 continue
             nxt = min(r for r in inst.part_readers[q] if r > t)
             e = _var(prob, f"absent_{q}_{t}", lowBound=0, upBound=1, cat="Binary")
-            shed.append(inst.part_size[q] * e)
-            for u in range(t + 1, nxt + 1):
-                if (i, u) not in z:
-                    z[i, u] = _var(prob, f"runs_{i}_{u}", lowBound=0, cat="Integer")
-            prob += pulp.lpSum(z[i, u] for u in range(t + 1, nxt + 1)) >= e, f"back_{q}_{t}"
-        if over > sum(inst.part_size[q] for q in live[t] if inst.recomputable(inst.part_op[q])):
-            return None
-        prob += pulp.lpSum(shed) >= over, f"shed_{t}"
-    if not z:
+            shed.append((inst.part_size[q] // mg) * e)
+            rows.append((i, t, nxt, e))
+        # sizes are multiples of mg, so the sum is too: round the excess up
+        prob += pulp.lpSum(shed) >= -(-over // mg), f"shed_{t}"
+    if not rows:
         return 0
+    points: dict[int, set[int]] = {}
+    for i, t, j, _ in rows:
+        points.setdefault(i, set()).update((t, j))
+    Z: dict[tuple[int, int], pulp.LpVariable] = {}
+    objective = []
     cg = math.gcd(*inst.cost) or 1
-    prob += pulp.lpSum((inst.cost[i] // cg) * v for (i, _), v in z.items())
+    for i in sorted(points):
+        prev = None
+        for u in sorted(points[i]):
+            Z[i, u] = _var(prob, f"runs_{i}_{u}", lowBound=0, cat="Integer")
+            if prev is not None:
+                prob += Z[i, u] >= prev, f"mono_{i}_{u}"
+            prev = Z[i, u]
+        objective.append((inst.cost[i] // cg) * prev)
+    for i, t, j, e in rows:
+        prob += Z[i, j] - Z[i, t] >= e, f"back_{e.name}"
+    prob += pulp.lpSum(objective)
     out = backends.backend("cbc").solve(prob, time_limit=max(0.1, time_limit), integral_gap=0.999)
     if out.status == backends.INFEASIBLE:
         return None
