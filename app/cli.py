@@ -828,7 +828,8 @@ def export_cmd(plan_file: str, fmt: str, output: str, force: bool, as_json: bool
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def zoo(family: str | None, as_json: bool) -> None:
     """List the zoo networks with their operator counts and memory figures (1 byte per
-    element, activations setting). Use them as zoo:NAME wherever a MODEL is taken."""
+    element, activations setting). Use them as zoo:NAME wherever a MODEL is taken, and
+    zoo:NAME:training for the training graph (forward, loss, backward) of NAME."""
     from cosma.graphs import zoo as zoo_module
 
     rows = []
