@@ -146,5 +146,5 @@ def test_misspelt_peak_fractions_name_the_form(budget):
     from cosma.errors import UsageError
 
     g = graph_from_nodelink({"nodes": _N, "links": _L})
-    with pytest.raises(UsageError, match="e.g. 0.9xpeak"):
+    with pytest.raises(UsageError, match=r"e\.g\. 0\.9xpeak"):
         resolve_remat_budget(g, budget)
