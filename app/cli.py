@@ -362,22 +362,6 @@ def _plan_summary(graph: Graph, plan: Plan, elapsed: float) -> list[str]:
     return lines
 
 
-def _remat_method(method: str) -> str:
-    """The rematerialization method for a -m name under --objective compute."""
-    if method.startswith("remat-"):
-        return method
-    names = {"milp": "remat-milp", "cpsat": "remat-cpsat", "baseline": "remat-chen-greedy"}
-    known = ("checkpoint-all", "sqrtn", "chen-greedy", "evict")
-    if method in names:
-        return names[method]
-    if method in known:
-        return f"remat-{method}"
-    raise UsageError(
-        f"method {method!r} does not minimise compute; with --objective compute use one of "
-        f"milp, cpsat, {', '.join(known)}"
-    )
-
-
 def _remat_summary(graph: Graph, plan: Plan, elapsed: float) -> list[str]:
     lines = [
         f"{graph.name}: {plan.method}"
@@ -557,16 +541,11 @@ def plan(
     occupancy and the time. A budget below M_R is refused, naming the operator that needs
     more.
     """
+    from cosma.api import objective_and_method
     from cosma.deadline import Deadline, tail_reserve
     from cosma.solvers import check_options, method_options, solve
 
-    if objective == "compute" or method.startswith("remat-"):
-        objective, method = "compute", _remat_method(method)
-    elif "peak" in budget.lower():
-        raise UsageError(
-            f"budget {budget!r}: fractions of the peak are for --objective compute "
-            "(rematerialization); for traffic use bytes or M_R, M_H, M_P"
-        )
+    objective, method = objective_and_method(objective, method, budget)
     # Only the options given on the command line go to the method, so one it does not take
     # (or an unknown solver or order) is an error, not silently ignored.
     ctx = click.get_current_context()
@@ -849,7 +828,8 @@ def export_cmd(plan_file: str, fmt: str, output: str, force: bool, as_json: bool
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def zoo(family: str | None, as_json: bool) -> None:
     """List the zoo networks with their operator counts and memory figures (1 byte per
-    element, activations setting). Use them as zoo:NAME wherever a MODEL is taken."""
+    element, activations setting). Use them as zoo:NAME wherever a MODEL is taken, and
+    zoo:NAME:training for the training graph (forward, loss, backward) of NAME."""
     from cosma.graphs import zoo as zoo_module
 
     rows = []

@@ -139,3 +139,12 @@ def test_cli_plans_a_json_file_with_both_engines(tmp_path):
         found[m] = doc["objective"]
         assert doc["peak"] <= doc["budget"]
     assert found["milp"] == found["cpsat"]
+
+
+@pytest.mark.parametrize("budget", ["90%peak", "-0.5xpeak", "1/2xpeak", "0.9peak"])
+def test_misspelt_peak_fractions_name_the_form(budget):
+    from cosma.errors import UsageError
+
+    g = graph_from_nodelink({"nodes": _N, "links": _L})
+    with pytest.raises(UsageError, match=r"e\.g\. 0\.9xpeak"):
+        resolve_remat_budget(g, budget)
