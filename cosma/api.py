@@ -117,10 +117,53 @@ def pick_method(graph: Graph) -> tuple[str, dict[str, Any], str]:
     )
 
 
+#: ``-m`` names under ``objective="compute"`` and the rematerialization methods they mean.
+_REMAT_SHORT = {"milp": "remat-milp", "cpsat": "remat-cpsat", "baseline": "remat-chen-greedy"}
+_REMAT_BASELINES = ("checkpoint-all", "sqrtn", "chen-greedy", "evict")
+_OBJECTIVES = ("traffic", "compute")
+
+
+def objective_and_method(objective: str, method: str, budget: Budget) -> tuple[str, str]:
+    """The objective and full method name a call means: ``objective="compute"`` (or a
+    ``remat-`` method) is rematerialization, where ``milp``/``cpsat``/``baseline`` and
+    Chen's baselines name the ``remat-`` methods and ``auto`` is ``remat-cpsat``; a budget
+    that is a fraction of the peak (``0.9xpeak``) is for that objective only.
+
+    >>> objective_and_method("compute", "cpsat", "0.9xpeak")
+    ('compute', 'remat-cpsat')
+    >>> objective_and_method("traffic", "remat-sqrtn", 1024)
+    ('compute', 'remat-sqrtn')
+    """
+    if objective not in _OBJECTIVES:
+        raise UsageError(f"unknown objective {objective!r}; choose traffic or compute")
+    if objective == "compute" or method.startswith("remat-"):
+        if method.startswith("remat-"):
+            return "compute", method
+        if method == "auto":
+            return "compute", "remat-cpsat"
+        if method in _REMAT_SHORT:
+            return "compute", _REMAT_SHORT[method]
+        if method in _REMAT_BASELINES:
+            return "compute", f"remat-{method}"
+        raise UsageError(
+            f"method {method!r} does not minimise compute; with --objective compute use one "
+            f"of auto, milp, cpsat, {', '.join(_REMAT_BASELINES)}"
+        )
+    if isinstance(budget, str) and "peak" in budget.lower():
+        raise UsageError(
+            f"budget {budget!r}: fractions of the peak are for --objective compute "
+            "(rematerialization); for traffic use bytes or M_R, M_H, M_P"
+        )
+    return objective, method
+
+
 def _check_options(method: str, options: Mapping[str, Any]) -> None:
     """Refuse options the method would ignore: a misspelt option is an error, not a no-op."""
     from cosma.solvers import METHODS, check_options
 
+    if method.startswith("remat-"):
+        check_options(method, options)  # names the remat methods if it is not one
+        return
     if method not in METHODS:
         raise UsageError(f"unknown method {method!r}; choose from: auto, {', '.join(METHODS)}")
     check_options(method, options)
@@ -137,9 +180,18 @@ def plan(
     element_bytes: float | None = None,
     input_shapes: Mapping[str, Sequence[int]] | Sequence[str] | None = None,
     progress: Progress | None = None,
+    objective: str = "traffic",
+    training: bool = False,
     **options: Any,
 ) -> Plan:
     """Find a plan for ``model`` in a scratchpad of ``budget`` bytes; replayed, typed.
+
+    ``objective="compute"`` solves rematerialization instead (docs/remat.md: a pooled
+    memory budget, no spills, least total compute; the plan's ``objective`` is the total
+    compute): ``method`` is then ``auto`` (= ``cpsat``), ``milp``, ``cpsat``,
+    ``checkpoint-all``, ``sqrtn``, ``chen-greedy``, ``evict`` or a ``remat-`` name, and
+    ``budget`` may be a fraction of the no-recomputation peak, ``"0.9xpeak"``.
+    ``training=True`` plans the model's training graph (as ``--training``).
 
     ``method`` is a name from ``cosma methods`` or ``"auto"`` (the exact MILP up to
     :data:`AUTO_EXACT_MAX_OPERATORS` operators, else decomposition or the best baseline;
@@ -160,15 +212,28 @@ def plan(
     >>> plan(g, 16, method="milp", solvr="cbc")
     Traceback (most recent call last):
     cosma.errors.UsageError: method 'milp' has no option 'solvr'; it takes: ...
+    >>> r = plan(g, "1xpeak", objective="compute", method="checkpoint-all")
+    >>> r.method, r.status.value, r.objective   # each once: 10 + 10 + 5 + 10 (cosma.cost)
+    ('remat-checkpoint-all', 'optimal', 35)
     """
     from cosma.simulator import replay
     from cosma.solvers import solve
 
+    objective, method = objective_and_method(objective, method, budget)
     graph = load_model(model, element_bytes=element_bytes, input_shapes=input_shapes)
+    if training:
+        from cosma.graphs.training import is_training_graph, training_graph
+
+        graph = graph if is_training_graph(graph) else training_graph(graph)
     chosen = Setting.parse(setting) if setting else (budget_setting(budget) or Setting.ACTIVATIONS)
-    nbytes = resolve_budget(
-        graph, budget, setting=chosen, alignment=alignment, time_limit=time_limit
-    )
+    if objective == "compute":
+        from cosma.remat import resolve_remat_budget
+
+        nbytes = resolve_remat_budget(graph, budget, setting=chosen)
+    else:
+        nbytes = resolve_budget(
+            graph, budget, setting=chosen, alignment=alignment, time_limit=time_limit
+        )
     problem = Problem(graph, nbytes, chosen, alignment)
     auto = None
     if method == "auto":
@@ -188,7 +253,8 @@ def plan(
     if result.status.has_plan:
         # Every plan was replayed by its method; check once more at the door, cheaply.
         r = replay(graph, result)
-        if not r.valid or r.non_compulsory != result.objective:
+        measured = r.compute if objective == "compute" else r.non_compulsory
+        if not r.valid or measured != result.objective:
             from cosma.errors import PlanError
 
             raise PlanError(f"plan from {result.method!r} does not replay: a bug in the method")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import numbers
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -599,6 +600,11 @@ def from_networkx(dag: nx.DiGraph, *, name: str | None = None) -> Graph:
         # ``cost`` (compute cost, e.g. MACs) overrides cosma.cost's estimate; ``phase``
         # (forward/backward) guides the rematerialization baselines.
         attrs = {k: data[k] for k in ("cost", "phase") if data.get(k) is not None}
+        if "cost" in attrs and not _is_cost(attrs["cost"]):
+            problems.append(
+                f"node {n!r}: attribute 'cost' should be a number of at least 0 (its compute "
+                f"cost, e.g. MACs), not {attrs['cost']!r}; leave it out to estimate it from shapes"
+            )
         ops.append(
             Operator(
                 str(n),
@@ -618,6 +624,13 @@ def from_networkx(dag: nx.DiGraph, *, name: str | None = None) -> Graph:
         problems,
         lambda: Graph(gname, ops, sizes, inputs=inputs, parameters=params, outputs=outputs),
     )
+
+
+def _is_cost(value: object) -> bool:
+    """A usable compute cost: a finite real number >= 0 (not a bool, not a string)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return False
+    return math.isfinite(float(value)) and value >= 0
 
 
 def _validated(name: str, problems: list[str], make: Callable[[], Graph]) -> Graph:

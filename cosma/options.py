@@ -192,6 +192,28 @@ def recompute_rate(value: object, *, option: str = "--recompute-rate"):
             f"fraction), not {value!r}; e.g. {option} 0.0064 (25.6 GB/s of DRAM against 4 "
             "TMAC/s), or describe the accelerator: --accelerator dram=25.6GB/s,macs=4T/s"
         )
+    return _rate_in_range(rate, value, option)
+
+
+#: Recompute rates cosma takes, in bytes per MAC (0 is taken too). Real accelerators sit
+#: around 1e-4 to 1e-1; the exact engines scale the objective by the rate's numerator and
+#: denominator, so rates far outside (1e30, 1e-400) overflow their number types.
+RATE_RANGE = ("1e-9", "1e6")
+_MAX_RATE_DENOMINATOR = 10**12
+
+
+def _rate_in_range(rate, value: object, option: str):
+    """``rate`` if 0 or within :data:`RATE_RANGE` with at most 12 decimals, else a
+    UsageError naming the range."""
+    from fractions import Fraction
+
+    lo, hi = (Fraction(x) for x in RATE_RANGE)
+    if rate != 0 and not (lo <= rate <= hi and rate.denominator <= _MAX_RATE_DENOMINATOR):
+        raise UsageError(
+            f"recompute rate {value!r} is out of range for {option}: give 0 or a rate from "
+            f"{RATE_RANGE[0]} to {RATE_RANGE[1]} bytes per MAC with at most 12 decimals; to "
+            "forbid recomputation leave the option out"
+        )
     return rate
 
 
@@ -245,4 +267,4 @@ def accelerator_rate(value: object, *, option: str = "--accelerator"):
         )
     dram = _rate_quantity(fields["dram"], "dram", ("", "B/s", "B"), "25.6GB/s")
     macs = _rate_quantity(fields["macs"], "macs", ("", "/s", "MAC/s", "MACs/s", "MACs"), "4T/s")
-    return dram / macs
+    return _rate_in_range(dram / macs, value, option)

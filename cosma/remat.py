@@ -429,6 +429,11 @@ def resolve_remat_budget(
 
     m = _PEAK_FRACTION.match(str(budget))
     if m is None:
+        if "peak" in str(budget).lower():  # 90%peak, 1/2xpeak, -0.5xpeak, 0.9xpeek...
+            raise UsageError(
+                f"cannot read budget {budget!r}: write a fraction of the no-recomputation "
+                "peak as a decimal followed by xpeak, e.g. 0.9xpeak (or bytes, or M_R...)"
+            )
         return resolve_budget(graph, budget, setting=setting)
     frac = Fraction(m.group(1))  # exact: 0.9 x 10 is 9, not 9.000000000000002
     if frac <= 0:

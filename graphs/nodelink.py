@@ -32,7 +32,7 @@ from collections.abc import Sequence
 import networkx as nx
 
 from cosma.errors import ModelImportError
-from cosma.graph import Graph, from_networkx
+from cosma.graph import Graph, _is_cost, from_networkx
 
 _SIZE_KEYS = ("cost_ram", "out_cost", "size")
 _COST_KEYS = ("cost_cpu", "duration", "cost")
@@ -48,23 +48,40 @@ def _first(d: dict, keys: Sequence[str]) -> object:
 def graph_from_nodelink(doc: dict, *, name: str | None = None) -> Graph:
     """A :class:`~cosma.graph.Graph` from a node-link document (see the module doc); the
     operators come in the document's order (``graph.order``, else node ids in order)."""
-    if not isinstance(doc, dict) or "nodes" not in doc:
+    if not isinstance(doc, dict) or not isinstance(doc.get("nodes"), list):
         raise ModelImportError("not a node-link graph: the JSON has no 'nodes' list")
-    meta = doc.get("graph") or {}
+    meta = _graph_attributes(doc.get("graph"))
     gname = name or str(meta.get("name") or "graph")
     nodes = doc["nodes"]
     links = doc.get("links", doc.get("edges", []))
+    if not isinstance(links, list) or not all(isinstance(x, dict) for x in links):
+        raise ModelImportError(
+            f"{gname}: 'links' should be a list of objects such as "
+            '{"source": 0, "target": 1} (or MOCCASIN\'s {"0": 0, "1": 1})'
+        )
     problems: list[str] = []
     ids: list[object] = []
     d = nx.DiGraph(name=gname)
     data: dict[object, dict] = {}
+    seen: set[str] = set()
     for k, node in enumerate(nodes):
         if not isinstance(node, dict):
             raise ModelImportError(f"node #{k} of the node-link graph is not an object")
         nid = node.get("id", node.get("name", k))
+        if isinstance(nid, bool) or not isinstance(nid, (int, str)):
+            raise ModelImportError(
+                f"{gname}: node #{k} has id {nid!r}: node ids are whole numbers or strings"
+            )
+        if str(nid) in seen:
+            raise ModelImportError(f"{gname}: two nodes have the id {nid!r}: ids must be unique")
+        seen.add(str(nid))
         size, cost = _first(node, _SIZE_KEYS), _first(node, _COST_KEYS)
         if size is None:
             problems.append(f"node {nid!r} has no output size ({' or '.join(_SIZE_KEYS)})")
+            continue
+        if cost is not None and not _is_cost(cost):
+            key = next(k for k in _COST_KEYS if k in node)
+            problems.append(f"node {nid!r}: {key!r} should be a number of at least 0, not {cost!r}")
             continue
         ids.append(nid)
         data[nid] = {"size": size, "cost": cost if cost is not None else 1}
@@ -76,6 +93,8 @@ def graph_from_nodelink(doc: dict, *, name: str | None = None) -> Graph:
     if problems:
         raise ModelImportError(f"{gname}: " + "; ".join(problems[:5]))
     if "order" in meta:
+        if not isinstance(meta["order"], list):
+            raise ModelImportError(f"{gname}: graph attribute 'order' should be a list of node ids")
         order = list(meta["order"])
         if sorted(map(str, order)) != sorted(map(str, ids)):
             raise ModelImportError(
@@ -100,7 +119,9 @@ def graph_from_nodelink(doc: dict, *, name: str | None = None) -> Graph:
     for k, link in enumerate(links):
         s = link.get("source", link.get("0"))
         t = link.get("target", link.get("1"))
-        if s not in known or t not in known:
+        if not all(
+            isinstance(x, (int, str)) and not isinstance(x, bool) and x in known for x in (s, t)
+        ):
             raise ModelImportError(f"{gname}: edge #{k} joins unknown nodes {s!r} -> {t!r}")
         d.add_edge(opname[s], opname[t])
     if not nx.is_directed_acyclic_graph(d):
@@ -114,6 +135,20 @@ def graph_from_nodelink(doc: dict, *, name: str | None = None) -> Graph:
         if d.out_degree(v) == 0:
             d.nodes[v]["output"] = True
     return from_networkx(d, name=gname)
+
+
+def _graph_attributes(meta: object) -> dict:
+    """The ``graph`` object of a node-link document (old networkx wrote a list of
+    ``[key, value]`` pairs)."""
+    if meta is None:
+        return {}
+    if isinstance(meta, dict):
+        return meta
+    if isinstance(meta, list) and all(isinstance(p, list) and len(p) == 2 for p in meta):
+        return {str(k): v for k, v in meta}
+    raise ModelImportError(
+        f"not a node-link graph: 'graph' should be an object of graph attributes, not {meta!r}"
+    )
 
 
 def _reordered(d: nx.DiGraph, order: list[str]) -> nx.DiGraph:

@@ -207,6 +207,20 @@ def _floating(dtype: str | None) -> bool:
     return dtype is None or "float" in dtype.lower() or "double" in dtype.lower()
 
 
+def is_training_graph(graph: Graph) -> bool:
+    """Whether ``graph`` already has backward operators (``phase`` ``backward``: made by
+    :func:`training_graph`, or a Checkmate/MOCCASIN training file).
+
+    >>> from cosma.graph import GraphBuilder
+    >>> g = GraphBuilder("f").input("x", 4).op("a", ["x"], {"y": 4}, "Relu").output("y").build()
+    >>> is_training_graph(g), is_training_graph(training_graph(g))
+    (False, True)
+    """
+    return any(
+        op.attributes.get("phase") in ("backward", "loss") for op in graph.operators.values()
+    )
+
+
 def training_graph(forward: Graph, *, name: str | None = None) -> Graph:
     """The training graph of ``forward``: forward, loss, backward (see the module doc).
 
@@ -218,6 +232,11 @@ def training_graph(forward: Graph, *, name: str | None = None) -> Graph:
     >>> training_graph(g).outputs  # no parameter: no gradient is needed at all
     ['loss']
     """
+    if is_training_graph(forward):
+        raise UsageError(
+            f"graph {forward.name!r} is already a training graph (it has backward operators): "
+            "plan it as it is, without --training"
+        )
     t = forward.tensors
     order = forward.topological_order()
     fw_cost = {v: operator_cost(forward, v) for v in order}

@@ -149,8 +149,13 @@ def load(name: str, **options: object) -> Graph:
         return training_graph(load(name[: -len("_training")], **options))
     if name not in table:
         close = [n for n in table if name.lower() in n or n in name.lower()]
+        if ":" in name and name.split(":")[0] in table:
+            close = [f"{name.split(':')[0]}:training"]  # zoo:NAME:train -> zoo:NAME:training
         hint = f" (did you mean {', '.join(close)}?)" if close else ""
-        raise UsageError(f"no zoo network named {name!r}{hint}; 'cosma zoo' lists them")
+        raise UsageError(
+            f"no zoo network named {name!r}{hint}; 'cosma zoo' lists them "
+            "(zoo:NAME:training for a network's training graph)"
+        )
     try:
         return table[name].make(**options)
     except TypeError as e:

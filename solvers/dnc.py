@@ -765,6 +765,7 @@ def cut_bound(
     solver: str | None = None,
     orders: Sequence[Sequence[str]] = (),
     exclude: Collection[str] = (),
+    cuts: Sequence[Collection[str]] = (),
 ) -> tuple[int, dict]:
     """A lower bound on the non-compulsory traffic of every plan, whatever its order, from
     the tensors that must be live across each operator in *some* cut of the graph.
@@ -800,6 +801,11 @@ def cut_bound(
     bounds the traffic of every plan on the other tensors only, and can be added to a
     bound on the excluded ones' traffic (dropping a tensor from the rows only relaxes).
 
+    ``cuts``: extra rows ``sum_{t in C} y(t) >= 1``, each valid for every plan (e.g. from
+    :func:`cosma.solvers.spillsets.window_bound`); ``y`` of a graph input or parameter
+    (cost ``size``) means the same (not resident at some operator between two of its
+    reads: the later read loads it again, and only its first load is compulsory).
+
     Returns the bound and statistics, among them ``cut_spilled``: the tensors with
     ``y = 1`` in the relaxation's solution (a hint of what a good plan spills).
 
@@ -814,17 +820,22 @@ def cut_bound(
     t0 = time.perf_counter()
     rows, stats = _cut_rows(problem, t0 + 0.7 * time_limit, orders, set(exclude))
     stats["cut_spilled"] = []
-    if not rows:
-        stats["cut"] = 0
-        return 0, stats
     g = problem.graph
     lv = liveness(g, setting=problem.setting, alignment=problem.alignment)
+    hits = [
+        {lv.tensor_index[t] for t in c if t in lv.tensor_index}
+        for c in cuts
+        if not set(c) & set(exclude)  # an excluded tensor's traffic is counted elsewhere
+    ]
+    if not rows and not hits:
+        stats["cut"] = 0
+        return 0, stats
     anc, _ = lv.reach()
-    used = sorted({t for row in rows for t in row[2]})
+    used = sorted({t for row in rows for t in row[2]} | {t for c in hits for t in c})
 
     def cost(t: int) -> int:
         real = g.tensors[lv.tensors[t]]
-        return real.size * (1 if real.kind is TensorKind.OUTPUT else 2)
+        return real.size * (2 if real.kind is TensorKind.ACTIVATION else 1)
 
     unit = math.gcd(*(cost(t) for t in used))
     prob = pulp.LpProblem("cut_cover", pulp.LpMinimize)
@@ -852,6 +863,8 @@ def cut_bound(
                 prob += r >= lhs - rhs - y[t]
             terms.append(lv.size[t] * r)
         prob += pulp.lpSum(terms) <= cap, f"v{v}"
+    for k, c in enumerate(hits):
+        prob += pulp.lpSum(y[t] for t in c) >= 1, f"hit{k}"
     name = solver or _default_solver()
     left = max(0.5, time_limit - (time.perf_counter() - t0))
     out = backends.backend(name).solve(prob, time_limit=left, threads=1, integral_gap=0.999)
@@ -1512,6 +1525,20 @@ def _search(
                     extra.append(to_plan(problem, sol, f"{label}-gaps", {}))
             starts += [p for p in extra if p is not None]
             best = min(starts, key=lambda p: p.objective)
+        if best.objective > bound:
+            # Spill sets with one order per window, their cuts added to the cut bound's
+            # program (a fixed amount of search effort: the same bound under any load).
+            from cosma.solvers.spillsets import window_bound
+
+            more, window_stats = window_bound(
+                problem,
+                best.order,
+                plans=[best],
+                time_limit=max(0.5, min(30.0, 0.25 * time_limit, left() / 3)),
+                solver=name,
+            )
+            stats |= {k: v for k, v in window_stats.items() if k != "window_values"}
+            bound = max(bound, more)
 
     def solution(p: Plan) -> Solution:
         blocks = blocks_of(problem, p)

@@ -128,6 +128,9 @@ def run(
     ('optimal', 'demo', 0)
     """
     deadline = Deadline.of(time_limit)
+    # The solve's own time: a shared deadline (the CLI's) may have started long before,
+    # at interpreter start, and its clock includes loading the model.
+    started = deadline.elapsed()
     options = {
         "mode": "joint" if order is None else "fixed",
         "time_limit": deadline.seconds,
@@ -163,7 +166,7 @@ def run(
                 **({"compute": base.stats["compute"]} if "compute" in base.stats else {}),
                 "phases": dict(deadline.phases),
             },
-            solve_time=deadline.elapsed(),
+            solve_time=deadline.elapsed() - started,
         )
 
     with deadline.phase("precheck"):
@@ -547,12 +550,17 @@ def _left_out(items: Sequence[_Branch], capacity: int) -> int:
         return total - kept
     kept_f = 0.0
     room = capacity
+    # Best value per byte first; items of no space come first and always fit, even when
+    # the capacity is 0 (stopping at a full knapsack would leave them out: too high).
     for b in sorted(items, key=lambda b: -(b.value / b.space) if b.space else -math.inf):
-        take = 1.0 if b.space <= room else room / b.space
+        if b.space <= room:
+            take = 1.0
+        elif room > 0:
+            take = room / b.space
+        else:
+            continue
         kept_f += take * b.value
         room -= take * b.space
-        if room <= 0:
-            break
     return max(0, total - math.ceil(kept_f))
 
 

@@ -141,3 +141,57 @@ def test_sweep_setting_from_budget_names():
 def test_sweep_refuses_a_backwards_range():
     with pytest.raises(UsageError, match="swap"):
         cosma.sweep(skip(), start="M_P", stop="M_R", methods=["baseline"], executor="serial")
+
+
+def _moccasin_doc(duration0: int = 4) -> dict:
+    # MOCCASIN's keys; order 0, 2, 1, 3; node 3 reads 0 again, nodes 1 and 3 are sinks.
+    return {
+        "graph": {"name": "tiny", "order": [0, 2, 1, 3]},
+        "nodes": [
+            {"name": 0, "out_cost": 10, "duration": duration0},
+            {"name": 1, "out_cost": 20, "duration": 5},
+            {"name": 2, "out_cost": 30, "duration": 7},
+            {"name": 3, "out_cost": 40, "duration": 9},
+        ],
+        "links": [{"0": 0, "1": 2}, {"0": 2, "1": 1}, {"0": 0, "1": 3}],
+    }
+
+
+@pytest.mark.parametrize("method", ["auto", "milp", "cpsat", "remat-cpsat"])
+def test_plan_rematerialization_from_the_library(method):
+    """By hand: the no-recomputation peak is 60 (at node 1: 0, 2 and 1 resident), so
+    0.9xpeak = 54. Node 1 needs 2 and itself (50); of what is kept only 0 (10) can go, and
+    it must come back for node 3: one recomputation of 0 (4). Optimum 4 + 7 + 5 + 9 + 4."""
+    from cosma.graphs.nodelink import graph_from_nodelink
+
+    g = graph_from_nodelink(_moccasin_doc())
+    p = cosma.plan(g, "0.9xpeak", objective="compute", method=method, time_limit=30)
+    assert p.method.startswith("remat-") and p.budget == 54
+    assert p.status.value == "optimal" and p.objective == 29 == p.lower_bound
+    assert replay(g, p).compute == 29
+
+
+def test_plan_rematerialization_of_a_training_graph_and_bad_objectives():
+    from cosma.cost import costs
+    from cosma.graphs.training import training_graph
+
+    g = (
+        cosma.GraphBuilder("mlp")
+        .input("x", 4)
+        .parameter("w", 16)
+        .op("fc", ["x", "w"], {"h": 4}, op_type="MatMul")
+        .op("act", ["h"], {"y": 4}, "Relu")
+        .output("y")
+        .build()
+    )
+    p = cosma.plan(g, "1xpeak", objective="compute", method="checkpoint-all", training=True)
+    assert p.status.value == "optimal"
+    assert p.objective == sum(costs(training_graph(g)).values())  # every operator once
+    with pytest.raises(UsageError, match="already a training graph"):
+        training_graph(training_graph(g))
+    with pytest.raises(UsageError, match="objective compute"):
+        cosma.plan(g, "0.9xpeak")  # a fraction of the peak is a rematerialization budget
+    with pytest.raises(UsageError, match="unknown objective"):
+        cosma.plan(g, 100, objective="time")
+    with pytest.raises(UsageError, match="does not minimise compute"):
+        cosma.plan(g, 100, objective="compute", method="dnc")

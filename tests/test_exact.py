@@ -186,3 +186,32 @@ def test_shared_deadline_spent_is_no_solution_or_the_warm_start():
 def test_unknown_or_inapplicable_options_are_errors(method, options, message):
     with pytest.raises(UsageError, match=message):
         solve(Problem(skip(), 16), method, **options)
+
+
+def _least_left_out(items, capacity):
+    """Independent brute force: least total value left out when the kept items fit."""
+    best = None
+    for mask in range(1 << len(items)):
+        kept = [b for i, b in enumerate(items) if mask >> i & 1]
+        if sum(b.space for b in kept) <= capacity:
+            left = sum(b.value for b in items) - sum(b.value for b in kept)
+            best = left if best is None else min(best, left)
+    return best
+
+
+@pytest.mark.parametrize("capacity", [0, 3, 7])
+def test_left_out_relaxation_keeps_items_of_no_space(capacity):
+    """The fractional branch (more than 10 items) is a lower bound of the exact knapsack,
+    also when the capacity is 0 and several items take no space: those always fit. (It
+    used to stop at the first item once the knapsack was full, leaving the other
+    zero-space items out and overstating what must leave: 9 instead of 0 below.)"""
+    from cosma.solvers.exact import _Branch, _left_out
+
+    items = [_Branch(f"z{i}", 0, 0, 1, ()) for i in range(9)]
+    items += [_Branch("a", 0, 4, 5, ()), _Branch("b", 0, 3, 2, ()), _Branch("c", 0, 6, 4, ())]
+    exact = _least_left_out(items, capacity)
+    got = _left_out(items, capacity)
+    assert got <= exact
+    if capacity == 0:
+        # nothing with space fits; the nine free items stay: 5 + 2 + 4 = 11 must leave
+        assert exact == 11 and got == 11

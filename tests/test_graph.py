@@ -138,6 +138,19 @@ def test_from_networkx_reports_problems():
     assert "does not write" in text
 
 
+@pytest.mark.parametrize("bad", [-5, "abc", "12", float("nan"), float("inf"), True, [3]])
+def test_from_networkx_refuses_a_cost_that_is_not_a_cost(bad):
+    # A bad `cost` used to be dropped silently for the shape estimate (2,000 MACs here).
+    d = nx.DiGraph()
+    d.add_node("a", size=100, inputs={"x": 50}, cost=bad)
+    d.add_node("b", size=10, cost=0)
+    d.add_edge("a", "b")
+    with pytest.raises(GraphValidationError, match="node 'a': attribute 'cost' should be a number"):
+        from_networkx(d)
+    d.nodes["a"]["cost"] = 7.0
+    assert from_networkx(d).operators["a"].attributes["cost"] == 7.0
+
+
 def test_identity_ignores_insertion_order_but_not_sizes():
     g1 = weighted_diamond()
     g2 = (

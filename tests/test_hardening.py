@@ -72,6 +72,11 @@ def _no_traceback(r, code: int, *needles: str) -> None:
         (["-s", "1.5"], "a byte count is a whole number"),
         (["-s", "1" + "0" * 30], "too large"),
         (["--write-model", "model.txt"], "must end in .lp or .mps"),
+        # rates beyond what the engines' number types hold (1e400 was an internal error)
+        (["--recompute-rate", "1e400"], "out of range"),
+        (["--recompute-rate", "1e-400"], "out of range"),
+        (["--recompute-rate", "1e30"], "out of range"),
+        (["--accelerator", "dram=1e30B/s,macs=1/s"], "out of range"),
     ],
 )
 def test_plan_option_values_are_checked_up_front(args, needle):

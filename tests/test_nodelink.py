@@ -67,6 +67,37 @@ def test_bad_files(tmp_path):
         load_graph(str(bad))
 
 
+_N = [{"id": 0, "cost_ram": 4, "cost_cpu": 1}, {"id": 1, "cost_ram": 5, "cost_cpu": 2}]
+_L = [{"source": 0, "target": 1}]
+
+
+@pytest.mark.parametrize(
+    "doc, needle",
+    [
+        # each of these was an internal error (AttributeError, TypeError) or lost a node
+        ({"graph": "abc", "nodes": _N, "links": _L}, "'graph' should be an object"),
+        ({"nodes": None}, "no 'nodes' list"),
+        ({"nodes": _N, "links": {"a": 1}}, "'links' should be a list of objects"),
+        ({"nodes": _N, "links": [[0, 1]]}, "'links' should be a list of objects"),
+        ({"graph": {"order": 5}, "nodes": _N, "links": _L}, "'order' should be a list"),
+        ({"nodes": [_N[0], _N[0]], "links": []}, "two nodes have the id 0"),
+        ({"nodes": [{"id": 0, "cost_ram": 4}, {"id": "0", "cost_ram": 5}]}, "two nodes have"),
+        ({"nodes": [{"id": [1], "cost_ram": 3}]}, "node ids are whole numbers or strings"),
+        ({"nodes": _N, "links": [{"source": [0], "target": 1}]}, "joins unknown nodes"),
+        ({"nodes": [{"id": 0, "cost_ram": 4, "cost_cpu": -3}]}, "'cost_cpu' should be a number"),
+        ({"nodes": [{"name": 0, "out_cost": 4, "duration": "x"}]}, "'duration' should be a num"),
+    ],
+)
+def test_malformed_documents_are_one_clear_error(doc, needle):
+    with pytest.raises(ModelImportError, match=needle):
+        graph_from_nodelink(doc)
+
+
+def test_graph_attributes_as_pairs_old_networkx():
+    g = graph_from_nodelink({"graph": [["name", "old"]], "nodes": _N, "links": _L})
+    assert g.name == "old" and g.num_operators == 2
+
+
 def test_random_layered_round_trip(tmp_path):
     g = random_layered(40, seed=3)
     assert g.num_operators == 40 and g.is_schedule(g.file_order)
@@ -108,3 +139,12 @@ def test_cli_plans_a_json_file_with_both_engines(tmp_path):
         found[m] = doc["objective"]
         assert doc["peak"] <= doc["budget"]
     assert found["milp"] == found["cpsat"]
+
+
+@pytest.mark.parametrize("budget", ["90%peak", "-0.5xpeak", "1/2xpeak", "0.9peak"])
+def test_misspelt_peak_fractions_name_the_form(budget):
+    from cosma.errors import UsageError
+
+    g = graph_from_nodelink({"nodes": _N, "links": _L})
+    with pytest.raises(UsageError, match=r"e\.g\. 0\.9xpeak"):
+        resolve_remat_budget(g, budget)

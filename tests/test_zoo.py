@@ -171,6 +171,8 @@ def test_cli_takes_zoo_names():
     assert r.exit_code == 0 and '"m_r": 2408448' in r.output
     r = CliRunner().invoke(cli, ["inspect", "zoo:resnet5"])
     assert r.exit_code == 2 and "did you mean resnet50" in r.output
+    r = CliRunner().invoke(cli, ["inspect", "zoo:resnet50:train"])  # a misspelt training form
+    assert r.exit_code == 2 and "did you mean resnet50:training" in r.output
     r = CliRunner().invoke(cli, ["inspect", "zoo:resnet50", "--input-shape", "x=1x3x8x8"])
     assert r.exit_code == 2 and "applies to ONNX files" in r.output
     assert load_graph("zoo:squeezenet-onnx").num_operators == 66
