@@ -1344,9 +1344,7 @@ class _Search:
             pieces=pieces,
         )
 
-    def sweep(
-        self, windows: Sequence[tuple], *, joint: bool, limit: float, until: float
-    ) -> bool:
+    def sweep(self, windows: Sequence[tuple], *, joint: bool, limit: float, until: float) -> bool:
         """Re-solve each window ``(a, b)`` or ``(a, b, frozen)`` in turn; True if the
         incumbent improved. A window already tried on the same incumbent with at least
         this time limit is skipped (it would give the same answer)."""
@@ -1772,53 +1770,6 @@ def _spill_windows(
             for w in ends:
                 found[w] = found.get(w, 0) + g.tensors[t].size
     return sorted(found, key=lambda w: (-found[w], w))
-
-
-def _focus_windows(
-    problem: Problem, sol: Solution, reach: int, *, max_ops: int, max_free: int
-) -> list[tuple[int, int, frozenset[str]]]:
-    """Long windows around each reloaded tensor, with most of their order fixed: from
-    ``reach`` steps before the tensor's producer (or where it left) to ``reach`` after
-    its reload, at most ``max_ops`` long; the operators within ``reach`` steps of the
-    producer, of where it left and of its reload, and the tensor's readers in the window,
-    are free (at most ``max_free``, nearest first), the others keep their relative
-    order. Costliest first (bytes reloaded); each as ``(a, b, frozen)``."""
-    g = problem.graph
-    n = len(sol.order)
-    pos = {v: i for i, v in enumerate(sol.order)}
-    by: dict[str, list[Residency]] = {}
-    for r in sol.blocks:
-        by.setdefault(r.tensor, []).append(r)
-    found: dict[tuple[int, int], tuple[int, set[int]]] = {}
-    for t, rs in by.items():
-        rs.sort(key=lambda r: r.start)
-        p = g.tensors[t].producer
-        made = pos[p] if p is not None else None
-        for prev, r in itertools.pairwise(rs):
-            left = min(prev.end, made if made is not None else prev.end)
-            a, b = max(0, left - reach), min(n, r.start + reach + 1)
-            if b - a > max_ops:  # keep the reload's end, cut the start
-                a = max(0, b - max_ops)
-            anchors = [r.start, prev.end, *([made] if made is not None else [])]
-            anchors += [pos[c] for c in g.tensors[t].consumers if a <= pos[c] < b]
-            near = sorted(
-                (abs(i - x), i)
-                for x in anchors
-                for i in range(max(a, x - reach), min(b, x + reach + 1))
-            )
-            free: set[int] = set()
-            for _, i in near:
-                if len(free) >= max_free:
-                    break
-                free.add(i)
-            cost, old = found.get((a, b), (0, set()))
-            found[(a, b)] = (cost + g.tensors[t].size, old | free)
-    out = []
-    for (a, b), (cost, free) in sorted(found.items(), key=lambda kv: (-kv[1][0], kv[0])):
-        if b - a <= len(free) + 1:
-            continue
-        out.append((a, b, frozenset(sol.order[i] for i in range(a, b) if i not in free)))
-    return out
 
 
 def _window_key(sol: Solution, a: int, b: int, joint: bool, frozen: Collection[str]) -> tuple:

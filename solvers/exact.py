@@ -178,9 +178,13 @@ def run(
         if not warm.status.has_plan:
             warm = None
         # A caller's plan (e.g. the incumbent of a window, cosma.solvers.dnc) when better.
-        if hint is not None and hint.status.has_plan and (seq is None or hint.order == seq):
-            if warm is None or hint.objective < warm.objective:
-                warm = hint
+        if (
+            hint is not None
+            and hint.status.has_plan
+            and (seq is None or hint.order == seq)
+            and (warm is None or hint.objective < warm.objective)
+        ):
+            warm = hint
     report(
         method,
         seconds=deadline.elapsed(),
