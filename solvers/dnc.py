@@ -1532,7 +1532,9 @@ def _search(
                 problem,
                 best.order,
                 plans=[best],
-                time_limit=max(0.5, min(30.0, 0.25 * time_limit, left() / 3)),
+                orders=[list(g.file_order), *(p.order for p in starts)],
+                work=800_000,
+                time_limit=max(0.5, min(25.0, 0.2 * time_limit, left() / 3)),
                 solver=name,
             )
             stats |= {k: v for k, v in window_stats.items() if k != "window_values"}

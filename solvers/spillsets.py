@@ -317,6 +317,7 @@ def window_bound(
     order: Sequence[str],
     *,
     plans: Sequence[Plan] = (),
+    orders: Sequence[Sequence[str]] = (),
     max_ops: int = 120,
     work: int = 1_500_000,
     time_limit: float = 30.0,
@@ -326,14 +327,18 @@ def window_bound(
     its order: :func:`spill_set_relaxation` on windows of ``order``, its cuts added to
     :func:`~cosma.solvers.dnc.cut_bound`.
 
-    *Windows.* Spans of ``order`` (at most ``max_ops`` operators) around each operator
+    *Windows.* First, operator sets around the cut bound's rows taken from the graph
+    itself (:func:`_dag_windows`); then spans of ``order`` (at most ``max_ops`` operators)
+    around each operator
     where the cut bound has a row (from the first producer to the last reader of the
     tensors its row counts), then around each reload in ``plans`` (from the tensor's
     creation or previous use to the reload), or if neither gives one, around each step
     where ``order`` without spills holds more than the budget; overlapping spans are
     merged while the union stays within ``max_ops``; windows are solved in that order
-    while effort lasts.
-    ``order`` only chooses the operator sets: any set gives a valid bound.
+    while effort lasts; then the same row windows in each of ``orders`` (other schedules
+    cut the graph differently: a window's operator set decides what it sees); windows
+    contained in an earlier one are skipped. The orders only choose operator sets: any
+    set gives a valid bound.
 
     *Why a window's cuts hold for every plan.* Let ``H`` be the window's operators and
     ``y(t) = 1`` when a plan does not keep ``t`` resident at some operator it is live
@@ -380,26 +385,36 @@ def window_bound(
     g = problem.graph
     lv = liveness(g, setting=problem.setting, alignment=problem.alignment)
     rows, _ = _cut_rows(problem, t0 + 0.2 * time_limit, [order])
-    spans: list[tuple[int, int]] = []
-    half = max(1, max_ops // 2)
-    for v, _cap, local, _free in rows:
-        at = pos[lv.ops[v]]
-        lo = min([at, *(pos[lv.ops[lv.producer[t]]] for t in local)])
-        hi = max([at, *(pos[lv.ops[c]] for t in local for c in lv.consumers[t])]) + 1
-        if hi - lo > max_ops:
-            lo, hi = max(lo, at - half), min(hi, at + half + 1)
+
+    def row_windows(seq: list[str]) -> list[list[str]]:
+        at_ = {v: i for i, v in enumerate(seq)}
+        spans: list[tuple[int, int]] = []
+        half = max(1, max_ops // 2)
+        for v, _cap, local, _free in rows:
+            at = at_[lv.ops[v]]
+            lo = min([at, *(at_[lv.ops[lv.producer[t]]] for t in local)])
+            hi = max([at, *(at_[lv.ops[c]] for t in local for c in lv.consumers[t])]) + 1
             if hi - lo > max_ops:
-                hi = lo + max_ops
-        spans.append((lo, hi))
-    windows = _merge(spans, max_ops)
+                lo, hi = max(lo, at - half), min(hi, at + half + 1)
+                if hi - lo > max_ops:
+                    hi = lo + max_ops
+            spans.append((lo, hi))
+        return [seq[a:b] for a, b in _merge(spans, max_ops)]
+
+    windows = _dag_windows(lv, rows, max_ops) + row_windows(order)
     reloads = [w for p in plans for w in _reload_spans(problem, p, pos, max_ops)]
     if not windows and not reloads:
         reloads = _overload_spans(problem, order, max_ops)
-    windows += [
-        (a, b)
-        for a, b in _merge(reloads, max_ops)
-        if not any(c <= a and b <= d for c, d in windows)
-    ]
+    for extra in orders:
+        if sorted(extra) == sorted(order):
+            windows += row_windows(list(extra))
+    windows += [order[a:b] for a, b in _merge(reloads, max_ops)]
+    seen: list[frozenset[str]] = []
+    for ops in windows:
+        key = frozenset(ops)
+        if not any(key <= other for other in seen):
+            seen.append(key)
+    windows = [[v for v in order if v in key] for key in seen]
     stats: dict = {"window_windows": len(windows), "window_values": {}, "window_spilled": {}}
     _, idx, both, ml_cost = _must_live(problem)
     costs = {}
@@ -408,10 +423,9 @@ def window_bound(
         costs[t] = real.size * (2 if real.kind is TensorKind.ACTIVATION else 1)
     cuts: list[list[str]] = []
     best = 0
-    for a, b in windows:
+    for k, ops in enumerate(windows):
         if budget.stopped:
             break
-        ops = order[a:b]
         own = {t for v in ops for t in (*g.operators[v].inputs, *g.operators[v].outputs)}
         mask = sum(1 << idx[v] for v in ops)
         through = sorted(t for t, m in both.items() if m & mask == mask and t not in own)
@@ -422,9 +436,10 @@ def window_bound(
             solver=solver,
             _budget=budget,
         )
-        stats["window_values"][f"{a}-{b}"] = value
+        label = f"{k}: {ops[0]} .. {ops[-1]} ({len(ops)} operators)"
+        stats["window_values"][label] = value
         if st["ssr_spilled"]:
-            stats["window_spilled"][f"{a}-{b}"] = st["ssr_spilled"]
+            stats["window_spilled"][label] = st["ssr_spilled"]
         cuts += st["ssr_cuts"]
         best = max(best, value)
     stats["window_cuts"] = len(cuts)
@@ -457,6 +472,45 @@ def _reload_spans(
         for t in (*op.inputs, *op.outputs):
             last[t] = at
     return spans
+
+
+def _dag_windows(lv, rows, max_ops: int) -> list[list[str]]:
+    """Operator sets around the cut bound's rows, whatever the order: for a row at ``v``,
+    the operators between the tensors its row counts (descendants of their producers that
+    are ancestors of their readers or of ``v``); overlapping sets are merged while the
+    union has at most ``max_ops`` operators; then operators whose predecessors are all in
+    the set join it (in topological order) up to ``max_ops``, so that a window also holds
+    the work that can run beside it (e.g. another cell's preprocessing of its tensors)."""
+    anc, desc = lv.reach()
+    sets: list[int] = []
+    for v, _cap, local, _free in rows:
+        down, up = 0, (1 << v) | anc[v]
+        for t in local:
+            down |= (1 << lv.producer[t]) | desc[lv.producer[t]]
+            for c in lv.consumers[t]:
+                up |= (1 << c) | anc[c]
+        w = down & up | (1 << v)
+        if w.bit_count() > max_ops:
+            continue
+        for k, other in enumerate(sets):
+            if other & w and (other | w).bit_count() <= max_ops:
+                sets[k] = other | w
+                break
+        else:
+            sets.append(w)
+    out = []
+    for w in sets:
+        grown = True
+        while grown and w.bit_count() < max_ops:
+            grown = False
+            for u in range(lv.n):
+                if not (w >> u) & 1 and lv.pred_mask[u] and not lv.pred_mask[u] & ~w:
+                    w |= 1 << u
+                    grown = True
+                    if w.bit_count() >= max_ops:
+                        break
+        out.append([lv.ops[u] for u in range(lv.n) if (w >> u) & 1])
+    return out
 
 
 def _overload_spans(problem: Problem, order: list[str], max_ops: int) -> list[tuple[int, int]]:
