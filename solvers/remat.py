@@ -162,12 +162,18 @@ def cut_bound(inst: RematInstance, *, time_limit: float = 5.0) -> int | None:
                 must[t] += inst.part_size[q]  # o_t reads it
             else:
                 live[t].append(q)
+    # Runs counted by prefix: Z[i,u] = runs of i in stages (i, u], nondecreasing in u, so
+    # "a run of i in a stage of (t, j]" is Z[i,j] - Z[i,t] >= e (the same model as per-stage
+    # run counts z[i,s] = Z[i,s] - Z[i,s-1], with O(1) terms per row instead of O(j - t)).
     prob = pulp.LpProblem("cut_bound", pulp.LpMinimize)
-    z: dict[tuple[int, int], pulp.LpVariable] = {}
+    rows: list[tuple[int, int, int, object]] = []  # (i, t, j, e)
+    mg = math.gcd(*inst.part_size) or 1  # smaller numbers for the solver: sizes / mg
     for t in range(n):
         over = must[t] + sum(inst.part_size[q] for q in live[t]) - inst.budget
         if over <= 0:
             continue
+        if over > sum(inst.part_size[q] for q in live[t] if inst.recomputable(inst.part_op[q])):
+            return None
         shed = []
         for q in live[t]:
             i = inst.part_op[q]
@@ -175,18 +181,29 @@ def cut_bound(inst: RematInstance, *, time_limit: float = 5.0) -> int | None:
                 continue
             nxt = min(r for r in inst.part_readers[q] if r > t)
             e = _var(prob, f"absent_{q}_{t}", lowBound=0, upBound=1, cat="Binary")
-            shed.append(inst.part_size[q] * e)
-            for u in range(t + 1, nxt + 1):
-                if (i, u) not in z:
-                    z[i, u] = _var(prob, f"runs_{i}_{u}", lowBound=0, cat="Integer")
-            prob += pulp.lpSum(z[i, u] for u in range(t + 1, nxt + 1)) >= e, f"back_{q}_{t}"
-        if over > sum(inst.part_size[q] for q in live[t] if inst.recomputable(inst.part_op[q])):
-            return None
-        prob += pulp.lpSum(shed) >= over, f"shed_{t}"
-    if not z:
+            shed.append((inst.part_size[q] // mg) * e)
+            rows.append((i, t, nxt, e))
+        # sizes are multiples of mg, so the sum is too: round the excess up
+        prob += pulp.lpSum(shed) >= -(-over // mg), f"shed_{t}"
+    if not rows:
         return 0
+    points: dict[int, set[int]] = {}
+    for i, t, j, _ in rows:
+        points.setdefault(i, set()).update((t, j))
+    Z: dict[tuple[int, int], pulp.LpVariable] = {}
+    objective = []
     cg = math.gcd(*inst.cost) or 1
-    prob += pulp.lpSum((inst.cost[i] // cg) * v for (i, _), v in z.items())
+    for i in sorted(points):
+        prev = None
+        for u in sorted(points[i]):
+            Z[i, u] = _var(prob, f"runs_{i}_{u}", lowBound=0, cat="Integer")
+            if prev is not None:
+                prob += Z[i, u] >= prev, f"mono_{i}_{u}"
+            prev = Z[i, u]
+        objective.append((inst.cost[i] // cg) * prev)
+    for i, t, j, e in rows:
+        prob += Z[i, j] - Z[i, t] >= e, f"back_{e.name}"
+    prob += pulp.lpSum(objective)
     out = backends.backend("cbc").solve(prob, time_limit=max(0.1, time_limit), integral_gap=0.999)
     if out.status == backends.INFEASIBLE:
         return None
@@ -227,13 +244,14 @@ def _milp_model(inst: RematInstance, budget: int) -> tuple[pulp.LpProblem, dict,
     in_users = {x: set(us) for x, us in enumerate(inst.input_users)}
     owner = inst.part_op
 
-    # R: recompute i in stage t, only where a reader of i can run (some user j <= t).
+    # R: recompute i in stage t, any stage after its own. Not only from its first reader's
+    # stage on: an early recomputation, while i's inputs are still resident for another
+    # reader, can spare keeping those inputs (or re-running their producers) until then.
     R: dict[tuple[int, int], object] = {}
     for i in range(n):
         if not inst.recomputable(i):
             continue
-        lo = max(i + 1, inst.users[i][0])
-        for t in range(lo, n):
+        for t in range(i + 1, n):
             R[t, i] = _var(prob, f"R_{t}_{i}", cat=pulp.LpBinary)
 
     def r(t: int, i: int):
@@ -450,7 +468,20 @@ def remat_cpsat(
         plan.reason = why
         return _finish(inst, plan, None, Status.INFEASIBLE, None, t0)
     n = inst.n
-    horizon = position(n - 1, n - 1) + 1
+
+    # The time axis: position (t, k) is t * n + k (stage t's runs in order, then a gap up to
+    # the next stage). The order is that of cosma.remat.position, so the model is the same;
+    # but a recomputation's start is then the affine n * stage + i of a stage variable with
+    # an interval domain, where the triangular numbering needs an explicit list of values
+    # (on the 353-node ResNet-50 those lists made CP-SAT's presolve take ~60 s, not 1 s).
+    def at(t: int, k: int) -> int:
+        return t * n + k
+
+    def axis(p: int) -> int:  # cosma.remat.position numbering -> this axis
+        return at(*_stage_of(p))
+
+    horizon = at(n - 1, n - 1) + 1
+    stage_var: dict[tuple[int, int], object] = {}
     # common factors out of costs and sizes (MOCCASIN does the same): smaller numbers
     cg = math.gcd(*inst.cost) or 1
     mg = math.gcd(*[b for b in (*inst.part_size, *inst.transient, *inst.input_size) if b]) or 1
@@ -463,15 +494,17 @@ def remat_cpsat(
     serves: dict[tuple[int, int, int, int], object] = {}  # (part, copy, reader, copy)
     objective = []
     for i in range(n):
-        slots = [position(t, i) for t in range(max(i + 1, (inst.users[i] or [n])[0]), n)]
-        copies = min(inst.max_computes[i], 1 + len(slots)) if inst.users[i] else 1
+        # any stage after i's own (also before its first reader's: see remat_milp's R)
+        lo = i + 1
+        copies = min(inst.max_computes[i], 1 + max(0, n - lo)) if inst.users[i] else 1
         starts[i], present[i] = [], []
         for c in range(copies):
             if c == 0:
-                s = m.new_constant(position(i, i))
+                s = m.new_constant(at(i, i))
                 p = m.new_constant(1)
             else:
-                s = m.new_int_var_from_domain(cp_model.Domain.from_values(slots), f"start_{i}_{c}")
+                stage_var[i, c] = m.new_int_var(lo, n - 1, f"stage_{i}_{c}")
+                s = n * stage_var[i, c] + i
                 p = m.new_bool_var(f"present_{i}_{c}")
                 m.add_implication(p, present[i][c - 1])
                 for q in inst.op_parts[i]:
@@ -497,7 +530,7 @@ def remat_cpsat(
     for x, us in enumerate(inst.input_users):
         if not us:
             continue
-        s0 = position(us[0], us[0])
+        s0 = at(us[0], us[0])
         e = m.new_int_var(s0 + 1, horizon, f"end_in{x}")
         in_start[x], in_end[x] = s0, e
         length = m.new_int_var(1, horizon, f"length_in{x}")
@@ -546,27 +579,30 @@ def remat_cpsat(
                 for c in range(len(starts[i])):
                     on = c < len(runs[i])
                     a = (
-                        runs[i][c]
+                        axis(runs[i][c])
                         if on
-                        else (starts[i][c].proto.domain[0] if c else position(i, i))
+                        else at(stage_var[i, c].proto.domain[0], i)
+                        if c
+                        else at(i, i)
                     )
                     if c:
                         m.add_hint(present[i][c], on)
-                        m.add_hint(starts[i][c], a)
+                        m.add_hint(stage_var[i, c], a // n)
                     for q in inst.op_parts[i]:
-                        b = held[q][c][1] if on else a + 1
+                        b = axis(held[q][c][1] - 1) + 1 if on else a + 1
                         m.add_hint(ends[q, c], b)
                         m.add_hint(lengths[q, c], b - a)
             for (q, c2, j, c), z in serves.items():
                 i = inst.part_op[q]
                 on = c < len(runs[j]) and c2 < len(runs[i])
                 if on:
-                    sj = runs[j][c]
+                    sj = runs[j][c]  # (cosma.remat.position numbering, as held)
                     a, b = held[q][c2]
                     on = a < sj < b
                 m.add_hint(z, on)
             for x, e in in_ends.items():
                 if x in in_end:
+                    e = axis(e - 1) + 1
                     m.add_hint(in_end[x], e)
                     m.add_hint(in_len[x], e - in_start[x])
     solver = cp_model.CpSolver()
@@ -596,7 +632,7 @@ def remat_cpsat(
     for i in range(n):
         for c in range(1, len(starts[i])):
             if solver.boolean_value(present[i][c]):
-                comps.append(_stage_of(solver.value(starts[i][c])))
+                comps.append((solver.value(stage_var[i, c]), i))
     status = Status.OPTIMAL if code == cp_model.OPTIMAL else Status.FEASIBLE
     return _finish(inst, plan, comps, status, bound, t0)
 
