@@ -24,6 +24,7 @@ separate accounting option is needed.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import random
@@ -33,6 +34,8 @@ import networkx as nx
 
 from cosma.errors import ModelImportError
 from cosma.graph import Graph, _is_cost, from_networkx
+
+log = logging.getLogger(__name__)
 
 _SIZE_KEYS = ("cost_ram", "out_cost", "size")
 _COST_KEYS = ("cost_cpu", "duration", "cost")
@@ -174,9 +177,23 @@ def load_nodelink(path: str | os.PathLike, *, name: str | None = None) -> Graph:
 def to_nodelink(graph: Graph) -> dict:
     """A node-link document of a graph whose operators each write one tensor someone reads
     or a graph output (what the anchors' format can say): ``cost_ram``, ``cost_cpu``,
-    ``graph.order`` = the file order."""
+    ``graph.order`` = the file order. Anything else (an operator with several outputs,
+    graph inputs and parameters, which the format has no place for) is merged or left out,
+    with a warning: the file then describes a different problem."""
     from cosma.cost import operator_cost
 
+    multi = [v for v in graph.file_order if len(graph.operators[v].outputs) > 1]
+    outside = [*graph.inputs, *graph.parameters]
+    if multi or outside:
+        log.warning(
+            "%s: the node-link format has one output per node and no graph inputs: %d "
+            "operators' outputs are merged (e.g. %s) and %d inputs/parameters left out; "
+            "the file describes a different problem than the graph",
+            graph.name,
+            len(multi),
+            multi[0] if multi else "-",
+            len(outside),
+        )
     ids = {v: k for k, v in enumerate(graph.file_order)}
     nodes = []
     for v in graph.file_order:
