@@ -51,8 +51,16 @@ def _first(d: dict, keys: Sequence[str]) -> object:
 def graph_from_nodelink(doc: dict, *, name: str | None = None) -> Graph:
     """A :class:`~cosma.graph.Graph` from a node-link document (see the module doc); the
     operators come in the document's order (``graph.order``, else node ids in order)."""
+    if isinstance(doc, dict) and "schema_version" in doc and "steps" in doc:
+        raise ModelImportError(
+            "this JSON is a cosma plan, not a graph: give the model it was made for (the "
+            "plan's 'source'), e.g. cosma replay MODEL PLAN.json"
+        )
     if not isinstance(doc, dict) or not isinstance(doc.get("nodes"), list):
-        raise ModelImportError("not a node-link graph: the JSON has no 'nodes' list")
+        raise ModelImportError(
+            "not a node-link graph: the JSON has no 'nodes' list (a .json model is read as "
+            "a Checkmate/MOCCASIN node-link graph: nodes with cost_ram or out_cost, links)"
+        )
     meta = _graph_attributes(doc.get("graph"))
     gname = name or str(meta.get("name") or "graph")
     nodes = doc["nodes"]

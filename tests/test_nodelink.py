@@ -77,6 +77,7 @@ _L = [{"source": 0, "target": 1}]
         # each of these was an internal error (AttributeError, TypeError) or lost a node
         ({"graph": "abc", "nodes": _N, "links": _L}, "'graph' should be an object"),
         ({"nodes": None}, "no 'nodes' list"),
+        ({"schema_version": 2, "steps": []}, "is a cosma plan, not a graph"),
         ({"nodes": _N, "links": {"a": 1}}, "'links' should be a list of objects"),
         ({"nodes": _N, "links": [[0, 1]]}, "'links' should be a list of objects"),
         ({"graph": {"order": 5}, "nodes": _N, "links": _L}, "'order' should be a list"),
