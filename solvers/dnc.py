@@ -804,7 +804,12 @@ def cut_bound(
     ``cuts``: extra rows ``sum_{t in C} y(t) >= 1``, each valid for every plan (e.g. from
     :func:`cosma.solvers.spillsets.window_bound`); ``y`` of a graph input or parameter
     (cost ``size``) means the same (not resident at some operator between two of its
-    reads: the later read loads it again, and only its first load is compulsory).
+    reads: the later read loads it again, and only its first load is compulsory). An
+    entry ``(t, k)`` of a cut stands for ``y(t, k)``: at least ``k`` loads of ``t`` each
+    follow an operator where ``t`` was live across and not resident (the first load after
+    such an operator; ``y(t, 1) = y(t)``, ``y(t, k) <= y(t, k - 1)``); each ``y(t, k)``
+    with ``k >= 2`` costs ``size(t)`` more (those are non-compulsory loads besides the
+    first one counted in ``c(t)``).
 
     Returns the bound and statistics, among them ``cut_spilled``: the tensors with
     ``y = 1`` in the relaxation's solution (a hint of what a good plan spills).
@@ -822,25 +827,39 @@ def cut_bound(
     stats["cut_spilled"] = []
     g = problem.graph
     lv = liveness(g, setting=problem.setting, alignment=problem.alignment)
-    hits = [
-        {lv.tensor_index[t] for t in c if t in lv.tensor_index}
-        for c in cuts
-        if not set(c) & set(exclude)  # an excluded tensor's traffic is counted elsewhere
-    ]
+    hits = []  # (tensor index, k): the tensor is loaded again at least k times
+    for c in cuts:
+        pairs = [(t, 1) if isinstance(t, str) else (t[0], t[1]) for t in c]
+        if not {t for t, _ in pairs} & set(exclude):  # their traffic is counted elsewhere
+            hits.append([(lv.tensor_index[t], k) for t, k in pairs if t in lv.tensor_index])
     if not rows and not hits:
         stats["cut"] = 0
         return 0, stats
     anc, _ = lv.reach()
-    used = sorted({t for row in rows for t in row[2]} | {t for c in hits for t in c})
+    used = sorted({t for row in rows for t in row[2]} | {t for c in hits for t, _ in c})
+    deep = {}
+    for c in hits:
+        for t, k in c:
+            deep[t] = max(deep.get(t, 1), k)
 
     def cost(t: int) -> int:
         real = g.tensors[lv.tensors[t]]
         return real.size * (2 if real.kind is TensorKind.ACTIVATION else 1)
 
-    unit = math.gcd(*(cost(t) for t in used))
+    unit = math.gcd(*(cost(t) for t in used), *(lv.size[t] for t in deep))
     prob = pulp.LpProblem("cut_cover", pulp.LpMinimize)
     y = {t: _var(prob, f"y{t}", cat=pulp.LpBinary) for t in used}
-    prob += pulp.lpSum((cost(t) // unit) * y[t] for t in used)
+    more = {
+        (t, k): _var(prob, f"y{t}_{k}", cat=pulp.LpBinary)
+        for t in sorted(deep)
+        for k in range(2, deep[t] + 1)
+    }
+    level = {**{(t, 1): y[t] for t in used}, **more}
+    prob += pulp.lpSum((cost(t) // unit) * y[t] for t in used) + pulp.lpSum(
+        (g.tensors[lv.tensors[t]].size // unit) * var for (t, _), var in more.items()
+    )
+    for (t, k), var in more.items():
+        prob += var <= level[t, k - 1]
     for k, (v, cap, local, free) in enumerate(rows):
         before = anc[v]  # v and its descendants are 0, ancestors 1, the rest free
         x = {u: _var(prob, f"x{k}_{u}", lowBound=0, upBound=1) for u in free}
@@ -864,7 +883,7 @@ def cut_bound(
             terms.append(lv.size[t] * r)
         prob += pulp.lpSum(terms) <= cap, f"v{v}"
     for k, c in enumerate(hits):
-        prob += pulp.lpSum(y[t] for t in c) >= 1, f"hit{k}"
+        prob += pulp.lpSum(level[t, j] for t, j in c) >= 1, f"hit{k}"
     name = solver or _default_solver()
     left = max(0.5, time_limit - (time.perf_counter() - t0))
     out = backends.backend(name).solve(prob, time_limit=left, threads=1, integral_gap=0.999)

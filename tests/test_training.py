@@ -153,3 +153,26 @@ def test_training_zoo_name_errors():
 
     with pytest.raises(UsageError):
         zoo.load("nonesuch_training")
+
+
+def test_batch_norm_running_statistics_get_no_gradient():
+    # ONNX BatchNormalization(X, scale, B, mean, var): scale and B are trained, the running
+    # mean and variance are statistics (they used to get gradients, graph outputs).
+    g = (
+        GraphBuilder("bn")
+        .input("x", 8)
+        .parameter("w", 4)
+        .op("conv", ["x", "w"], {"c": 8}, "Conv")
+        .parameter("scale", 2)
+        .parameter("bias", 2)
+        .parameter("mean", 2)
+        .parameter("var", 2)
+        .op("bn", ["c", "scale", "bias", "mean", "var"], {"y": 8}, "BatchNormalization")
+        .output("y")
+        .build()
+    )
+    t = training_graph(g)
+    assert set(t.operators["bn/backward"].outputs) == {"grad(c)", "grad(scale)", "grad(bias)"}
+    assert set(t.outputs) == {"loss", "grad(w)", "grad(scale)", "grad(bias)"}
+    # its backward still reads what the table says: its inputs
+    assert set(t.operators["bn/backward"].inputs) >= {"c", "scale", "bias", "mean", "var"}
