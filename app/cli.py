@@ -577,7 +577,7 @@ def plan(
     from cosma.deadline import Deadline, tail_reserve
     from cosma.solvers import method_options, solve
 
-    objective, method = objective_and_method(objective, method, budget)
+    objective, method = objective_and_method(objective, method, budget, alignment=alignment)
     # Only the options given on the command line go to the method, so one it does not take
     # (or an unknown solver or order) is an error, not silently ignored.
     ctx = click.get_current_context()

@@ -1368,10 +1368,20 @@ class _Search:
             pieces=pieces,
         )
 
-    def sweep(self, windows: Sequence[tuple], *, joint: bool, limit: float, until: float) -> bool:
+    def sweep(
+        self,
+        windows: Sequence[tuple],
+        *,
+        joint: bool,
+        limit: float,
+        until: float,
+        whole: bool = False,
+    ) -> bool:
         """Re-solve each window ``(a, b)`` or ``(a, b, frozen)`` in turn; True if the
         incumbent improved. A window already tried on the same incumbent with at least
-        this time limit is skipped (it would give the same answer)."""
+        this time limit is skipped (it would give the same answer). With ``whole``, a
+        window starts only if its whole ``limit`` fits before ``until`` (a later phase
+        tries it with its full time rather than this one with a fraction)."""
         improved = False
         for k, (a, b, *rest) in enumerate(windows, 1):
             if self.done() or time.perf_counter() > until:
@@ -1380,7 +1390,7 @@ class _Search:
                 continue
             frozen = rest[0] if rest else frozenset()
             lim = min(limit, until - time.perf_counter())
-            if lim < min(limit, 3.0):
+            if lim < min(limit, 3.0) or (whole and lim < limit):
                 break  # too little left of this sweep's time for a useful re-solve
             key = _window_key(self.sol, a, b, joint, frozen)
             if self.seen.get(key, -1.0) >= lim:
@@ -1612,13 +1622,14 @@ def _search(
     #     time (they are where the plan improves most; phase 4 goes on from there).
     if not run.done():
         run.phase = "joint windows around spills (margin 4)"
-        hot = _spill_windows(problem, run.sol, 4, max_ops=4 * window_ops, snap=True)
+        hot = _spill_windows(problem, run.sol, 4, max_ops=4 * window_ops, snap=True, dense=True)
         if hot:
             run.sweep(
                 hot,
                 joint=True,
                 limit=max(3.0, 0.25 * max(b - a for a, b in hot)),
                 until=t0 + 0.6 * time_limit,
+                whole=True,
             )
     # 3. A bound from exact solves of relaxed windows: around the incumbent's spills, then
     #    chunks of the order where it has traffic. First spill sets with one order per
@@ -1685,7 +1696,9 @@ def _search(
     margin = 4
     while not run.done():
         rounds += 1
-        hot = _spill_windows(problem, run.sol, margin, max_ops=max(span, 4 * window_ops), snap=True)
+        hot = _spill_windows(
+            problem, run.sol, margin, max_ops=max(span, 4 * window_ops), snap=True, dense=True
+        )
         if hot and margin <= 4 * window_ops:
             run.phase = f"joint windows around spills (margin {margin})"
             if not run.sweep(
@@ -1787,11 +1800,18 @@ def _baseline_of(problem: Problem, order: Sequence[str], name: str) -> Plan | No
 
 
 def _spill_windows(
-    problem: Problem, sol: Solution, margin: int, *, max_ops: int, snap: bool = False
+    problem: Problem,
+    sol: Solution,
+    margin: int,
+    *,
+    max_ops: int,
+    snap: bool = False,
+    dense: bool = False,
 ) -> list[tuple[int, int]]:
     """Windows around each reload, from the step the tensor left to the step it came back,
     widened by ``margin`` (with ``snap``, to the cut within ``margin`` where the fewest
-    bytes cross) and at most ``max_ops`` long; costliest first."""
+    bytes cross) and at most ``max_ops`` long; costliest first (with ``dense``: most bytes
+    reloaded per operator first, so the short windows, quick to solve, come first)."""
     g = problem.graph
     n = len(sol.order)
     cross = [*crossing_bytes(problem, sol.order), 0] if snap else None
@@ -1815,6 +1835,8 @@ def _spill_windows(
             ends = [(a, a + max_ops), (b - max_ops, b)] if b - a > max_ops else [(a, b)]
             for w in ends:
                 found[w] = found.get(w, 0) + g.tensors[t].size
+    if dense:
+        return sorted(found, key=lambda w: (-found[w] / max(1, w[1] - w[0]), w))
     return sorted(found, key=lambda w: (-found[w], w))
 
 
