@@ -766,6 +766,7 @@ def cut_bound(
     orders: Sequence[Sequence[str]] = (),
     exclude: Collection[str] = (),
     cuts: Sequence[Collection[str]] = (),
+    rows: tuple | None = None,
 ) -> tuple[int, dict]:
     """A lower bound on the non-compulsory traffic of every plan, whatever its order, from
     the tensors that must be live across each operator in *some* cut of the graph.
@@ -809,7 +810,8 @@ def cut_bound(
     follow an operator where ``t`` was live across and not resident (the first load after
     such an operator; ``y(t, 1) = y(t)``, ``y(t, k) <= y(t, k - 1)``); each ``y(t, k)``
     with ``k >= 2`` costs ``size(t)`` more (those are non-compulsory loads besides the
-    first one counted in ``c(t)``).
+    first one counted in ``c(t)``). ``rows``: what :func:`_cut_rows` returned for this
+    problem and ``orders`` (saves finding them again).
 
     Returns the bound and statistics, among them ``cut_spilled``: the tensors with
     ``y = 1`` in the relaxation's solution (a hint of what a good plan spills).
@@ -823,7 +825,10 @@ def cut_bound(
     from cosma.liveness import liveness
 
     t0 = time.perf_counter()
-    rows, stats = _cut_rows(problem, t0 + 0.7 * time_limit, orders, set(exclude))
+    if rows is None or exclude:
+        rows, stats = _cut_rows(problem, t0 + 0.7 * time_limit, orders, set(exclude))
+    else:  # rows already found by _cut_rows for this problem (and these orders)
+        rows, stats = rows[0], dict(rows[1])
     stats["cut_spilled"] = []
     g = problem.graph
     lv = liveness(g, setting=problem.setting, alignment=problem.alignment)
@@ -1562,8 +1567,8 @@ def _search(
                 best.order,
                 plans=[best],
                 orders=[list(g.file_order), *(p.order for p in starts)],
-                work=800_000,
-                time_limit=max(0.5, min(25.0, 0.2 * time_limit, left() / 3)),
+                work=300_000,
+                time_limit=max(0.5, min(15.0, 0.12 * time_limit, left() / 3)),
                 solver=name,
             )
             stats |= {k: v for k, v in window_stats.items() if k != "window_values"}
@@ -1627,8 +1632,28 @@ def _search(
                 whole=True,
             )
     # 3. A bound from exact solves of relaxed windows: around the incumbent's spills, then
-    #    chunks of the order where it has traffic.
+    #    chunks of the order where it has traffic. First spill sets with one order per
+    #    window again, with more (deterministic) effort and the incumbent's order.
+    spent = 0.0
     if not run.done():
+        from cosma.solvers.spillsets import window_bound
+
+        began = time.perf_counter()
+        more, _ = window_bound(
+            problem,
+            run.sol.order,
+            orders=[list(g.file_order), *(p.order for p in starts)],
+            work=1_500_000,
+            time_limit=max(0.5, min(0.2 * time_limit, run.left() / 3)),
+            solver=name,
+        )
+        spent = time.perf_counter() - began
+        stats["window_bound_late"] = more
+        if more > run.bound:
+            run.bound = more
+            run.phase = "bound from spill sets"
+            run.report(0, 0)
+    if not run.done() and 0.25 * time_limit - spent > 2.0:
         sol = run.sol
         cuts = choose_cuts(problem, sol.order, bound_ops)
         chunks = [w for w in itertools.pairwise(cuts) if _window_cost(problem, sol, *w) > 0]
@@ -1641,7 +1666,7 @@ def _search(
             problem,
             sol.order,
             candidates,
-            time_limit=min(0.25 * time_limit, run.left() - 1.0),
+            time_limit=min(0.25 * time_limit - spent, run.left() - 1.0),
             seed=seed,
         )
         touched = chunk_stats.pop("chunk_touched", [])

@@ -52,6 +52,16 @@ class _Budget:
         return not self.stopped
 
 
+def _bytes(mask: int, size: list[int]) -> int:
+    """Total size of the tensors in ``mask``."""
+    total = 0
+    while mask:
+        low = mask & -mask
+        total += size[low.bit_length() - 1]
+        mask ^= low
+    return total
+
+
 class _Fit:
     """Whether some order of a problem fits with a given set of tensors spilled (see
     :func:`spill_set_relaxation` for the model). Operators are numbered in the liveness
@@ -88,6 +98,8 @@ class _Fit:
         self.opsize = [sum(self.size[t] for t in ops) for ops in self.operands]
         self.cmask = lv.consumer_mask
         self.pmask = lv.pred_mask
+        self.succ = lv.succs
+        self.sources = sum(1 << v for v in range(self.n) if not self.pmask[v])
         # Gaps between a tensor's consecutive uses here (creation, reads): the most times
         # it can be away and come back. Through tensors: one.
         self.gaps = [
@@ -115,24 +127,26 @@ class _Fit:
         full = (1 << n) - 1
         start = (0, 0, 0, (0,) * len(order))  # done, live, away (limited), gaps used
         seen = {start}
-        stack = [start]
+        stack = [(*start, self.sources)]  # and the ready operators
         while stack:
-            done, live, away, used = stack.pop()
+            done, live, away, used, ready = stack.pop()
+            left = ready
             if done == full:
                 return True
             if not budget.spend():
                 return None
+            here = live & ~away
+            held = _bytes(here, size)
             steps = []
-            for v in range(n):
-                if (done >> v) & 1 or self.pmask[v] & ~done:
-                    continue
+            while ready:
+                low = ready & -ready
+                ready ^= low
+                v = low.bit_length() - 1
                 om = self.opmask[v]
-                mem = self.opsize[v]
-                x = live & ~om & ~away
-                while x:
-                    low = x & -x
-                    mem += size[low.bit_length() - 1]
-                    x ^= low
+                mem = self.opsize[v] + held
+                for t in self.operands[v]:
+                    if (here >> t) & 1:
+                        mem -= size[t]  # counted once, as an operand
                 if mem > cap:
                     continue
                 after = done | (1 << v)
@@ -172,8 +186,16 @@ class _Fit:
                     state = (after, nxt, a2, tuple(u2))
                     if state not in seen:
                         seen.add(state)
-                        stack.append(state)
+                        stack.append((*state, self._next_ready(left, v, after)))
         return False
+
+    def _next_ready(self, ready: int, v: int, after: int) -> int:
+        """The ready operators once ``v`` (ready) has run, ``after`` the operators run."""
+        ready &= ~(1 << v)
+        for s in self.succ[v]:
+            if not self.pmask[s] & ~after:
+                ready |= 1 << s
+        return ready
 
     def candidates(self) -> list[int]:
         """Tensors whose spilling can change anything: non-empty, and live across some
@@ -197,24 +219,24 @@ class _Fit:
             return False
         full = (1 << n) - 1
         seen = {0}
-        stack = [(0, 0)]  # (operators run, live tensors not spilled)
+        stack = [(0, 0, self.sources)]  # (operators run, live tensors not spilled, ready)
         while stack:
-            done, live = stack.pop()
+            done, live, ready = stack.pop()
+            left = ready
             if done == full:
                 return True
             if not budget.spend():
                 return None
+            held = _bytes(live, size)
             steps = []  # (operator, bytes while it runs, growth of the live bytes)
-            for v in range(n):
-                if (done >> v) & 1 or self.pmask[v] & ~done:
-                    continue
-                om = self.opmask[v]
-                mem = self.opsize[v]
-                x = live & ~om
-                while x:
-                    low = x & -x
-                    mem += size[low.bit_length() - 1]
-                    x ^= low
+            while ready:
+                low = ready & -ready
+                ready ^= low
+                v = low.bit_length() - 1
+                mem = self.opsize[v] + held
+                for t in self.operands[v]:
+                    if (live >> t) & 1:
+                        mem -= size[t]  # counted once, as an operand
                 if mem > cap:
                     continue
                 after = done | (1 << v)
@@ -238,7 +260,7 @@ class _Fit:
                     x ^= low
                     if not cmask[low.bit_length() - 1] & ~after:
                         nxt &= ~low
-                stack.append((after, nxt))
+                stack.append((after, nxt, self._next_ready(left, v, after)))
         return False
 
 
@@ -509,7 +531,8 @@ def window_bound(
     pos = {v: i for i, v in enumerate(order)}
     g = problem.graph
     lv = liveness(g, setting=problem.setting, alignment=problem.alignment)
-    rows, _ = _cut_rows(problem, t0 + 0.2 * time_limit, [order])
+    found = _cut_rows(problem, t0 + 0.2 * time_limit, [order])
+    rows = found[0]
 
     def row_windows(seq: list[str]) -> list[list[str]]:
         at_ = {v: i for i, v in enumerate(seq)}
@@ -572,7 +595,9 @@ def window_bound(
     stats["window_stopped"] = budget.stopped
     if cuts:
         left = max(0.5, min(20.0, until - time.perf_counter()))
-        combined, _ = cut_bound(problem, time_limit=left, solver=solver, orders=[order], cuts=cuts)
+        combined, _ = cut_bound(
+            problem, time_limit=left, solver=solver, orders=[order], cuts=cuts, rows=found
+        )
         best = max(best, combined)
     stats["window_bound"] = best
     return best, stats
