@@ -417,3 +417,17 @@ def test_onnx_model_is_not_modified_in_place():
 )
 def test_plan_names_the_flags_a_method_does_not_take(args, needle):
     _no_traceback(run("plan", SQUEEZE, "-s", "M_R", *args), USAGE, needle)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["sweep", SQUEEZE, "-b", "0.9xpeak", "-m", "baseline"],
+        ["bench", "--graphs", SQUEEZE, "--budgets", "0.9xpeak", "--methods", "baseline"],
+    ],
+)
+def test_peak_fractions_outside_rematerialization_say_where_they_belong(args, tmp_path):
+    # It used to be "unknown size unit 'xpeak'".
+    if args[0] == "bench":
+        args = [*args, "--out", str(tmp_path / "run")]
+    _no_traceback(run(*args), USAGE, "--objective compute")
