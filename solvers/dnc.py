@@ -1222,6 +1222,8 @@ def chunk_bound(
             if best is not None and paid >= best:
                 continue
             cap = problem.budget - sum(asize[t] for t in through if t not in y)
+            if cap < 0:
+                continue  # this Y cannot happen: the tensors kept through exceed the budget
             rest = until - time.perf_counter()
             if rest < 0.2:
                 best = None  # not every case was bounded: no bound from this window
