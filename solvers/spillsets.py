@@ -82,6 +82,9 @@ class _Fit:
         self.size = list(lv.size)
         self.names = list(lv.tensors)
         self.cost = []
+        # Bytes one extra load moves: the tensor's real size. ``size`` is liveness's aligned
+        # size, which counts only for memory.
+        self.load = [g.tensors[t].size for t in lv.tensors]
         for t in lv.tensors:
             real = g.tensors[t]
             own = real.size * (2 if real.kind is TensorKind.ACTIVATION else 1)
@@ -91,6 +94,7 @@ class _Fit:
             self.names.append(name)
             self.size.append(size)
             self.cost.append(cost)
+            self.load.append(g.tensors[name].size if name in g.tensors else size)
         self.through = range(self.m, self.m + len(through))
         self.budget = problem.budget
         self.operands = [sorted(set(lv.reads[v]) | set(lv.writes[v])) for v in range(self.n)]
@@ -363,7 +367,7 @@ def spill_set_relaxation(
         stats["ssr_work"] = budget.used
         stats["ssr_proven"] = True
         return 0, stats
-    unit = math.gcd(*(fit.cost[t] for t in cand), *(fit.size[t] for t in cand))
+    unit = math.gcd(*(fit.cost[t] for t in cand), *(fit.load[t] for t in cand))
     name = solver or ("highs" if backends.backend("highs").available() else "cbc")
     cuts: list[list[tuple[int, int]]] = []  # each: some (t, k) with t away in >= k gaps
     bound = 0
@@ -437,7 +441,7 @@ def _hitting_set(
         for k in range(1, top[t] + 1)
     }
     prob += pulp.lpSum(
-        ((fit.cost[t] if k == 1 else fit.size[t]) // unit) * var for (t, k), var in u.items()
+        ((fit.cost[t] if k == 1 else fit.load[t]) // unit) * var for (t, k), var in u.items()
     )
     for (t, k), var in u.items():
         if k > 1:
