@@ -4,6 +4,7 @@ benchmarks/results/dnc.md and dnc.json.
     python benchmarks/dnc.py                       # every group (about 1 hour)
     python benchmarks/dnc.py --groups nas --time-limit 120
     python benchmarks/dnc.py --groups exact        # where whole-graph CP-SAT/MILP proves
+    python benchmarks/dnc.py --merge a.json b.json # combine runs made in parallel
 
 Groups:
 - ``nas``: the eight NAS networks of the reference's generator (HMCOS skeleton, ImageNet
@@ -251,7 +252,27 @@ def main(argv=None) -> int:
     ap.add_argument(
         "--no-warm", action="store_true", help="do not give M_H runs the M_R plan as a warm start"
     )
+    ap.add_argument(
+        "--merge",
+        nargs="*",
+        metavar="JSON",
+        help="no runs: combine the rows of these result files (a later file's row replaces "
+        "an earlier one's for the same graph and budget) into OUT.json and OUT.md",
+    )
     args = ap.parse_args(argv)
+    if args.merge:
+        merged: dict[tuple, dict] = {}
+        for path in args.merge:
+            for r in json.loads(Path(path).read_text()):
+                merged[(r["graph"], r["budget_name"])] = r
+        every = sorted(
+            merged.values(), key=lambda r: (r["group"] != "nas", order(r["graph"]), r["budget"])
+        )
+        out = Path(args.out)
+        out.with_suffix(".json").write_text(json.dumps(every, indent=1))
+        total = sum(r["seconds"] for r in every if r.get("rerun", True))
+        out.with_suffix(".md").write_text(report(every, total, args))
+        return 0
     t0 = time.perf_counter()
     rows = []
     out = Path(args.out)

@@ -306,6 +306,7 @@ def cpsat(
     progress: Progress | None = None,
     shortcut: bool = True,
     recompute_rate: object = None,
+    hint: Plan | None = None,
 ) -> Plan:
     """Minimum non-compulsory traffic with CP-SAT, proven where it finishes.
 
@@ -315,6 +316,8 @@ def cpsat(
     "gap"}`` (bytes) at each improving solution. ``recompute_rate`` (bytes per MAC; None,
     the default: off) lets a dropped activation come back by re-running its producer, and
     the objective becomes traffic + rate x recomputed MACs (:mod:`cosma.solvers.recompute`).
+    ``hint``: a replayed plan of this problem to start from when it beats the baseline
+    (used as the warm start and the solver's hint).
 
     >>> from cosma.graph import GraphBuilder
     >>> g = (GraphBuilder().input("x", 1).op("a", ["x"], {"p": 10}).op("b", ["p"], {"q": 5})
@@ -338,6 +341,7 @@ def cpsat(
         seed=seed,
         shortcut=shortcut,
         extra=None if rate is None else {"recompute_rate": rate},
+        hint=hint,
     )
 
 

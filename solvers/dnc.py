@@ -166,7 +166,9 @@ class Window:
     exit: dict[str, Residency] = field(default_factory=dict)  # resident across cut b
 
 
-def window_problem(problem: Problem, sol: Solution, a: int, b: int) -> Window:
+def window_problem(
+    problem: Problem, sol: Solution, a: int, b: int, *, frozen: Collection[str] = ()
+) -> Window:
     """Pose steps ``[a, b)`` of ``sol`` as a graph of their own, with the boundary state in.
 
     - tensors resident across cut ``a`` are held by a first operator ``pre``: read by it
@@ -176,7 +178,10 @@ def window_problem(problem: Problem, sol: Solution, a: int, b: int) -> Window:
       outputs of the window (they must be stored);
     - other tensors on host that the window reads are graph inputs;
     - zero-byte tokens from ``pre`` to the window's first operators and from its last
-      operators to ``post`` keep ``pre`` first and ``post`` last.
+      operators to ``post`` keep ``pre`` first and ``post`` last;
+    - operators of the window in ``frozen`` keep their relative order (a chain of zero-byte
+      tokens from each to the next): only the others move, so a long window (a tensor's
+      producer to its readers) stays small for the exact engines.
 
     The window's traffic differs from the true traffic of those steps by a constant: the
     first load of a host tensor (free in the window, paid outside when the tensor is an
@@ -232,12 +237,21 @@ def window_problem(problem: Problem, sol: Solution, a: int, b: int) -> Window:
     sizes[_TOKEN] = 0
     succ_in = {v: [s for s in g.dag.successors(v) if s in inside] for v in ops}
     post_in = list(sorted(exit_))
+    chain = [v for v in ops if v in frozen]
+    after = {u: f"__dnc_chain{k}" for k, u in enumerate(chain[:-1])}
+    before = {w: after[u] for u, w in itertools.pairwise(chain)}
+    for tok in after.values():
+        sizes[tok] = 0
     for i, v in enumerate(ops):
         op = g.operators[v]
         ins = [t for t in op.inputs if t in tracked]
         if not any(p in inside for p in g.dag.predecessors(v)):
             ins.append(_TOKEN)
+        if v in before:
+            ins.append(before[v])
         outs = list(op.outputs)
+        if v in after:
+            outs.append(after[v])
         if not succ_in[v]:
             done = f"__dnc_done{i}"
             outs.append(done)
@@ -261,6 +275,55 @@ def window_problem(problem: Problem, sol: Solution, a: int, b: int) -> Window:
         entry,
         exit_,
     )
+
+
+def window_plan(problem: Problem, sol: Solution, win: Window) -> Plan | None:
+    """The incumbent's steps ``[a, b)`` as a plan of the window's problem (``pre`` at step
+    0, ``post`` last; blocks clipped to the window, entry and exit blocks kept at their
+    addresses), replayed; None if it does not replay (then the engines start without it).
+
+    Given to the exact engine as its hint, so a re-solve starts from what the window
+    already does and only has to improve on it."""
+    sub = win.problem
+    sg = sub.graph
+    a, b, k = win.a, win.b, len(win.ops)
+    order = [PRE, *win.ops, POST]
+    last = k + 1
+    blocks: list[Residency] = []
+    for r in sol.blocks:
+        if r.tensor not in sg.tensors or r.end < a or r.start >= b:
+            continue
+        start = 0 if r.start < a else r.start - a + 1
+        end = last if r.end >= b else r.end - a + 1
+        t = sg.tensors[r.tensor]
+        made = sg.operators[t.producer] if t.producer is not None else None
+        if start == 0 and r.tensor not in win.entry:
+            start = 1
+        if start == 0 and made is None and PRE not in t.consumers:
+            start = 1  # a host tensor pre does not read: first loaded at its first use
+        if end == last and POST not in t.consumers:
+            end = k
+        blocks.append(Residency(r.tensor, start, max(start, end), r.size, r.address))
+    pos = {v: i for i, v in enumerate(order)}
+    for t, tensor in sg.tensors.items():  # tokens: zero bytes from maker to last reader
+        if tensor.size or t in win.entry or t in win.exit:
+            continue
+        if t in problem.graph.tensors:
+            continue
+        first = pos[tensor.producer] if tensor.producer is not None else None
+        uses = [pos[c] for c in tensor.consumers]
+        if first is None:
+            first = min(uses, default=0)
+        blocks.append(Residency(t, first, max([first, *uses]), 0, 0))
+    try:
+        plan = sub.new_plan("window", solver=None, options={})
+        plan.status = Status.FEASIBLE
+        plan.steps = timeline.plan_steps(sub, order, blocks)
+        verify(sg, plan)
+    except CosmaError as e:
+        log.debug("dnc: window [%d, %d) incumbent not posed: %s", a, b, e)
+        return None
+    return plan
 
 
 # --- stitching ----------------------------------------------------------------------------
@@ -702,6 +765,7 @@ def cut_bound(
     solver: str | None = None,
     orders: Sequence[Sequence[str]] = (),
     exclude: Collection[str] = (),
+    cuts: Sequence[Collection[str]] = (),
 ) -> tuple[int, dict]:
     """A lower bound on the non-compulsory traffic of every plan, whatever its order, from
     the tensors that must be live across each operator in *some* cut of the graph.
@@ -737,6 +801,11 @@ def cut_bound(
     bounds the traffic of every plan on the other tensors only, and can be added to a
     bound on the excluded ones' traffic (dropping a tensor from the rows only relaxes).
 
+    ``cuts``: extra rows ``sum_{t in C} y(t) >= 1``, each valid for every plan (e.g. from
+    :func:`cosma.solvers.spillsets.window_bound`); ``y`` of a graph input or parameter
+    (cost ``size``) means the same (not resident at some operator between two of its
+    reads: the later read loads it again, and only its first load is compulsory).
+
     Returns the bound and statistics, among them ``cut_spilled``: the tensors with
     ``y = 1`` in the relaxation's solution (a hint of what a good plan spills).
 
@@ -751,17 +820,22 @@ def cut_bound(
     t0 = time.perf_counter()
     rows, stats = _cut_rows(problem, t0 + 0.7 * time_limit, orders, set(exclude))
     stats["cut_spilled"] = []
-    if not rows:
-        stats["cut"] = 0
-        return 0, stats
     g = problem.graph
     lv = liveness(g, setting=problem.setting, alignment=problem.alignment)
+    hits = [
+        {lv.tensor_index[t] for t in c if t in lv.tensor_index}
+        for c in cuts
+        if not set(c) & set(exclude)  # an excluded tensor's traffic is counted elsewhere
+    ]
+    if not rows and not hits:
+        stats["cut"] = 0
+        return 0, stats
     anc, _ = lv.reach()
-    used = sorted({t for row in rows for t in row[2]})
+    used = sorted({t for row in rows for t in row[2]} | {t for c in hits for t in c})
 
     def cost(t: int) -> int:
         real = g.tensors[lv.tensors[t]]
-        return real.size * (1 if real.kind is TensorKind.OUTPUT else 2)
+        return real.size * (2 if real.kind is TensorKind.ACTIVATION else 1)
 
     unit = math.gcd(*(cost(t) for t in used))
     prob = pulp.LpProblem("cut_cover", pulp.LpMinimize)
@@ -789,6 +863,8 @@ def cut_bound(
                 prob += r >= lhs - rhs - y[t]
             terms.append(lv.size[t] * r)
         prob += pulp.lpSum(terms) <= cap, f"v{v}"
+    for k, c in enumerate(hits):
+        prob += pulp.lpSum(y[t] for t in c) >= 1, f"hit{k}"
     name = solver or _default_solver()
     left = max(0.5, time_limit - (time.perf_counter() - t0))
     out = backends.backend(name).solve(prob, time_limit=left, threads=1, integral_gap=0.999)
@@ -856,14 +932,17 @@ def spill_plan(
     *,
     time_limit: float = 5.0,
     seed: int = 0,
+    moves: bool = True,
 ) -> Solution | None:
     """A plan for ``order``: each tensor of ``spilled`` is stored when made and loaded back
     for its first reader; every other tensor stays from creation (or first use) to last
     use. While some step holds more than the budget, a tensor leaves between two of its
     uses (the one that costs least per byte and over-budget step freed). Then the blocks
     are placed (:func:`~cosma.solvers.placement.place`); if they do not fit, more is taken
-    out (to 98, 95, 90 % of the budget) and placement tried again. None if nothing fits
-    within ``time_limit``.
+    out (to 98, 95, 90 % of the budget) and placement tried again; with ``moves``, blocks
+    that fit the budget step by step but not at fixed addresses are also placed with moves
+    (:func:`~cosma.solvers.placement.place_with_moves`), and the cheaper plan is kept.
+    None if nothing fits within ``time_limit``.
 
     >>> from cosma.graph import GraphBuilder
     >>> g = (GraphBuilder().input("x", 1).op("a", ["x"], {"p": 10}).op("b", ["p"], {"q": 5})
@@ -902,20 +981,57 @@ def spill_plan(
         for k in stays[t]:
             for i in range(pts[k] + 1, pts[k + 1]):
                 load[i] += size[t]
+    found: list[Solution] = []
     for target in (S, S * 0.98, S * 0.95, S * 0.9):
         if time.perf_counter() > until:
-            return None
+            break
         _spill_until(anchors, stays, stored, size, load, target, g)
         rs = _blocks_of_stays(anchors, stays, size)
         left = until - time.perf_counter()
-        if (
-            left > 0.05
-            and place(
-                rs, S, alignment=problem.alignment, time_limit=min(left, 2.0), seed=seed
-            ).placed
-        ):
-            return Solution(list(order), rs, cost_of(problem, order, rs))
-    return None
+        if left <= 0.05:
+            break
+        if place(rs, S, alignment=problem.alignment, time_limit=min(left, 2.0), seed=seed).placed:
+            found.append(Solution(list(order), rs, cost_of(problem, order, rs)))
+            break
+        if moves and max(load) <= S:
+            # No fixed addresses at (near) zero slack: blocks may move between two steps
+            # (a load each, and a store for an activation not stored yet).
+            moved = _place_moving(problem, rs, stored, min(until - time.perf_counter(), 5.0), seed)
+            if moved is not None:
+                moved.order = list(order)
+                moved.cost = cost_of(problem, order, moved.blocks)
+                found.append(moved)
+    return min(found, key=lambda s: s.cost) if found else None
+
+
+def _place_moving(
+    problem: Problem, rs: list[Residency], stored: set[str], time_limit: float, seed: int
+) -> Solution | None:
+    """Blocks placed with moves allowed (:func:`~cosma.solvers.placement.place_with_moves`),
+    as a solution without its order (the caller sets it); None if none is found in time."""
+    from cosma.solvers.placement import place_with_moves
+
+    if time_limit <= 0.1:
+        return None
+    g = problem.graph
+    load_cost = {r.tensor: g.tensors[r.tensor].size for r in rs}
+    store_cost = {
+        t: g.tensors[t].size
+        for t in load_cost
+        if g.tensors[t].kind is TensorKind.ACTIVATION and t not in stored
+    }
+    out = place_with_moves(
+        [Residency(r.tensor, r.start, r.end, r.size) for r in rs],
+        problem.budget,
+        alignment=problem.alignment,
+        load_cost=load_cost,
+        store_cost=store_cost,
+        time_limit=time_limit,
+        seed=seed,
+    )
+    if out.blocks is None:
+        return None
+    return Solution([], out.blocks, 0)
 
 
 def _spill_until(anchors, stays, stored, size, load, target, g) -> None:
@@ -1201,6 +1317,8 @@ class _Search:
     accepted: int = 0
     phase: str = "start"
     kept: Solution | None = None
+    hints: bool = True  # joint windows start from the incumbent's window plan
+    seen: dict = field(default_factory=dict)  # windows tried: (incumbent, window) -> limit
 
     def left(self) -> float:
         return self.deadline - time.perf_counter()
@@ -1226,18 +1344,37 @@ class _Search:
             pieces=pieces,
         )
 
-    def sweep(
-        self, windows: Sequence[tuple[int, int]], *, joint: bool, limit: float, until: float
-    ) -> bool:
-        """Re-solve each window in turn; True if the incumbent improved."""
+    def sweep(self, windows: Sequence[tuple], *, joint: bool, limit: float, until: float) -> bool:
+        """Re-solve each window ``(a, b)`` or ``(a, b, frozen)`` in turn; True if the
+        incumbent improved. A window already tried on the same incumbent with at least
+        this time limit is skipped (it would give the same answer)."""
         improved = False
-        for k, (a, b) in enumerate(windows, 1):
+        for k, (a, b, *rest) in enumerate(windows, 1):
             if self.done() or time.perf_counter() > until:
                 break
             if b - a < 2 or _window_cost(self.problem, self.sol, a, b) == 0:
                 continue
+            frozen = rest[0] if rest else frozenset()
+            lim = min(limit, until - time.perf_counter())
+            if lim < min(limit, 3.0):
+                break  # too little left of this sweep's time for a useful re-solve
+            key = _window_key(self.sol, a, b, joint, frozen)
+            if self.seen.get(key, -1.0) >= lim:
+                continue
+            self.seen[key] = lim
             self.tried += 1
-            new = _improve(self, a, b, joint=joint, limit=min(limit, until - time.perf_counter()))
+            t = time.perf_counter()
+            new = _improve(self, a, b, joint=joint, limit=lim, frozen=frozen)
+            log.debug(
+                "dnc: %s window [%d, %d) (%d fixed) in %.1f s at %.1f s: %s",
+                self.phase,
+                a,
+                b,
+                len(frozen),
+                time.perf_counter() - t,
+                t - self.t0,
+                "-" if new is None else f"{self.sol.cost:,} -> {new.cost:,}",
+            )
             if new is not None:
                 self.sol, improved = new, True
                 self.accepted += 1
@@ -1386,6 +1523,22 @@ def _search(
                     extra.append(to_plan(problem, sol, f"{label}-gaps", {}))
             starts += [p for p in extra if p is not None]
             best = min(starts, key=lambda p: p.objective)
+        if best.objective > bound:
+            # Spill sets with one order per window, their cuts added to the cut bound's
+            # program (a fixed amount of search effort: the same bound under any load).
+            from cosma.solvers.spillsets import window_bound
+
+            more, window_stats = window_bound(
+                problem,
+                best.order,
+                plans=[best],
+                orders=[list(g.file_order), *(p.order for p in starts)],
+                work=800_000,
+                time_limit=max(0.5, min(25.0, 0.2 * time_limit, left() / 3)),
+                solver=name,
+            )
+            stats |= {k: v for k, v in window_stats.items() if k != "window_values"}
+            bound = max(bound, more)
 
     def solution(p: Plan) -> Solution:
         blocks = blocks_of(problem, p)
@@ -1395,7 +1548,7 @@ def _search(
     run.report(0, 0)
     n = g.num_operators
     # 2. Each baseline's order in pieces, exactly for that order; the best one goes on.
-    phase_end = t0 + 0.5 * time_limit
+    phase_end = t0 + 0.4 * time_limit
     cut_log: dict[str, list[int]] = {}
     # The best start first, then the order the bound's spills suggest, then the others.
     per_order: dict[tuple[str, ...], Plan] = {}
@@ -1405,7 +1558,9 @@ def _search(
         per_order.values(),
         key=lambda p: (p is not best, not p.method.startswith("spills"), p.objective),
     )
-    ranked = [p for p in ranked if p.objective > 0][:4]
+    # Starts far worse than the best rarely catch up within their share: at most twice
+    # the best one's traffic (the best one always).
+    ranked = [p for p in ranked if 0 < p.objective <= 2 * best.objective or p is best][:4]
     for k, p in enumerate(ranked):
         if run.done() or time.perf_counter() > phase_end:
             break
@@ -1429,6 +1584,18 @@ def _search(
             run.sol = keep
         run.kept = None
     stats["cuts"] = cut_log
+    # 2b. Joint windows around the incumbent's spills before the bound's share of the
+    #     time (they are where the plan improves most; phase 4 goes on from there).
+    if not run.done():
+        run.phase = "joint windows around spills (margin 4)"
+        hot = _spill_windows(problem, run.sol, 4, max_ops=4 * window_ops, snap=True)
+        if hot:
+            run.sweep(
+                hot,
+                joint=True,
+                limit=max(3.0, 0.25 * max(b - a for a, b in hot)),
+                until=t0 + 0.6 * time_limit,
+            )
     # 3. A bound from exact solves of relaxed windows: around the incumbent's spills, then
     #    chunks of the order where it has traffic.
     if not run.done():
@@ -1477,10 +1644,10 @@ def _search(
         hot = _spill_windows(problem, run.sol, margin, max_ops=max(span, 4 * window_ops), snap=True)
         if hot and margin <= 4 * window_ops:
             run.phase = f"joint windows around spills (margin {margin})"
-            run.sweep(
+            if not run.sweep(
                 hot, joint=True, limit=max(3.0, 0.25 * max(b - a for a, b in hot)), until=deadline
-            )
-            margin *= 2
+            ):
+                margin *= 2  # after an improvement: the new spills at this margin first
             continue
         run.phase = f"joint windows of {span} operators"
         step = max(1, span // 2)
@@ -1607,6 +1774,15 @@ def _spill_windows(
     return sorted(found, key=lambda w: (-found[w], w))
 
 
+def _window_key(sol: Solution, a: int, b: int, joint: bool, frozen: Collection[str]) -> tuple:
+    """What a window's re-solve depends on: its operators in order and the blocks that
+    touch it (an improvement elsewhere leaves it unchanged, so it is not tried again)."""
+    near = sorted(
+        (r.tensor, r.start, r.end, r.address) for r in sol.blocks if r.start < b and r.end >= a
+    )
+    return (a, b, joint, frozenset(frozen), hash((tuple(sol.order[a:b]), tuple(near))))
+
+
 def _window_cost(problem: Problem, sol: Solution, a: int, b: int) -> int:
     """Bytes loaded by blocks that start inside steps ``[a, b)`` (0: nothing to gain)."""
     g = problem.graph
@@ -1619,18 +1795,33 @@ def _window_cost(problem: Problem, sol: Solution, a: int, b: int) -> int:
     return total
 
 
-def _improve(run: _Search, a: int, b: int, *, joint: bool, limit: float) -> Solution | None:
+def _improve(
+    run: _Search,
+    a: int,
+    b: int,
+    *,
+    joint: bool,
+    limit: float,
+    frozen: Collection[str] = (),
+) -> Solution | None:
     """Re-solve window ``[a, b)`` of the incumbent exactly (order free inside when
-    ``joint``); the stitched solution if it is cheaper."""
+    ``joint``, except that operators in ``frozen`` keep their relative order); the
+    stitched solution if it is cheaper."""
     from cosma.solvers.cpsat import cpsat
     from cosma.solvers.milp import milp
 
     problem, sol = run.problem, run.sol
-    win = window_problem(problem, sol, a, b)
+    win = window_problem(problem, sol, a, b, frozen=frozen)
     limit = max(0.5, min(limit, run.left() - 0.5))
     try:
         if joint:  # CP-SAT proves small joint windows far faster than the MILP's LP bound
-            sub = cpsat(win.problem, time_limit=limit, threads=run.threads, seed=run.seed)
+            sub = cpsat(
+                win.problem,
+                time_limit=limit,
+                threads=run.threads,
+                seed=run.seed,
+                hint=window_plan(problem, sol, win) if run.hints else None,
+            )
         else:
             sub = milp(
                 win.problem,

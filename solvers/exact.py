@@ -116,6 +116,7 @@ def run(
     seed: int,
     shortcut: bool = True,
     extra: dict[str, Any] | None = None,
+    hint: Plan | None = None,
 ) -> Plan:
     """Run ``engine`` inside the shared prologue and epilogue (see the module docstring).
 
@@ -176,6 +177,14 @@ def run(
         seq, warm = starting_point(problem, order, time_limit=deadline.left(0.3))
         if not warm.status.has_plan:
             warm = None
+        # A caller's plan (e.g. the incumbent of a window, cosma.solvers.dnc) when better.
+        if (
+            hint is not None
+            and hint.status.has_plan
+            and (seq is None or hint.order == seq)
+            and (warm is None or hint.objective < warm.objective)
+        ):
+            warm = hint
     report(
         method,
         seconds=deadline.elapsed(),

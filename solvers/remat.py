@@ -244,13 +244,14 @@ def _milp_model(inst: RematInstance, budget: int) -> tuple[pulp.LpProblem, dict,
     in_users = {x: set(us) for x, us in enumerate(inst.input_users)}
     owner = inst.part_op
 
-    # R: recompute i in stage t, only where a reader of i can run (some user j <= t).
+    # R: recompute i in stage t, any stage after its own. Not only from its first reader's
+    # stage on: an early recomputation, while i's inputs are still resident for another
+    # reader, can spare keeping those inputs (or re-running their producers) until then.
     R: dict[tuple[int, int], object] = {}
     for i in range(n):
         if not inst.recomputable(i):
             continue
-        lo = max(i + 1, inst.users[i][0])
-        for t in range(lo, n):
+        for t in range(i + 1, n):
             R[t, i] = _var(prob, f"R_{t}_{i}", cat=pulp.LpBinary)
 
     def r(t: int, i: int):
@@ -493,7 +494,8 @@ def remat_cpsat(
     serves: dict[tuple[int, int, int, int], object] = {}  # (part, copy, reader, copy)
     objective = []
     for i in range(n):
-        lo = max(i + 1, (inst.users[i] or [n])[0])  # first stage where a reader can run
+        # any stage after i's own (also before its first reader's: see remat_milp's R)
+        lo = i + 1
         copies = min(inst.max_computes[i], 1 + max(0, n - lo)) if inst.users[i] else 1
         starts[i], present[i] = [], []
         for c in range(copies):
