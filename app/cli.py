@@ -362,6 +362,38 @@ def _plan_summary(graph: Graph, plan: Plan, elapsed: float) -> list[str]:
     return lines
 
 
+#: `cosma plan` flags by the method option they set (messages name the flag, not the key).
+_FLAGS = {
+    "time_limit": "--time-limit",
+    "threads": "--threads",
+    "seed": "--seed",
+    "memory_limit": "--memory-limit",
+    "solver": "--solver",
+    "order": "--order",
+    "write_model": "--write-model",
+    "log_path": "--solver-log",
+    "recompute_rate": "--recompute-rate",
+    "accelerator": "--accelerator",
+    "max_computes": "--max-computes",
+}
+
+
+def _check_flags(method: str, given: dict) -> None:
+    """:func:`cosma.solvers.check_options` in the command line's words: a flag the method
+    does not take is named as a flag, with the flags it does take."""
+    from cosma.solvers import check_options, method_options
+
+    accepted = method_options(method)
+    for name in given if accepted is not None else ():
+        if name not in accepted:
+            takes = [_FLAGS[o] for o in accepted if o in _FLAGS]
+            raise UsageError(
+                f"-m {method} has no option {_FLAGS.get(name, name)}; it takes: "
+                + (", ".join(takes) or "no solver options")
+            )
+    check_options(method, given)
+
+
 def _remat_summary(graph: Graph, plan: Plan, elapsed: float) -> list[str]:
     lines = [
         f"{graph.name}: {plan.method}"
@@ -543,9 +575,9 @@ def plan(
     """
     from cosma.api import objective_and_method
     from cosma.deadline import Deadline, tail_reserve
-    from cosma.solvers import check_options, method_options, solve
+    from cosma.solvers import method_options, solve
 
-    objective, method = objective_and_method(objective, method, budget)
+    objective, method = objective_and_method(objective, method, budget, alignment=alignment)
     # Only the options given on the command line go to the method, so one it does not take
     # (or an unknown solver or order) is an error, not silently ignored.
     ctx = click.get_current_context()
@@ -563,7 +595,15 @@ def plan(
         if ctx.get_parameter_source("solver_log" if name == "log_path" else name)
         is not click.core.ParameterSource.DEFAULT
     }
-    if "max_computes" in (method_options(method) or ()):
+    if max_computes < 0:
+        raise UsageError(
+            f"--max-computes {max_computes}: give 0 (no bound) or the most runs of one "
+            "operator, at least 1"
+        )
+    # The default goes to the methods that take it; given on the command line it goes to
+    # the method in any case, so one that does not take it says so.
+    max_given = ctx.get_parameter_source("max_computes") is not click.core.ParameterSource.DEFAULT
+    if max_given or "max_computes" in (method_options(method) or ()):
         given["max_computes"] = max_computes or None
     if recompute_rate is not None and accelerator is not None:
         raise UsageError(
@@ -574,7 +614,7 @@ def plan(
     if rate is not None:
         given["recompute_rate"] = rate
     if method != "auto":
-        check_options(method, given)
+        _check_flags(method, given)
     # Every output path is checked before any work: a bad one fails now, not after a solve.
     if output and output != "-":
         files.check_writable(output, force=force, option="-o")
@@ -627,7 +667,7 @@ def plan(
             given.setdefault(k, v)
         auto = {"method": method, **picked, "reason": why}
         log.info("method auto: %s", why)
-        check_options(method, given)
+        _check_flags(method, given)
 
     result = solve(problem, method, time_limit=deadline, progress=progress, **given)
     if result.stats.get("phases") is not None:

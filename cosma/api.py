@@ -123,7 +123,9 @@ _REMAT_BASELINES = ("checkpoint-all", "sqrtn", "chen-greedy", "evict")
 _OBJECTIVES = ("traffic", "compute")
 
 
-def objective_and_method(objective: str, method: str, budget: Budget) -> tuple[str, str]:
+def objective_and_method(
+    objective: str, method: str, budget: Budget, *, alignment: int = 1
+) -> tuple[str, str]:
     """The objective and full method name a call means: ``objective="compute"`` (or a
     ``remat-`` method) is rematerialization, where ``milp``/``cpsat``/``baseline`` and
     Chen's baselines name the ``remat-`` methods and ``auto`` is ``remat-cpsat``; a budget
@@ -137,6 +139,11 @@ def objective_and_method(objective: str, method: str, budget: Budget) -> tuple[s
     if objective not in _OBJECTIVES:
         raise UsageError(f"unknown objective {objective!r}; choose traffic or compute")
     if objective == "compute" or method.startswith("remat-"):
+        if alignment != 1:
+            raise UsageError(
+                f"alignment {alignment} does not apply to rematerialization (--objective "
+                "compute): its memory is a pooled budget with no addresses; leave it out"
+            )
         if method.startswith("remat-"):
             return "compute", method
         if method == "auto":
@@ -219,7 +226,7 @@ def plan(
     from cosma.simulator import replay
     from cosma.solvers import solve
 
-    objective, method = objective_and_method(objective, method, budget)
+    objective, method = objective_and_method(objective, method, budget, alignment=alignment)
     graph = load_model(model, element_bytes=element_bytes, input_shapes=input_shapes)
     if training:
         from cosma.graphs.training import is_training_graph, training_graph

@@ -97,6 +97,9 @@ def format_report(info: dict[str, Any]) -> str:
     >>> format_report({"engine": "milp", "phase": "incumbent", "seconds": 1.2,
     ...                "objective": 1024, "bound": 512, "gap": 0.5})
     '[   1.20 s] milp incumbent: incumbent 1,024 B, bound 512 B, gap 50.0 %'
+    >>> format_report({"engine": "dnc", "phase": "pieces", "objective": 8, "piece": 2,
+    ...                "pieces": 5})   # "piece k of n"; left out where pieces is 0
+    '[   0.00 s] dnc pieces: incumbent 8 B, bound -, piece 2 of 5'
     """
 
     def b(v: Any) -> str:
@@ -105,8 +108,10 @@ def format_report(info: dict[str, Any]) -> str:
     parts = [f"incumbent {b(info.get('objective'))}", f"bound {b(info.get('bound'))}"]
     if info.get("gap") is not None:
         parts.append(f"gap {100 * info['gap']:.1f} %")
+    if info.get("pieces"):
+        parts.append(f"piece {info.get('piece', 0):,} of {info['pieces']:,}")
     for k, v in info.items():
-        if k not in ("engine", "phase", "seconds", "objective", "bound", "gap"):
+        if k not in ("engine", "phase", "seconds", "objective", "bound", "gap", "piece", "pieces"):
             parts.append(f"{k} {v:,}" if isinstance(v, int) else f"{k} {v}")
     return (
         f"[{info.get('seconds', 0.0):7.2f} s] {info.get('engine')} {info.get('phase')}: "

@@ -34,6 +34,11 @@ def parse_bytes(text: str) -> int:
     >>> parse_bytes("256KiB"), parse_bytes("1.5MiB"), parse_bytes("262144"), parse_bytes("1.6MiB")
     (262144, 1572864, 262144, 1677721)
     """
+    if "peak" in str(text).lower():
+        raise UsageError(
+            f"budget {text!r}: fractions of the peak (0.9xpeak) are rematerialization "
+            "budgets, for cosma plan --objective compute; here give bytes or M_R, M_H, M_P"
+        )
     m = _SIZE_RE.match(str(text))
     if not m:
         raise UsageError(

@@ -24,6 +24,7 @@ separate accounting option is needed.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import random
@@ -33,6 +34,8 @@ import networkx as nx
 
 from cosma.errors import ModelImportError
 from cosma.graph import Graph, _is_cost, from_networkx
+
+log = logging.getLogger(__name__)
 
 _SIZE_KEYS = ("cost_ram", "out_cost", "size")
 _COST_KEYS = ("cost_cpu", "duration", "cost")
@@ -48,8 +51,16 @@ def _first(d: dict, keys: Sequence[str]) -> object:
 def graph_from_nodelink(doc: dict, *, name: str | None = None) -> Graph:
     """A :class:`~cosma.graph.Graph` from a node-link document (see the module doc); the
     operators come in the document's order (``graph.order``, else node ids in order)."""
+    if isinstance(doc, dict) and "schema_version" in doc and "steps" in doc:
+        raise ModelImportError(
+            "this JSON is a cosma plan, not a graph: give the model it was made for (the "
+            "plan's 'source'), e.g. cosma replay MODEL PLAN.json"
+        )
     if not isinstance(doc, dict) or not isinstance(doc.get("nodes"), list):
-        raise ModelImportError("not a node-link graph: the JSON has no 'nodes' list")
+        raise ModelImportError(
+            "not a node-link graph: the JSON has no 'nodes' list (a .json model is read as "
+            "a Checkmate/MOCCASIN node-link graph: nodes with cost_ram or out_cost, links)"
+        )
     meta = _graph_attributes(doc.get("graph"))
     gname = name or str(meta.get("name") or "graph")
     nodes = doc["nodes"]
@@ -174,9 +185,23 @@ def load_nodelink(path: str | os.PathLike, *, name: str | None = None) -> Graph:
 def to_nodelink(graph: Graph) -> dict:
     """A node-link document of a graph whose operators each write one tensor someone reads
     or a graph output (what the anchors' format can say): ``cost_ram``, ``cost_cpu``,
-    ``graph.order`` = the file order."""
+    ``graph.order`` = the file order. Anything else (an operator with several outputs,
+    graph inputs and parameters, which the format has no place for) is merged or left out,
+    with a warning: the file then describes a different problem."""
     from cosma.cost import operator_cost
 
+    multi = [v for v in graph.file_order if len(graph.operators[v].outputs) > 1]
+    outside = [*graph.inputs, *graph.parameters]
+    if multi or outside:
+        log.warning(
+            "%s: the node-link format has one output per node and no graph inputs: %d "
+            "operators' outputs are merged (e.g. %s) and %d inputs/parameters left out; "
+            "the file describes a different problem than the graph",
+            graph.name,
+            len(multi),
+            multi[0] if multi else "-",
+            len(outside),
+        )
     ids = {v: k for k, v in enumerate(graph.file_order)}
     nodes = []
     for v in graph.file_order:

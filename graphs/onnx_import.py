@@ -117,6 +117,11 @@ def _read_model(source: str | os.PathLike | onnx.ModelProto) -> tuple[onnx.Model
             f"{path} is not a readable ONNX model (the protobuf does not parse: {e}); "
             "the file may be truncated, corrupt, or another format"
         ) from None
+    if model.ir_version > 0 and model.HasField("graph") and not model.graph.node:
+        raise ModelImportError(
+            f"{path}: the model's graph has no operators (nodes), so there is nothing to "
+            "plan; export the model with its operators"
+        )
     if model.ir_version <= 0 or not model.HasField("graph") or not model.graph.node:
         raise ModelImportError(
             f"{path} is not an ONNX model (it parses, but has no IR version or no graph "

@@ -39,7 +39,8 @@ any other type                                                  all its inputs
 
 Gradients flow to activations and to parameters of a floating type (``dtype`` unknown counts
 as floating); graph inputs (the data) get none, and neither do the non-data operands of shape
-operators (the ``shape`` of ``Reshape``, the indices of ``Gather``...). An activation needs a
+operators (the ``shape`` of ``Reshape``, the indices of ``Gather``...) nor BatchNormalization's
+running mean and variance (statistics, not weights). An activation needs a
 gradient if its operator reads something that does.
 
 Compute cost (``cost`` attribute of every operator, see :mod:`cosma.cost`): a forward
@@ -190,6 +191,11 @@ NOT_DIFFERENTIABLE = frozenset(
 )
 
 
+#: Operator types whose operands past the first N are not trained: BatchNormalization's
+#: running mean and variance (inputs 4 and 5) are statistics, not weights.
+TRAINED_OPERANDS = {"BatchNormalization": 3}
+
+
 def saved_reads(op: Operator) -> list[str]:
     """The forward tensors the backward of ``op`` reads, by :data:`SAVED` (default: inputs)."""
     rule = SAVED.get(op.op_type, _INPUTS)
@@ -246,6 +252,7 @@ def training_graph(forward: Graph, *, name: str | None = None) -> Graph:
         if op.op_type in NOT_DIFFERENTIABLE:
             return []
         slots = op.inputs[:1] if op.op_type in FIRST_OPERAND_ONLY else op.inputs
+        slots = slots[: TRAINED_OPERANDS.get(op.op_type, len(slots))]
         return [x for x in slots if _floating(t[x].dtype)]
 
     # Which tensors need a gradient: parameters read at a differentiable slot, and
@@ -260,15 +267,27 @@ def training_graph(forward: Graph, *, name: str | None = None) -> Graph:
         """Operands of ``op`` that get a gradient from its backward."""
         return [x for x in diff_operands(op) if x in needs or t[x].kind is TensorKind.PARAMETER]
 
+    # Operators that get a backward: some output receives a gradient (from the loss, or
+    # from an operator that gets one) and some operand wants one. An operator whose
+    # outputs never reach the loss (a dead end, an operator left with no outputs) has
+    # none, and so contributes to no gradient.
+    outs = forward.outputs
+    reached = {y for y in outs if y in needs}
+    active: set[str] = set()
+    for v in reversed(order):
+        wanted = grad_wanted(ops[v])
+        if wanted and any(y in reached for y in ops[v].outputs):
+            active.add(v)
+            reached.update(wanted)
     # Contributors to each gradient: backward operators of consumers, and the loss.
     contributors: dict[str, list[str]] = {}
-    outs = forward.outputs
     for y in outs:
         if y in needs:
             contributors.setdefault(y, []).append("loss")
     for v in order:
-        for x in grad_wanted(ops[v]):
-            contributors.setdefault(x, []).append(f"{v}/backward")
+        if v in active:
+            for x in grad_wanted(ops[v]):
+                contributors.setdefault(x, []).append(f"{v}/backward")
 
     def gname(x: str, by: str) -> str:
         return f"grad({x})" if len(contributors[x]) == 1 else f"grad({x})@{by}"

@@ -766,6 +766,7 @@ def cut_bound(
     orders: Sequence[Sequence[str]] = (),
     exclude: Collection[str] = (),
     cuts: Sequence[Collection[str]] = (),
+    rows: tuple | None = None,
 ) -> tuple[int, dict]:
     """A lower bound on the non-compulsory traffic of every plan, whatever its order, from
     the tensors that must be live across each operator in *some* cut of the graph.
@@ -804,7 +805,13 @@ def cut_bound(
     ``cuts``: extra rows ``sum_{t in C} y(t) >= 1``, each valid for every plan (e.g. from
     :func:`cosma.solvers.spillsets.window_bound`); ``y`` of a graph input or parameter
     (cost ``size``) means the same (not resident at some operator between two of its
-    reads: the later read loads it again, and only its first load is compulsory).
+    reads: the later read loads it again, and only its first load is compulsory). An
+    entry ``(t, k)`` of a cut stands for ``y(t, k)``: at least ``k`` loads of ``t`` each
+    follow an operator where ``t`` was live across and not resident (the first load after
+    such an operator; ``y(t, 1) = y(t)``, ``y(t, k) <= y(t, k - 1)``); each ``y(t, k)``
+    with ``k >= 2`` costs ``size(t)`` more (those are non-compulsory loads besides the
+    first one counted in ``c(t)``). ``rows``: what :func:`_cut_rows` returned for this
+    problem and ``orders`` (saves finding them again).
 
     Returns the bound and statistics, among them ``cut_spilled``: the tensors with
     ``y = 1`` in the relaxation's solution (a hint of what a good plan spills).
@@ -818,29 +825,46 @@ def cut_bound(
     from cosma.liveness import liveness
 
     t0 = time.perf_counter()
-    rows, stats = _cut_rows(problem, t0 + 0.7 * time_limit, orders, set(exclude))
+    if rows is None or exclude:
+        rows, stats = _cut_rows(problem, t0 + 0.7 * time_limit, orders, set(exclude))
+    else:  # rows already found by _cut_rows for this problem (and these orders)
+        rows, stats = rows[0], dict(rows[1])
     stats["cut_spilled"] = []
     g = problem.graph
     lv = liveness(g, setting=problem.setting, alignment=problem.alignment)
-    hits = [
-        {lv.tensor_index[t] for t in c if t in lv.tensor_index}
-        for c in cuts
-        if not set(c) & set(exclude)  # an excluded tensor's traffic is counted elsewhere
-    ]
+    hits = []  # (tensor index, k): the tensor is loaded again at least k times
+    for c in cuts:
+        pairs = [(t, 1) if isinstance(t, str) else (t[0], t[1]) for t in c]
+        if not {t for t, _ in pairs} & set(exclude):  # their traffic is counted elsewhere
+            hits.append([(lv.tensor_index[t], k) for t, k in pairs if t in lv.tensor_index])
     if not rows and not hits:
         stats["cut"] = 0
         return 0, stats
     anc, _ = lv.reach()
-    used = sorted({t for row in rows for t in row[2]} | {t for c in hits for t in c})
+    used = sorted({t for row in rows for t in row[2]} | {t for c in hits for t, _ in c})
+    deep = {}
+    for c in hits:
+        for t, k in c:
+            deep[t] = max(deep.get(t, 1), k)
 
     def cost(t: int) -> int:
         real = g.tensors[lv.tensors[t]]
         return real.size * (2 if real.kind is TensorKind.ACTIVATION else 1)
 
-    unit = math.gcd(*(cost(t) for t in used))
+    unit = math.gcd(*(cost(t) for t in used), *(lv.size[t] for t in deep))
     prob = pulp.LpProblem("cut_cover", pulp.LpMinimize)
     y = {t: _var(prob, f"y{t}", cat=pulp.LpBinary) for t in used}
-    prob += pulp.lpSum((cost(t) // unit) * y[t] for t in used)
+    more = {
+        (t, k): _var(prob, f"y{t}_{k}", cat=pulp.LpBinary)
+        for t in sorted(deep)
+        for k in range(2, deep[t] + 1)
+    }
+    level = {**{(t, 1): y[t] for t in used}, **more}
+    prob += pulp.lpSum((cost(t) // unit) * y[t] for t in used) + pulp.lpSum(
+        (g.tensors[lv.tensors[t]].size // unit) * var for (t, _), var in more.items()
+    )
+    for (t, k), var in more.items():
+        prob += var <= level[t, k - 1]
     for k, (v, cap, local, free) in enumerate(rows):
         before = anc[v]  # v and its descendants are 0, ancestors 1, the rest free
         x = {u: _var(prob, f"x{k}_{u}", lowBound=0, upBound=1) for u in free}
@@ -864,7 +888,7 @@ def cut_bound(
             terms.append(lv.size[t] * r)
         prob += pulp.lpSum(terms) <= cap, f"v{v}"
     for k, c in enumerate(hits):
-        prob += pulp.lpSum(y[t] for t in c) >= 1, f"hit{k}"
+        prob += pulp.lpSum(level[t, j] for t, j in c) >= 1, f"hit{k}"
     name = solver or _default_solver()
     left = max(0.5, time_limit - (time.perf_counter() - t0))
     out = backends.backend(name).solve(prob, time_limit=left, threads=1, integral_gap=0.999)
@@ -1198,6 +1222,8 @@ def chunk_bound(
             if best is not None and paid >= best:
                 continue
             cap = problem.budget - sum(asize[t] for t in through if t not in y)
+            if cap < 0:
+                continue  # this Y cannot happen: the tensors kept through exceed the budget
             rest = until - time.perf_counter()
             if rest < 0.2:
                 best = None  # not every case was bounded: no bound from this window
@@ -1344,10 +1370,20 @@ class _Search:
             pieces=pieces,
         )
 
-    def sweep(self, windows: Sequence[tuple], *, joint: bool, limit: float, until: float) -> bool:
+    def sweep(
+        self,
+        windows: Sequence[tuple],
+        *,
+        joint: bool,
+        limit: float,
+        until: float,
+        whole: bool = False,
+    ) -> bool:
         """Re-solve each window ``(a, b)`` or ``(a, b, frozen)`` in turn; True if the
         incumbent improved. A window already tried on the same incumbent with at least
-        this time limit is skipped (it would give the same answer)."""
+        this time limit is skipped (it would give the same answer). With ``whole``, a
+        window starts only if its whole ``limit`` fits before ``until`` (a later phase
+        tries it with its full time rather than this one with a fraction)."""
         improved = False
         for k, (a, b, *rest) in enumerate(windows, 1):
             if self.done() or time.perf_counter() > until:
@@ -1356,7 +1392,7 @@ class _Search:
                 continue
             frozen = rest[0] if rest else frozenset()
             lim = min(limit, until - time.perf_counter())
-            if lim < min(limit, 3.0):
+            if lim < min(limit, 3.0) or (whole and lim < limit):
                 break  # too little left of this sweep's time for a useful re-solve
             key = _window_key(self.sol, a, b, joint, frozen)
             if self.seen.get(key, -1.0) >= lim:
@@ -1533,8 +1569,8 @@ def _search(
                 best.order,
                 plans=[best],
                 orders=[list(g.file_order), *(p.order for p in starts)],
-                work=800_000,
-                time_limit=max(0.5, min(25.0, 0.2 * time_limit, left() / 3)),
+                work=300_000,
+                time_limit=max(0.5, min(15.0, 0.12 * time_limit, left() / 3)),
                 solver=name,
             )
             stats |= {k: v for k, v in window_stats.items() if k != "window_values"}
@@ -1588,17 +1624,38 @@ def _search(
     #     time (they are where the plan improves most; phase 4 goes on from there).
     if not run.done():
         run.phase = "joint windows around spills (margin 4)"
-        hot = _spill_windows(problem, run.sol, 4, max_ops=4 * window_ops, snap=True)
+        hot = _spill_windows(problem, run.sol, 4, max_ops=4 * window_ops, snap=True, dense=True)
         if hot:
             run.sweep(
                 hot,
                 joint=True,
                 limit=max(3.0, 0.25 * max(b - a for a, b in hot)),
                 until=t0 + 0.6 * time_limit,
+                whole=True,
             )
     # 3. A bound from exact solves of relaxed windows: around the incumbent's spills, then
-    #    chunks of the order where it has traffic.
+    #    chunks of the order where it has traffic. First spill sets with one order per
+    #    window again, with more (deterministic) effort and the incumbent's order.
+    spent = 0.0
     if not run.done():
+        from cosma.solvers.spillsets import window_bound
+
+        began = time.perf_counter()
+        more, _ = window_bound(
+            problem,
+            run.sol.order,
+            orders=[list(g.file_order), *(p.order for p in starts)],
+            work=1_500_000,
+            time_limit=max(0.5, min(0.2 * time_limit, run.left() / 3)),
+            solver=name,
+        )
+        spent = time.perf_counter() - began
+        stats["window_bound_late"] = more
+        if more > run.bound:
+            run.bound = more
+            run.phase = "bound from spill sets"
+            run.report(0, 0)
+    if not run.done() and 0.25 * time_limit - spent > 2.0:
         sol = run.sol
         cuts = choose_cuts(problem, sol.order, bound_ops)
         chunks = [w for w in itertools.pairwise(cuts) if _window_cost(problem, sol, *w) > 0]
@@ -1611,7 +1668,7 @@ def _search(
             problem,
             sol.order,
             candidates,
-            time_limit=min(0.25 * time_limit, run.left() - 1.0),
+            time_limit=min(0.25 * time_limit - spent, run.left() - 1.0),
             seed=seed,
         )
         touched = chunk_stats.pop("chunk_touched", [])
@@ -1641,7 +1698,9 @@ def _search(
     margin = 4
     while not run.done():
         rounds += 1
-        hot = _spill_windows(problem, run.sol, margin, max_ops=max(span, 4 * window_ops), snap=True)
+        hot = _spill_windows(
+            problem, run.sol, margin, max_ops=max(span, 4 * window_ops), snap=True, dense=True
+        )
         if hot and margin <= 4 * window_ops:
             run.phase = f"joint windows around spills (margin {margin})"
             if not run.sweep(
@@ -1743,11 +1802,18 @@ def _baseline_of(problem: Problem, order: Sequence[str], name: str) -> Plan | No
 
 
 def _spill_windows(
-    problem: Problem, sol: Solution, margin: int, *, max_ops: int, snap: bool = False
+    problem: Problem,
+    sol: Solution,
+    margin: int,
+    *,
+    max_ops: int,
+    snap: bool = False,
+    dense: bool = False,
 ) -> list[tuple[int, int]]:
     """Windows around each reload, from the step the tensor left to the step it came back,
     widened by ``margin`` (with ``snap``, to the cut within ``margin`` where the fewest
-    bytes cross) and at most ``max_ops`` long; costliest first."""
+    bytes cross) and at most ``max_ops`` long; costliest first (with ``dense``: most bytes
+    reloaded per operator first, so the short windows, quick to solve, come first)."""
     g = problem.graph
     n = len(sol.order)
     cross = [*crossing_bytes(problem, sol.order), 0] if snap else None
@@ -1771,6 +1837,8 @@ def _spill_windows(
             ends = [(a, a + max_ops), (b - max_ops, b)] if b - a > max_ops else [(a, b)]
             for w in ends:
                 found[w] = found.get(w, 0) + g.tensors[t].size
+    if dense:
+        return sorted(found, key=lambda w: (-found[w] / max(1, w[1] - w[0]), w))
     return sorted(found, key=lambda w: (-found[w], w))
 
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
 import pulp
@@ -52,6 +52,16 @@ class _Budget:
         return not self.stopped
 
 
+def _bytes(mask: int, size: list[int]) -> int:
+    """Total size of the tensors in ``mask``."""
+    total = 0
+    while mask:
+        low = mask & -mask
+        total += size[low.bit_length() - 1]
+        mask ^= low
+    return total
+
+
 class _Fit:
     """Whether some order of a problem fits with a given set of tensors spilled (see
     :func:`spill_set_relaxation` for the model). Operators are numbered in the liveness
@@ -72,6 +82,9 @@ class _Fit:
         self.size = list(lv.size)
         self.names = list(lv.tensors)
         self.cost = []
+        # Bytes one extra load moves: the tensor's real size. ``size`` is liveness's aligned
+        # size, which counts only for memory.
+        self.load = [g.tensors[t].size for t in lv.tensors]
         for t in lv.tensors:
             real = g.tensors[t]
             own = real.size * (2 if real.kind is TensorKind.ACTIVATION else 1)
@@ -81,6 +94,7 @@ class _Fit:
             self.names.append(name)
             self.size.append(size)
             self.cost.append(cost)
+            self.load.append(g.tensors[name].size if name in g.tensors else size)
         self.through = range(self.m, self.m + len(through))
         self.budget = problem.budget
         self.operands = [sorted(set(lv.reads[v]) | set(lv.writes[v])) for v in range(self.n)]
@@ -88,6 +102,104 @@ class _Fit:
         self.opsize = [sum(self.size[t] for t in ops) for ops in self.operands]
         self.cmask = lv.consumer_mask
         self.pmask = lv.pred_mask
+        self.succ = lv.succs
+        self.sources = sum(1 << v for v in range(self.n) if not self.pmask[v])
+        # Gaps between a tensor's consecutive uses here (creation, reads): the most times
+        # it can be away and come back. Through tensors: one.
+        self.gaps = [
+            max(1, (lv.producer[t] >= 0) + len(lv.consumers[t]) - 1) for t in range(self.m)
+        ] + [1] * len(through)
+
+    def fits_levels(self, levels: dict[int, int], budget: _Budget) -> bool | None:
+        """Like :meth:`fits`, where tensor ``t`` may be away in at most ``levels[t]`` of
+        its gaps (all of them: spilled; 0 or absent: always resident where live)."""
+        spilled = 0
+        limited = {}
+        for t, k in levels.items():
+            if k >= self.gaps[t]:
+                spilled |= 1 << t
+            elif k > 0:
+                limited[t] = k
+        if not limited:
+            return self.fits(spilled, budget)
+        n, size, cmask = self.n, self.size, self.cmask
+        cap = self.budget - sum(self.size[t] for t in self.through if not (spilled >> t) & 1)
+        if cap < 0:
+            return False
+        order = sorted(limited)
+        lim_mask = sum(1 << t for t in order)
+        full = (1 << n) - 1
+        start = (0, 0, 0, (0,) * len(order))  # done, live, away (limited), gaps used
+        seen = {start}
+        stack = [(*start, self.sources)]  # and the ready operators
+        while stack:
+            done, live, away, used, ready = stack.pop()
+            left = ready
+            if done == full:
+                return True
+            if not budget.spend():
+                return None
+            here = live & ~away
+            held = _bytes(here, size)
+            steps = []
+            while ready:
+                low = ready & -ready
+                ready ^= low
+                v = low.bit_length() - 1
+                om = self.opmask[v]
+                mem = self.opsize[v] + held
+                for t in self.operands[v]:
+                    if (here >> t) & 1:
+                        mem -= size[t]  # counted once, as an operand
+                if mem > cap:
+                    continue
+                after = done | (1 << v)
+                steps.append(v)
+                if not om & lim_mask:
+                    grow = 0
+                    for t in self.operands[v]:
+                        if not (spilled >> t) & 1:
+                            grow += size[t] * (bool(cmask[t] & ~after) - ((live >> t) & 1))
+                    if grow <= 0:
+                        steps = [v]  # runs first without loss (see spill_set_relaxation)
+                        break
+            for v in steps:
+                after = done | (1 << v)
+                om = self.opmask[v]
+                nxt = (live | om) & ~spilled
+                x = nxt
+                while x:
+                    low = x & -x
+                    x ^= low
+                    if not cmask[low.bit_length() - 1] & ~after:
+                        nxt &= ~low
+                base = away & ~om & nxt
+                # A limited tensor used here and read again later may leave for the gap
+                # that starts here (if it has gaps left).
+                choices = [
+                    k
+                    for k, t in enumerate(order)
+                    if (om >> t) & 1 and (nxt >> t) & 1 and used[k] < limited[t]
+                ]
+                for pick in range(1 << len(choices)):
+                    a2, u2 = base, list(used)
+                    for j, k in enumerate(choices):
+                        if (pick >> j) & 1:
+                            a2 |= 1 << order[k]
+                            u2[k] += 1
+                    state = (after, nxt, a2, tuple(u2))
+                    if state not in seen:
+                        seen.add(state)
+                        stack.append((*state, self._next_ready(left, v, after)))
+        return False
+
+    def _next_ready(self, ready: int, v: int, after: int) -> int:
+        """The ready operators once ``v`` (ready) has run, ``after`` the operators run."""
+        ready &= ~(1 << v)
+        for s in self.succ[v]:
+            if not self.pmask[s] & ~after:
+                ready |= 1 << s
+        return ready
 
     def candidates(self) -> list[int]:
         """Tensors whose spilling can change anything: non-empty, and live across some
@@ -111,24 +223,24 @@ class _Fit:
             return False
         full = (1 << n) - 1
         seen = {0}
-        stack = [(0, 0)]  # (operators run, live tensors not spilled)
+        stack = [(0, 0, self.sources)]  # (operators run, live tensors not spilled, ready)
         while stack:
-            done, live = stack.pop()
+            done, live, ready = stack.pop()
+            left = ready
             if done == full:
                 return True
             if not budget.spend():
                 return None
+            held = _bytes(live, size)
             steps = []  # (operator, bytes while it runs, growth of the live bytes)
-            for v in range(n):
-                if (done >> v) & 1 or self.pmask[v] & ~done:
-                    continue
-                om = self.opmask[v]
-                mem = self.opsize[v]
-                x = live & ~om
-                while x:
-                    low = x & -x
-                    mem += size[low.bit_length() - 1]
-                    x ^= low
+            while ready:
+                low = ready & -ready
+                ready ^= low
+                v = low.bit_length() - 1
+                mem = self.opsize[v] + held
+                for t in self.operands[v]:
+                    if (live >> t) & 1:
+                        mem -= size[t]  # counted once, as an operand
                 if mem > cap:
                     continue
                 after = done | (1 << v)
@@ -152,7 +264,7 @@ class _Fit:
                     x ^= low
                     if not cmask[low.bit_length() - 1] & ~after:
                         nxt &= ~low
-                stack.append((after, nxt))
+                stack.append((after, nxt, self._next_ready(left, v, after)))
         return False
 
 
@@ -161,6 +273,7 @@ def spill_set_relaxation(
     *,
     through: Sequence[tuple[str, int, int]] = (),
     costs: dict[str, int] | None = None,
+    skip_if_fits: Collection[str] | None = None,
     work: int = 200_000,
     time_limit: float = math.inf,
     solver: str | None = None,
@@ -169,52 +282,64 @@ def spill_set_relaxation(
     """A lower bound on the non-compulsory traffic of every plan of ``problem``, whatever
     its order: the optimum of the *spill-set relaxation*, or a proven bound on it.
 
-    *The relaxation.* Choose an order ``sigma`` of the operators and a set ``Y`` of
-    tracked tensors, paying ``c(t)`` for each ``t`` in ``Y``: ``2 size(t)`` for an
-    activation, ``size(t)`` for a graph output, graph input or tracked parameter. A tensor
-    is *live across* step ``w`` of ``sigma`` when it is not an operand of ``w``, it was made
-    before ``w`` (graph inputs and parameters: read before ``w``), and an operator after
-    ``w`` reads it. The constraint: at every step ``w``, the (aligned) sizes of the operands
-    of ``w`` plus those of the tensors live across ``w`` and not in ``Y`` sum to at most the
-    budget. ``through`` adds tensors that are live across every step (name, size, cost),
-    and ``costs`` replaces ``c(t)`` by name; both are for :func:`window_bound`, which
-    argues their validity.
+    *The relaxation.* A tensor is *live across* step ``w`` of an order when it is not an
+    operand of ``w``, it was made before ``w`` (graph inputs and parameters: read before
+    ``w``), and an operator after ``w`` reads it. Its *gaps* are the stretches between its
+    consecutive uses (creation, reads) in the order; it is live across exactly the steps
+    inside them. Choose an order and, for each tensor, a *level* ``k >= 0``: the tensor
+    may be away in ``k`` of its gaps (chosen with the order) and is counted at every other
+    step it is live across; level ``k >= 1`` costs ``c(t) + (k - 1) size(t)``, where
+    ``c(t)`` is ``2 size(t)`` for an activation and ``size(t)`` for a graph output, graph
+    input or tracked parameter. The constraint: at every step, the (aligned) sizes of its
+    operands plus those of the counted tensors sum to at most the budget. ``through``
+    adds tensors live across every step (name, size, cost; one gap), and ``costs``
+    replaces ``c(t)`` by name; both are for :func:`window_bound`, which argues them.
+    ``skip_if_fits``: if some order fits with each of those tensors away in one gap,
+    return 0 at once (the caller knows a solution that cheap already; 0 is valid).
 
     *Claim: every plan gives a solution that costs no more than its non-compulsory
-    traffic.* Take its order and ``Y`` = the tensors not resident at some step they are
-    live across. (i) Cost: if ``t`` is not resident at a step ``w`` it is live across, a
-    later reader needs it resident again and it cannot be made again, so it is loaded: an
-    activation needs a host copy, which only a store makes (graph outputs' store is
-    compulsory), and a graph input or parameter was already loaded once before ``w`` (only
-    the first load is compulsory): at least ``c(t)`` for ``t``, and events of different
-    tensors are different. (ii) Memory: at step ``w`` the operands of ``w`` and every
-    tensor live across ``w`` outside ``Y`` are resident, in disjoint blocks of aligned size
-    inside ``[0, S)``. Moves (a tensor leaving and coming back elsewhere, even between two
-    steps) change neither argument: at each step a tensor either occupies a block or not.
-    Multi-output operators: all outputs are operands of their step. Zero-size tensors cost
-    and weigh nothing. Both settings: only tracked tensors appear (parameters are graph
-    inputs when tracked). Recomputation is not part of the problem this bounds.
+    traffic.* Take its order, and as the level of ``t`` the number ``L(t)`` of gaps in
+    which ``t`` is not resident at some step it is live across. (i) Cost: in each such
+    gap a later reader (the gap's end) needs ``t`` resident again and it cannot be made
+    again, so it is loaded inside that gap: ``L(t)`` different loads, none compulsory (a
+    graph input or parameter was loaded for the read that opened the gap). An activation
+    with a load needs a host copy, which only a store makes (graph outputs' store is
+    compulsory). So the plan pays at least ``c(t) + (L(t) - 1) size(t)`` on ``t`` when
+    ``L(t) >= 1``; events of different tensors are different. (ii) Memory: at each step
+    the operands and every counted tensor (resident wherever live across, outside the
+    ``L(t)`` gaps) are resident, in disjoint blocks of aligned size inside ``[0, S)``;
+    the gaps where a tensor is away only at some steps are counted as away throughout,
+    which only lowers the bytes. Moves (a tensor leaving and coming back elsewhere, even
+    between two steps) change neither argument: at each step a tensor occupies a block or
+    not. Multi-output operators: all outputs are operands of their step. Zero-size
+    tensors cost and weigh nothing. Both settings: only tracked tensors appear
+    (parameters are graph inputs when tracked). Recomputation is not part of the problem
+    this bounds.
 
-    *Solving it.* Fitting is monotone: spilling more only lowers every step's bytes, for
-    every order. A search over downsets (operator sets closed under predecessors; the live
-    tensors are a function of the downset, so each is visited once) decides whether some
-    order fits with ``Y`` out. It runs first, without loss, any ready operator that fits
-    and does not grow the live bytes (its outputs kept minus its inputs that die): moving
-    it ahead of the steps that preceded it in a fitting order changes the bytes at each of
-    them by that growth, at most zero, since none of them reads its outputs or the inputs
-    that die with it. Then combinatorial Benders: the master (a hitting-set MILP) proposes
-    the cheapest ``Y`` that meets every cut; if no order fits with it, ``Y`` is grown to a
-    set ``M`` with which still no order fits (adding tensors while that stays proven), and
-    the cut "spill some tensor outside ``M``" is added — every fitting spill set meets it,
-    since no subset of ``M`` fits. So the master's optimum (or its solver's proven bound)
-    is a lower bound on the relaxation after every round; when an order fits with the
-    proposed ``Y``, the bound is the relaxation's optimum. ``work`` caps the search nodes
-    (deterministic); the result is the master's bound at the point the effort ran out.
+    *Solving it.* Fitting is monotone: higher levels only lower the bytes, for every
+    order. A search over downsets (operator sets closed under predecessors; the live
+    tensors are a function of the downset; with tensors at a level below their number of
+    gaps, the state also holds which are away and how many gaps they used) decides
+    whether some order fits with given levels (a tensor at its number of gaps is never
+    counted). It runs first, without loss, any ready operator that fits, is no use of a
+    tensor with such a partial level, and does not grow the live bytes (its outputs kept
+    minus its inputs that die): moving it ahead of the steps that preceded it in a
+    fitting order changes the bytes at each of them by that growth, at most zero, since
+    none of them reads its outputs or the inputs that die with it, and no tensor's gaps
+    change. Then combinatorial Benders: the master (a small MILP over binaries ``u(t, k)``
+    = level at least ``k``) proposes the cheapest levels that meet every cut; if no order
+    fits with them, they are raised to levels ``M`` with which still no order fits
+    (tensors raised to all their gaps while that stays proven, then one gap at a time),
+    and the cut "some ``t`` is above ``M(t)``" is added — every fitting choice meets it,
+    since none at or below ``M`` fits. So the master's optimum (or its solver's proven
+    bound) is a lower bound on the relaxation after every round; when an order fits with
+    the proposed levels, it is the relaxation's optimum. ``work`` caps the search nodes
+    (deterministic); the result is the master's bound when the effort ran out.
 
     Returns the bound and statistics: ``ssr_rounds``, ``ssr_work``, ``ssr_proven`` (the
-    relaxation solved), ``ssr_spilled`` (the fitting ``Y`` when found: a hint of what a good
-    plan spills), ``ssr_cuts`` (the cuts, as lists of tensor names: every fitting spill
-    set holds a tensor of each).
+    relaxation solved), ``ssr_spilled`` (tensors away somewhere in the fitting solution: a
+    hint of what a good plan spills), ``ssr_cuts`` (the cuts, as lists of ``(tensor, k)``:
+    every fitting choice has some tensor at level ``k`` or more).
 
     >>> from cosma.graph import GraphBuilder
     >>> g = (GraphBuilder().input("x", 1).op("a", ["x"], {"p": 10}).op("b", ["p"], {"q": 5})
@@ -226,6 +351,13 @@ def spill_set_relaxation(
     fit = _Fit(problem, through, costs)
     cand = fit.candidates()
     stats: dict = {"ssr_rounds": 0, "ssr_proven": False, "ssr_spilled": [], "ssr_cuts": []}
+    if skip_if_fits is not None:
+        named = set(skip_if_fits)
+        hint = {t: 1 for t in cand if fit.names[t] in named}  # each away in one gap
+        if fit.fits_levels(hint, budget) is True:  # nothing to learn against that set
+            stats["ssr_skipped"] = True
+            stats["ssr_work"] = budget.used
+            return 0, stats
     first = fit.fits(0, budget)
     if first is not False:
         stats["ssr_proven"] = first is True
@@ -235,72 +367,97 @@ def spill_set_relaxation(
         stats["ssr_work"] = budget.used
         stats["ssr_proven"] = True
         return 0, stats
-    unit = math.gcd(*(fit.cost[t] for t in cand))
+    unit = math.gcd(*(fit.cost[t] for t in cand), *(fit.load[t] for t in cand))
     name = solver or ("highs" if backends.backend("highs").available() else "cbc")
-    cuts: list[list[int]] = []
+    cuts: list[list[tuple[int, int]]] = []  # each: some (t, k) with t away in >= k gaps
     bound = 0
     while not budget.stopped:
         stats["ssr_rounds"] += 1
-        value, chosen, exact = _hitting_set(cand, fit.cost, unit, cuts, name)
+        value, levels, exact = _hitting_set(cand, fit, unit, cuts, name)
         if value is None:
             break
         bound = max(bound, value)
-        spilled = sum(1 << t for t in chosen)
-        answer = fit.fits(spilled, budget)
+        answer = fit.fits_levels(levels, budget)
         if answer is not False:
             if answer is True and exact:
                 stats["ssr_proven"] = True
-                stats["ssr_spilled"] = [fit.names[t] for t in chosen]
+                stats["ssr_spilled"] = [fit.names[t] for t in sorted(levels) if levels[t]]
             break
-        grown = _grow(fit, spilled, [t for t in cand if not (spilled >> t) & 1], budget)
-        cut = [t for t in cand if not (grown >> t) & 1]
+        grown = _grow(fit, levels, cand, budget)
+        cut = [(t, grown.get(t, 0) + 1) for t in cand if grown.get(t, 0) < fit.gaps[t]]
         if not cut:  # no spill set fits: no plan (the caller's problem says why)
             stats["ssr_proven"] = True
             break
         cuts.append(cut)
     stats["ssr_work"] = budget.used
-    stats["ssr_cuts"] = [[fit.names[t] for t in c] for c in cuts]
+    stats["ssr_cuts"] = [[(fit.names[t], k) for t, k in c] for c in cuts]
     return bound, stats
 
 
-def _grow(fit: _Fit, spilled: int, rest: list[int], budget: _Budget) -> int:
-    """A superset of ``spilled`` with which no order fits (proven), adding the tensors of
-    ``rest`` (cheapest first) in halves: a chunk is added whole when that stays refuted."""
-    rest = sorted(rest, key=lambda t: (fit.cost[t], t))
+def _grow(fit: _Fit, levels: dict[int, int], cand: list[int], budget: _Budget) -> dict:
+    """Levels at or above ``levels`` with which no order fits (proven): tensors are raised
+    to all their gaps in halves (cheapest first; a chunk is raised whole when that stays
+    refuted), then the others one gap at a time."""
+    levels = dict(levels)
+    rest = sorted(
+        (t for t in cand if levels.get(t, 0) < fit.gaps[t]), key=lambda t: (fit.cost[t], t)
+    )
     todo = [rest]
     while todo and not budget.stopped:
         chunk = todo.pop()
         if not chunk:
             continue
-        mask = sum(1 << t for t in chunk)
-        if fit.fits(spilled | mask, budget) is False:
-            spilled |= mask
+        trial = {**levels, **{t: fit.gaps[t] for t in chunk}}
+        if fit.fits_levels(trial, budget) is False:
+            levels = trial
         elif len(chunk) > 1:
             half = len(chunk) // 2
             todo += [chunk[half:], chunk[:half]]  # the cheaper half is tried first
-    return spilled
+    for t in rest:
+        while not budget.stopped and levels.get(t, 0) + 1 < fit.gaps[t]:
+            trial = {**levels, t: levels.get(t, 0) + 1}
+            if fit.fits_levels(trial, budget) is not False:
+                break
+            levels = trial
+    return levels
 
 
 def _hitting_set(
-    cand: list[int], cost: list[int], unit: int, cuts: list[list[int]], solver: str
-) -> tuple[int | None, list[int], bool]:
-    """The cheapest set of candidates meeting every cut: (proven lower bound on its cost,
-    the set found, whether it is proven cheapest). None if the solver proved nothing."""
+    cand: list[int], fit: _Fit, unit: int, cuts: list[list[tuple[int, int]]], solver: str
+) -> tuple[int | None, dict[int, int], bool]:
+    """The cheapest levels meeting every cut (level ``k`` of ``t``: away in ``k`` gaps,
+    costing ``c(t) + (k - 1) size(t)``): (proven lower bound on the cost, the levels found,
+    whether they are proven cheapest). None if the solver proved nothing."""
     if not cuts:
-        return 0, [], True
-    used = sorted({t for c in cuts for t in c})
-    prob = pulp.LpProblem("spill_sets", pulp.LpMinimize)
-    y = {t: _var(prob, f"y{t}", cat=pulp.LpBinary) for t in used}
-    prob += pulp.lpSum((cost[t] // unit) * y[t] for t in used)
-    for k, cut in enumerate(cuts):
-        prob += pulp.lpSum(y[t] for t in cut) >= 1, f"cut{k}"
+        return 0, {}, True
+    top: dict[int, int] = {}
+    for cut in cuts:
+        for t, k in cut:
+            top[t] = max(top.get(t, 0), k)
+    prob = pulp.LpProblem("spill_levels", pulp.LpMinimize)
+    u = {
+        (t, k): _var(prob, f"u{t}_{k}", cat=pulp.LpBinary)
+        for t in sorted(top)
+        for k in range(1, top[t] + 1)
+    }
+    prob += pulp.lpSum(
+        ((fit.cost[t] if k == 1 else fit.load[t]) // unit) * var for (t, k), var in u.items()
+    )
+    for (t, k), var in u.items():
+        if k > 1:
+            prob += var <= u[t, k - 1]
+    for j, cut in enumerate(cuts):
+        prob += pulp.lpSum(u[t, k] for t, k in cut) >= 1, f"cut{j}"
     out = backends.backend(solver).solve(prob, time_limit=20.0, threads=1, integral_gap=0.999)
-    chosen = [t for t in used if out.values.get(y[t].name, 0) > 0.5]
+    levels: dict[int, int] = {}
+    for (t, k), var in u.items():
+        if out.values.get(var.name, 0) > 0.5:
+            levels[t] = max(levels.get(t, 0), k)
     if out.status == backends.OPTIMAL and out.objective is not None:
-        return round(out.objective) * unit, chosen, True
+        return round(out.objective) * unit, levels, True
     if out.bound is not None:
-        return max(0, math.ceil(out.bound - 1e-6)) * unit, chosen, False
-    return None, chosen, False
+        return max(0, math.ceil(out.bound - 1e-6)) * unit, levels, False
+    return None, levels, False
 
 
 def _var(prob: pulp.LpProblem, name: str, **kw) -> pulp.LpVariable:
@@ -340,27 +497,31 @@ def window_bound(
     contained in an earlier one are skipped. The orders only choose operator sets: any
     set gives a valid bound.
 
-    *Why a window's cuts hold for every plan.* Let ``H`` be the window's operators and
-    ``y(t) = 1`` when a plan does not keep ``t`` resident at some operator it is live
-    across (the ``y`` of :func:`~cosma.solvers.dnc.cut_bound`; for graph inputs and
-    parameters, an operator between two of its reads): the plan then pays at least
-    ``c(t)`` on ``t`` (2 ``size`` for an activation, ``size`` otherwise, see
-    :func:`spill_set_relaxation`). The window is posed as
+    *Why a window's cuts hold for every plan.* For a plan, let ``L(t)`` count the loads of
+    ``t`` that follow an operator at which ``t`` was live across (in the whole order) and
+    not resident — the first such load after each such operator; ``y(t) = [L(t) >= 1]`` is
+    the ``y`` of :func:`~cosma.solvers.dnc.cut_bound` (for graph inputs and parameters,
+    live across = between two of its reads), and the plan pays at least ``c(t) + (L(t) -
+    1) size(t)`` on ``t`` when ``L(t) >= 1`` (those loads are not compulsory; an
+    activation's reload needs its store). The window is posed as
     :func:`~cosma.solvers.dnc.relaxed_problem` (tensors made outside become graph inputs,
     tensors read outside graph outputs) with the whole problem's ``c``, plus the tensors
     ``H`` does not touch that are live across every operator of ``H`` in every order
-    (must-live there, see :func:`~cosma.solvers.dnc.spill_bound`) as ``through`` tensors.
-    Restrict a plan to ``H``: its order, and ``Y_H`` = the tensors not resident at some
-    step of ``H`` they are live across within ``H``. A tensor live across ``w`` within
-    ``H`` (made, or for an outside tensor read, before ``w``, and read after ``w`` by
-    ``H``) is live across ``w`` in the whole order too, so ``Y_H`` is inside the plan's
-    ``{y = 1}``; and at each step of ``H`` its operands and the tensors live across it
-    outside ``Y_H`` (through tensors included) are resident, disjoint, within the budget:
-    the restricted order fits with ``Y_H`` out. So every cut of the window ("some tensor
-    outside ``M`` is spilled", no order of ``H`` fitting with ``M`` out) holds for the
-    plan's ``y``, and so does the window's value (at most ``sum c(t) y(t)``). The cuts of
-    all windows hold together, whether windows overlap or not: they are added as rows to
-    the cut bound's program, whose minimum is then a bound for every plan.
+    (must-live there, see :func:`~cosma.solvers.dnc.spill_bound`) as ``through`` tensors
+    (one gap). Restrict the plan to ``H`` (its order of ``H``'s operators) and take as
+    level of ``t`` the number ``l(t)`` of its gaps within ``H`` in which it is not
+    resident at some step it is live across within ``H``. A tensor live across ``w``
+    within ``H`` (made, or for an outside tensor read, before ``w``, and read after ``w``
+    by ``H``) is live across ``w`` in the whole order too; a through tensor is, by
+    definition. Each such gap ends with a read in ``H``, so it holds a load counted by
+    ``L(t)``, and gaps are disjoint in time: ``l(t) <= L(t)``. At each step of ``H`` its
+    operands and the counted tensors (through tensors included) are resident, disjoint,
+    within the budget: the restricted order fits with levels ``l``. So every cut of the
+    window ("some ``t`` has level ``k`` or more", found when no order of ``H`` fits with
+    lower levels) holds with ``L``, and the window's value is at most the plan's traffic.
+    The cuts of all windows hold together, whether windows overlap or not: they are added
+    as rows to the cut bound's program (entry ``(t, k)`` as ``L(t) >= k``), whose minimum
+    is then a bound for every plan.
 
     Effort: ``work`` search nodes in all (deterministic); ``time_limit`` seconds only as a
     guard (a guarded stop keeps a valid, possibly lower, bound). Statistics:
@@ -379,12 +540,13 @@ def window_bound(
 
     t0 = time.perf_counter()
     until = t0 + time_limit
-    budget = _Budget(work, until)
+    budget = _Budget(work, t0 + 0.8 * time_limit)  # the rest for the final program
     order = list(order)
     pos = {v: i for i, v in enumerate(order)}
     g = problem.graph
     lv = liveness(g, setting=problem.setting, alignment=problem.alignment)
-    rows, _ = _cut_rows(problem, t0 + 0.2 * time_limit, [order])
+    found = _cut_rows(problem, t0 + 0.2 * time_limit, [order])
+    rows = found[0]
 
     def row_windows(seq: list[str]) -> list[list[str]]:
         at_ = {v: i for i, v in enumerate(seq)}
@@ -421,8 +583,14 @@ def window_bound(
     for t in lv.tensors:
         real = g.tensors[t]
         costs[t] = real.size * (2 if real.kind is TensorKind.ACTIVATION else 1)
+    # The cut bound alone, and its spill set: a window with which that set fits cannot cut
+    # that solution off, and is skipped (skipping a window only weakens the bound).
+    best, base = cut_bound(
+        problem, time_limit=max(0.5, min(10.0, 0.1 * time_limit)), solver=solver, rows=found
+    )
+    hint = base["cut_spilled"]
+    stats["window_skipped"] = 0
     cuts: list[list[str]] = []
-    best = 0
     for k, ops in enumerate(windows):
         if budget.stopped:
             break
@@ -434,8 +602,10 @@ def window_bound(
             through=[(t, lv.size[lv.tensor_index[t]], ml_cost[t]) for t in through],
             costs=costs,
             solver=solver,
+            skip_if_fits=hint,
             _budget=budget,
         )
+        stats["window_skipped"] += st.get("ssr_skipped", False)
         label = f"{k}: {ops[0]} .. {ops[-1]} ({len(ops)} operators)"
         stats["window_values"][label] = value
         if st["ssr_spilled"]:
@@ -446,8 +616,10 @@ def window_bound(
     stats["window_work"] = budget.used
     stats["window_stopped"] = budget.stopped
     if cuts:
-        left = max(0.5, min(20.0, until - time.perf_counter()))
-        combined, _ = cut_bound(problem, time_limit=left, solver=solver, orders=[order], cuts=cuts)
+        left = max(1.0, min(20.0, until - time.perf_counter()))
+        combined, _ = cut_bound(
+            problem, time_limit=left, solver=solver, orders=[order], cuts=cuts, rows=found
+        )
         best = max(best, combined)
     stats["window_bound"] = best
     return best, stats

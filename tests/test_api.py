@@ -195,3 +195,5 @@ def test_plan_rematerialization_of_a_training_graph_and_bad_objectives():
         cosma.plan(g, 100, objective="time")
     with pytest.raises(UsageError, match="does not minimise compute"):
         cosma.plan(g, 100, objective="compute", method="dnc")
+    with pytest.raises(UsageError, match="no addresses"):  # was silently ignored
+        cosma.plan(g, 100, objective="compute", method="sqrtn", alignment=64)

@@ -403,3 +403,31 @@ def test_onnx_model_is_not_modified_in_place():
     load_onnx(m, input_shapes=["x=3x2"])
     assert m.SerializeToString() == before
     assert onnx.load_model_from_string(before).graph.input[0].name == "x"
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        # --max-computes was silently ignored by the traffic methods
+        (["-m", "milp", "--max-computes", "3"], "-m milp has no option --max-computes"),
+        (["-m", "baseline", "--threads", "2"], "-m baseline has no option --threads"),
+        (["-m", "cpsat", "--solver", "cbc"], "it takes: --time-limit, --threads"),
+        (["--objective", "compute", "-m", "cpsat", "--max-computes", "-1"], "give 0 (no bound)"),
+    ],
+)
+def test_plan_names_the_flags_a_method_does_not_take(args, needle):
+    _no_traceback(run("plan", SQUEEZE, "-s", "M_R", *args), USAGE, needle)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["sweep", SQUEEZE, "-b", "0.9xpeak", "-m", "baseline"],
+        ["bench", "--graphs", SQUEEZE, "--budgets", "0.9xpeak", "--methods", "baseline"],
+    ],
+)
+def test_peak_fractions_outside_rematerialization_say_where_they_belong(args, tmp_path):
+    # It used to be "unknown size unit 'xpeak'".
+    if args[0] == "bench":
+        args = [*args, "--out", str(tmp_path / "run")]
+    _no_traceback(run(*args), USAGE, "--objective compute")

@@ -77,6 +77,7 @@ _L = [{"source": 0, "target": 1}]
         # each of these was an internal error (AttributeError, TypeError) or lost a node
         ({"graph": "abc", "nodes": _N, "links": _L}, "'graph' should be an object"),
         ({"nodes": None}, "no 'nodes' list"),
+        ({"schema_version": 2, "steps": []}, "is a cosma plan, not a graph"),
         ({"nodes": _N, "links": {"a": 1}}, "'links' should be a list of objects"),
         ({"nodes": _N, "links": [[0, 1]]}, "'links' should be a list of objects"),
         ({"graph": {"order": 5}, "nodes": _N, "links": _L}, "'order' should be a list"),
@@ -148,3 +149,15 @@ def test_misspelt_peak_fractions_name_the_form(budget):
     g = graph_from_nodelink({"nodes": _N, "links": _L})
     with pytest.raises(UsageError, match=r"e\.g\. 0\.9xpeak"):
         resolve_remat_budget(g, budget)
+
+
+def test_saving_a_graph_the_format_cannot_say_warns(caplog):
+    from cosma import GraphBuilder
+    from cosma.graphs.nodelink import to_nodelink
+
+    g = GraphBuilder("two").input("x", 4).op("f", ["x"], {"y": 8}).output("y").build()
+    with caplog.at_level("WARNING", logger="cosma.graphs.nodelink"):
+        to_nodelink(random_layered(20, seed=1))  # says exactly what it is: no warning
+        assert not caplog.records
+        to_nodelink(g)  # the input x has no place in the format
+    assert "different problem" in caplog.text

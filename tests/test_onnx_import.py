@@ -246,3 +246,13 @@ def test_unreadable_files(tmp_path):
         truncated.write_bytes(data[:cut])
         with pytest.raises(ModelImportError):
             load_onnx(truncated)
+
+
+def test_a_valid_model_without_operators_says_so(tmp_path):
+    # It used to be called "not an ONNX model ... truncated, corrupt, or another format".
+    x = h.make_tensor_value_info("X", TensorProto.FLOAT, [1, 4])
+    graph = h.make_graph([], "empty", [x], [x])
+    path = tmp_path / "empty.onnx"
+    onnx.save(h.make_model(graph, opset_imports=[h.make_opsetid("", 17)]), path)
+    with pytest.raises(ModelImportError, match="graph has no operators"):
+        load_onnx(path)
