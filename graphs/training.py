@@ -267,15 +267,27 @@ def training_graph(forward: Graph, *, name: str | None = None) -> Graph:
         """Operands of ``op`` that get a gradient from its backward."""
         return [x for x in diff_operands(op) if x in needs or t[x].kind is TensorKind.PARAMETER]
 
+    # Operators that get a backward: some output receives a gradient (from the loss, or
+    # from an operator that gets one) and some operand wants one. An operator whose
+    # outputs never reach the loss (a dead end, an operator left with no outputs) has
+    # none, and so contributes to no gradient.
+    outs = forward.outputs
+    reached = {y for y in outs if y in needs}
+    active: set[str] = set()
+    for v in reversed(order):
+        wanted = grad_wanted(ops[v])
+        if wanted and any(y in reached for y in ops[v].outputs):
+            active.add(v)
+            reached.update(wanted)
     # Contributors to each gradient: backward operators of consumers, and the loss.
     contributors: dict[str, list[str]] = {}
-    outs = forward.outputs
     for y in outs:
         if y in needs:
             contributors.setdefault(y, []).append("loss")
     for v in order:
-        for x in grad_wanted(ops[v]):
-            contributors.setdefault(x, []).append(f"{v}/backward")
+        if v in active:
+            for x in grad_wanted(ops[v]):
+                contributors.setdefault(x, []).append(f"{v}/backward")
 
     def gname(x: str, by: str) -> str:
         return f"grad({x})" if len(contributors[x]) == 1 else f"grad({x})@{by}"

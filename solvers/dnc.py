@@ -851,7 +851,7 @@ def cut_bound(
         real = g.tensors[lv.tensors[t]]
         return real.size * (2 if real.kind is TensorKind.ACTIVATION else 1)
 
-    unit = math.gcd(*(cost(t) for t in used), *(lv.size[t] for t in deep))
+    unit = math.gcd(*(cost(t) for t in used), *(g.tensors[lv.tensors[t]].size for t in deep))
     prob = pulp.LpProblem("cut_cover", pulp.LpMinimize)
     y = {t: _var(prob, f"y{t}", cat=pulp.LpBinary) for t in used}
     more = {
@@ -1222,6 +1222,8 @@ def chunk_bound(
             if best is not None and paid >= best:
                 continue
             cap = problem.budget - sum(asize[t] for t in through if t not in y)
+            if cap < 0:
+                continue  # this Y cannot happen: the tensors kept through exceed the budget
             rest = until - time.perf_counter()
             if rest < 0.2:
                 best = None  # not every case was bounded: no bound from this window

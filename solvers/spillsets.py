@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
 import pulp
@@ -82,6 +82,9 @@ class _Fit:
         self.size = list(lv.size)
         self.names = list(lv.tensors)
         self.cost = []
+        # Bytes one extra load moves: the tensor's real size. ``size`` is liveness's aligned
+        # size, which counts only for memory.
+        self.load = [g.tensors[t].size for t in lv.tensors]
         for t in lv.tensors:
             real = g.tensors[t]
             own = real.size * (2 if real.kind is TensorKind.ACTIVATION else 1)
@@ -91,6 +94,7 @@ class _Fit:
             self.names.append(name)
             self.size.append(size)
             self.cost.append(cost)
+            self.load.append(g.tensors[name].size if name in g.tensors else size)
         self.through = range(self.m, self.m + len(through))
         self.budget = problem.budget
         self.operands = [sorted(set(lv.reads[v]) | set(lv.writes[v])) for v in range(self.n)]
@@ -269,6 +273,7 @@ def spill_set_relaxation(
     *,
     through: Sequence[tuple[str, int, int]] = (),
     costs: dict[str, int] | None = None,
+    skip_if_fits: Collection[str] | None = None,
     work: int = 200_000,
     time_limit: float = math.inf,
     solver: str | None = None,
@@ -289,6 +294,8 @@ def spill_set_relaxation(
     operands plus those of the counted tensors sum to at most the budget. ``through``
     adds tensors live across every step (name, size, cost; one gap), and ``costs``
     replaces ``c(t)`` by name; both are for :func:`window_bound`, which argues them.
+    ``skip_if_fits``: if some order fits with each of those tensors away in one gap,
+    return 0 at once (the caller knows a solution that cheap already; 0 is valid).
 
     *Claim: every plan gives a solution that costs no more than its non-compulsory
     traffic.* Take its order, and as the level of ``t`` the number ``L(t)`` of gaps in
@@ -344,6 +351,13 @@ def spill_set_relaxation(
     fit = _Fit(problem, through, costs)
     cand = fit.candidates()
     stats: dict = {"ssr_rounds": 0, "ssr_proven": False, "ssr_spilled": [], "ssr_cuts": []}
+    if skip_if_fits is not None:
+        named = set(skip_if_fits)
+        hint = {t: 1 for t in cand if fit.names[t] in named}  # each away in one gap
+        if fit.fits_levels(hint, budget) is True:  # nothing to learn against that set
+            stats["ssr_skipped"] = True
+            stats["ssr_work"] = budget.used
+            return 0, stats
     first = fit.fits(0, budget)
     if first is not False:
         stats["ssr_proven"] = first is True
@@ -353,7 +367,7 @@ def spill_set_relaxation(
         stats["ssr_work"] = budget.used
         stats["ssr_proven"] = True
         return 0, stats
-    unit = math.gcd(*(fit.cost[t] for t in cand), *(fit.size[t] for t in cand))
+    unit = math.gcd(*(fit.cost[t] for t in cand), *(fit.load[t] for t in cand))
     name = solver or ("highs" if backends.backend("highs").available() else "cbc")
     cuts: list[list[tuple[int, int]]] = []  # each: some (t, k) with t away in >= k gaps
     bound = 0
@@ -427,7 +441,7 @@ def _hitting_set(
         for k in range(1, top[t] + 1)
     }
     prob += pulp.lpSum(
-        ((fit.cost[t] if k == 1 else fit.size[t]) // unit) * var for (t, k), var in u.items()
+        ((fit.cost[t] if k == 1 else fit.load[t]) // unit) * var for (t, k), var in u.items()
     )
     for (t, k), var in u.items():
         if k > 1:
@@ -526,7 +540,7 @@ def window_bound(
 
     t0 = time.perf_counter()
     until = t0 + time_limit
-    budget = _Budget(work, until)
+    budget = _Budget(work, t0 + 0.8 * time_limit)  # the rest for the final program
     order = list(order)
     pos = {v: i for i, v in enumerate(order)}
     g = problem.graph
@@ -569,8 +583,14 @@ def window_bound(
     for t in lv.tensors:
         real = g.tensors[t]
         costs[t] = real.size * (2 if real.kind is TensorKind.ACTIVATION else 1)
+    # The cut bound alone, and its spill set: a window with which that set fits cannot cut
+    # that solution off, and is skipped (skipping a window only weakens the bound).
+    best, base = cut_bound(
+        problem, time_limit=max(0.5, min(10.0, 0.1 * time_limit)), solver=solver, rows=found
+    )
+    hint = base["cut_spilled"]
+    stats["window_skipped"] = 0
     cuts: list[list[str]] = []
-    best = 0
     for k, ops in enumerate(windows):
         if budget.stopped:
             break
@@ -582,8 +602,10 @@ def window_bound(
             through=[(t, lv.size[lv.tensor_index[t]], ml_cost[t]) for t in through],
             costs=costs,
             solver=solver,
+            skip_if_fits=hint,
             _budget=budget,
         )
+        stats["window_skipped"] += st.get("ssr_skipped", False)
         label = f"{k}: {ops[0]} .. {ops[-1]} ({len(ops)} operators)"
         stats["window_values"][label] = value
         if st["ssr_spilled"]:
@@ -594,7 +616,7 @@ def window_bound(
     stats["window_work"] = budget.used
     stats["window_stopped"] = budget.stopped
     if cuts:
-        left = max(0.5, min(20.0, until - time.perf_counter()))
+        left = max(1.0, min(20.0, until - time.perf_counter()))
         combined, _ = cut_bound(
             problem, time_limit=left, solver=solver, orders=[order], cuts=cuts, rows=found
         )

@@ -470,3 +470,27 @@ def test_bound_includes_the_no_solver_floor():
     assert floor > 0
     assert plan.lower_bound >= floor
     assert (plan.status is Status.OPTIMAL) == (plan.objective == plan.lower_bound)
+
+
+def test_window_bound_with_pass_through_tensors_above_the_budget():
+    """chunk_bound: when the tensors kept through a window exceed the budget, the case
+    "none of them leaves" cannot happen and is skipped (it built a negative budget and
+    raised). Three 4-B tensors P0..P2 made early and read late, budget 10."""
+    g = (
+        GraphBuilder("negcap")
+        .input("x", 1)
+        .op("a0", ["x"], {"P0": 4, "s0": 1})
+        .op("a1", ["s0"], {"P1": 4, "s1": 1})
+        .op("a2", ["s1"], {"P2": 4, "s2": 1})
+        .op("m0", ["s2"], {"m0": 1})
+        .op("m1", ["m0"], {"m1": 1})
+        .op("d0", ["m1", "P0"], {"d0": 1})
+        .op("d1", ["d0", "P1"], {"d1": 1})
+        .op("d2", ["d1", "P2"], {"d2": 1})
+        .output("d2")
+        .build()
+    )
+    problem = Problem(g, 10)
+    best = brute_force_traffic(g, 10)
+    value, _ = chunk_bound(problem, list(g.file_order), [(3, 5)], time_limit=10)
+    assert value <= best

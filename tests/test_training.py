@@ -176,3 +176,26 @@ def test_batch_norm_running_statistics_get_no_gradient():
     assert set(t.outputs) == {"loss", "grad(w)", "grad(scale)", "grad(bias)"}
     # its backward still reads what the table says: its inputs
     assert set(t.operators["bn/backward"].inputs) >= {"c", "scale", "bias", "mean", "var"}
+
+
+def test_an_operator_whose_outputs_never_reach_the_loss_has_no_backward():
+    # `probe` reads h but its output is read by nobody and is no graph output, so it is
+    # dropped: `probe` has no outputs, gets no gradient and contributes none to grad(h).
+    # (The training graph used to name a partial gradient grad(h)@probe/backward that no
+    # operator wrote, and failed to build.)
+    g = (
+        GraphBuilder("dead_end")
+        .input("x", 4)
+        .parameter("w", 4)
+        .op("fc", ["x", "w"], {"h": 4}, "MatMul")
+        .op("probe", ["h"], {"unused": 4}, "Relu")
+        .op("act", ["h"], {"y": 4}, "Relu")
+        .output("y")
+        .build()
+    )
+    assert g.operators["probe"].outputs == ()
+    t = training_graph(g)
+    assert "probe/backward" not in t.operators
+    assert t.operators["act/backward"].outputs == ("grad(h)",)
+    assert t.operators["fc/backward"].inputs[0] == "grad(h)"
+    assert t.outputs == ["loss", "grad(w)"]
