@@ -244,6 +244,24 @@ def excess(inst: RematInstance, computations: Iterable[tuple[int, int]]) -> tupl
     return peak, sum(max(0, x - inst.budget) for x in levels)
 
 
+def levels_of(
+    inst: RematInstance, computations: Iterable[tuple[int, int]]
+) -> tuple[list[tuple[int, int]], list[int]]:
+    """(the runs in order, the bytes resident at each run) of ``computations``. Raises
+    UsageError if a run reads a value that is not available.
+
+    >>> from cosma.graph import GraphBuilder
+    >>> g = (GraphBuilder().input("x", 1).op("a", ["x"], {"p": 4}).op("b", ["p"], {"q": 4})
+    ...      .op("c", ["q", "p"], {"z": 1}).output("z").build())
+    >>> levels_of(RematInstance.build(Problem(g, 9)), [])
+    ([(0, 0), (1, 1), (2, 2)], [5, 8, 9])
+    """
+    seq = _sequence(inst.n, computations)
+    levels: list[int] = []
+    _memory_profile(inst, seq, None, levels)
+    return seq, levels
+
+
 def no_remat_peak(inst: RematInstance) -> int:
     """Peak bytes of running the order once with nothing recomputed (checkpoint-all)."""
     return peak_of(inst)

@@ -19,8 +19,12 @@ models).
 
 from __future__ import annotations
 
+import collections
+import dataclasses
+import itertools
 import logging
 import math
+import random
 import time
 from collections.abc import Callable
 
@@ -33,6 +37,7 @@ from cosma.remat import (
     REMAT_OPTIONS,
     RematInstance,
     excess,
+    levels_of,
     no_remat_peak,
     peak_of,
     peak_state,
@@ -648,7 +653,8 @@ def remat_cpsat(
 
 def _warm_start(inst: RematInstance, seconds: float | None = None) -> list[tuple[int, int]] | None:
     """The cheapest baseline's computations that fit (checkpoint-all, Chen's two, the
-    eviction greedy — given at most ``seconds``), or None."""
+    eviction greedy — given at most ``seconds``), or when none fits the stage-wise
+    greedy's (:func:`_choose_stagewise`), or None."""
     best = None
     stop = None if seconds is None else time.perf_counter() + seconds
     for choose in (_choose_all, _choose_greedy, _choose_sqrtn, _choose_evict):
@@ -661,6 +667,8 @@ def _warm_start(inst: RematInstance, seconds: float | None = None) -> list[tuple
         cost = sum(inst.cost[k] for _, k in comps)
         if best is None or cost < best[0]:
             best = (cost, comps)
+    if best is None:  # tight budget: the stage-wise greedy (its plan replayed there)
+        return _stagewise_search(inst, stop)[0]
     return None if best is None else best[1]
 
 
@@ -860,6 +868,176 @@ def _choose_evict(inst: RematInstance, stop: float | None = None) -> tuple[list 
             comps.append((t, k))
             runs[k] += 1
     return None, {"reason": "the eviction greedy did not converge"}
+
+
+def _choose_stagewise(
+    inst: RematInstance, stop: float | None = None, *, span: float = 0.0, width: int = 8, look: bool = False, noise: float = 0.0, seed: int = 0,
+    protect: frozenset[int] = frozenset(),
+) -> tuple[list | None, dict]:
+    """A primal heuristic for tight budgets, inside Checkmate's stage frame: walk the stages
+    in order; while a run of stage ``t`` is over the budget, drop a value held across it (not
+    read there) and re-run it just before its next reader, in that reader's stage — with,
+    recursively, the inputs of that re-run that are gone by then (re-run in the same stage) —
+    choosing the drop that removes the most bytes over the budget in stage ``t`` per unit of
+    compute. Re-runs only go to stage ``t`` or later, so earlier stages keep fitting; each
+    operator runs at most ``max_computes`` times. Returns None if some stage cannot be made
+    to fit (or ``stop`` passes). The caller replays the plan before using it."""
+    n, budget = inst.n, inst.budget
+    comps: list[tuple[int, int]] = []
+    chosen: set[tuple[int, int]] = set()
+    runs = [1] * n
+    rng = random.Random(seed)
+
+    def stage_over(seq: list, levels: list, t: int) -> tuple[int, int]:
+        over = [max(0, levels[q] - budget) for q, (s, _) in enumerate(seq) if s == t]
+        return sum(over), max(over, default=0)
+
+    for t in range(n):
+        while True:
+            if stop is not None and time.perf_counter() > stop:
+                return None, {"reason": "the stage-wise greedy ran out of time"}
+            seq, levels = levels_of(inst, comps)
+            over, top = stage_over(seq, levels, t)
+            if over == 0:
+                break
+            here = [q for q, (s, _) in enumerate(seq) if s == t]
+            worst = max(here, key=lambda q: (levels[q], -q))
+            events: dict[int, list[tuple[int, bool]]] = {}  # op -> (index, is a production)
+            for q, (_, k) in enumerate(seq):
+                events.setdefault(k, []).append((q, True))
+                for d in inst.deps[k]:
+                    events.setdefault(d, []).append((q, False))
+
+            def available(d: int, q: int, events=events, seq=seq, t=t) -> bool:
+                """Whether d's value can be read by a run inserted before index q without
+                holding it longer in a stage before t."""
+                before = [e for e in events[d] if e[0] < q]
+                after = [e for e in events[d] if e[0] >= q]
+                if after and not after[0][1]:
+                    return True  # held through q anyway (read next, not produced)
+                return bool(before) and seq[before[-1][0]][0] >= t
+
+            def chain(s: int, i: int, q: int, taken: set) -> list[tuple[int, int]] | None:
+                if (s, i) in chosen or runs[i] >= inst.max_computes[i]:
+                    blockers.add(i)
+                    return None
+                taken.add(i)
+                adds = [(s, i)]
+                for d in inst.deps[i]:
+                    if d in taken or available(d, q):
+                        continue
+                    more = chain(s, d, q, taken)
+                    if more is None:
+                        return None
+                    adds += more
+                return adds
+
+            cands = []
+            blockers: set[int] = set()
+            k_w = seq[worst][1]
+            for i in range(n):
+                if i == k_w or i in inst.deps[k_w] or not inst.recomputable(i) or i in protect:
+                    continue
+                evs = events.get(i, [])
+                prev = [e for e in evs if e[0] < worst]
+                nxt = [e for e in evs if e[0] > worst]
+                if not prev or not nxt or nxt[0][1]:
+                    continue  # not held across the worst run
+                q_r = nxt[0][0]
+                s = seq[q_r][0]
+                if (s, i) <= seq[worst]:
+                    continue
+                # insert before the first run of stage s at or after operator i
+                q_ins = next(q for q in range(worst + 1, q_r + 1) if seq[q] >= (s, i))
+                adds = chain(s, i, q_ins, set())
+                if adds is None:
+                    continue
+                cost = max(1, sum(inst.cost[k] for _, k in adds))
+                # a re-run copy that must then be held long (its last reader far off) may
+                # block later stages when max_computes allows no further run: ``span``
+                # weighs that hold into the cost
+                last = max(r for _, r in (seq[e[0]] for e in evs if not e[1]))
+                cost *= 1 + span * max(0, last - s) / n
+                if noise:
+                    cost *= math.exp(noise * rng.gauss(0.0, 1.0))
+                cands.append((-inst.keep[i] / cost, i, adds, cost))
+            best = None
+            for _, i, adds, cost in sorted(cands, key=lambda c: (c[0], c[1]))[:width]:
+                try:
+                    seq2, lev2 = levels_of(inst, [*comps, *adds])
+                except UsageError:
+                    continue
+                if any(lv > budget for (s, _), lv in zip(seq2, lev2, strict=True) if s < t):
+                    continue
+                over2, top2 = stage_over(seq2, lev2, t)
+                if over2 < over:
+                    gain = over - over2
+                    if look:  # bytes over the budget removed in every stage from t on
+                        gain = sum(max(0, x - budget) for x in levels) - sum(
+                            max(0, x - budget) for x in lev2
+                        )
+                    score = (gain / cost, (over - over2) / cost, -i)
+                    if best is None or score > best[0]:
+                        best = (score, adds)
+            if best is None:
+                return None, {
+                    "reason": f"the stage-wise greedy is stuck in stage {t} "
+                    f"({top:,} bytes over the budget)",
+                    "blockers": blockers,
+                }
+            for s, k in best[1]:
+                comps.append((s, k))
+                chosen.add((s, k))
+                runs[k] += 1
+    return sorted(comps), {"steps": len(comps)}
+
+
+def _stagewise_search(
+    inst: RematInstance, stop: float | None = None, *, rounds: int = 4
+) -> tuple[list | None, dict]:
+    """The cheapest plan that fits among a few runs of :func:`_choose_stagewise`: scored on
+    the stage (``look`` off) or on every later stage (on), each repeated while it gets stuck
+    — protecting from eviction the operators whose ``max_computes`` blocked it (with the
+    bound), or that ran too often (with no bound, a run that may then respect it) — then
+    ``rounds`` more with random tie-breaking noise. Every plan returned was replayed (its
+    peak within the budget, each operator run at most ``max_computes`` times)."""
+    free = dataclasses.replace(
+        inst, max_computes=tuple(inst.n - i if inst.users[i] else 1 for i in range(inst.n))
+    )
+    best: tuple[int, list] | None = None
+    tries = 0
+    for r in range(rounds + 1):
+        for capped, look in itertools.product((True, False), (False, True)):
+            protect: frozenset[int] = frozenset()
+            for _ in range(inst.n):
+                if stop is not None and time.perf_counter() > stop:
+                    break
+                tries += 1
+                comps, info = _choose_stagewise(
+                    inst if capped else free,
+                    stop,
+                    width=inst.n,
+                    look=look,
+                    protect=protect,
+                    noise=0.7 if r else 0.0,
+                    seed=r,
+                )
+                if comps is None:
+                    more = info.get("blockers", set()) if capped else set()
+                else:
+                    counts = collections.Counter(k for _, k in comps)
+                    more = {k for k, c in counts.items() if c + 1 > inst.max_computes[k]}
+                    if not more and peak_of(inst, comps) <= inst.budget:
+                        cost = sum(inst.cost[k] for _, k in comps)
+                        if best is None or cost < best[0]:
+                            best = (cost, comps)
+                        break
+                if not more - protect:
+                    break
+                protect |= more
+    if best is None:
+        return None, {"reason": f"the stage-wise greedy found no plan ({tries} runs)"}
+    return best[1], {"runs": tries}
 
 
 def checkpoint_all(problem: Problem, *, order: list[str] | None = None, **_: object) -> Plan:
