@@ -667,7 +667,9 @@ def _warm_start(inst: RematInstance, seconds: float | None = None) -> list[tuple
         cost = sum(inst.cost[k] for _, k in comps)
         if best is None or cost < best[0]:
             best = (cost, comps)
-    if best is None:  # tight budget: the stage-wise greedy (its plan replayed there)
+    if best is None:  # tight budget: the stage-wise greedy, given at most 40 % of the rest
+        if seconds is not None:
+            stop = time.perf_counter() + 0.4 * max(0.0, stop - time.perf_counter())
         return _stagewise_search(inst, stop)[0]
     return None if best is None else best[1]
 
@@ -871,7 +873,13 @@ def _choose_evict(inst: RematInstance, stop: float | None = None) -> tuple[list 
 
 
 def _choose_stagewise(
-    inst: RematInstance, stop: float | None = None, *, span: float = 0.0, width: int = 8, look: bool = False, noise: float = 0.0, seed: int = 0,
+    inst: RematInstance,
+    stop: float | None = None,
+    *,
+    width: int = 8,
+    look: bool = False,
+    noise: float = 0.0,
+    seed: int = 0,
     protect: frozenset[int] = frozenset(),
 ) -> tuple[list | None, dict]:
     """A primal heuristic for tight budgets, inside Checkmate's stage frame: walk the stages
@@ -880,8 +888,12 @@ def _choose_stagewise(
     recursively, the inputs of that re-run that are gone by then (re-run in the same stage) —
     choosing the drop that removes the most bytes over the budget in stage ``t`` per unit of
     compute. Re-runs only go to stage ``t`` or later, so earlier stages keep fitting; each
-    operator runs at most ``max_computes`` times. Returns None if some stage cannot be made
-    to fit (or ``stop`` passes). The caller replays the plan before using it."""
+    operator runs at most ``max_computes`` times. Operators in ``protect`` are never dropped;
+    ``width`` candidates (by bytes per compute) are evaluated exactly; ``look`` scores a drop
+    by the bytes over the budget it removes in all stages from ``t`` on; ``noise`` perturbs
+    the costs (seeded by ``seed``). Returns None, with the operators whose ``max_computes``
+    blocked a drop, if some stage cannot be made to fit (or ``stop`` passes). The caller
+    checks the plan's memory before using it."""
     n, budget = inst.n, inst.budget
     comps: list[tuple[int, int]] = []
     chosen: set[tuple[int, int]] = set()
@@ -902,6 +914,7 @@ def _choose_stagewise(
                 break
             here = [q for q, (s, _) in enumerate(seq) if s == t]
             worst = max(here, key=lambda q: (levels[q], -q))
+            blockers: set[int] = set()  # operators whose max_computes blocked a re-run
             events: dict[int, list[tuple[int, bool]]] = {}  # op -> (index, is a production)
             for q, (_, k) in enumerate(seq):
                 events.setdefault(k, []).append((q, True))
@@ -917,7 +930,9 @@ def _choose_stagewise(
                     return True  # held through q anyway (read next, not produced)
                 return bool(before) and seq[before[-1][0]][0] >= t
 
-            def chain(s: int, i: int, q: int, taken: set) -> list[tuple[int, int]] | None:
+            def chain(
+                s: int, i: int, q: int, taken: set, blockers: set = blockers
+            ) -> list[tuple[int, int]] | None:
                 if (s, i) in chosen or runs[i] >= inst.max_computes[i]:
                     blockers.add(i)
                     return None
@@ -933,7 +948,6 @@ def _choose_stagewise(
                 return adds
 
             cands = []
-            blockers: set[int] = set()
             k_w = seq[worst][1]
             for i in range(n):
                 if i == k_w or i in inst.deps[k_w] or not inst.recomputable(i) or i in protect:
@@ -953,11 +967,6 @@ def _choose_stagewise(
                 if adds is None:
                     continue
                 cost = max(1, sum(inst.cost[k] for _, k in adds))
-                # a re-run copy that must then be held long (its last reader far off) may
-                # block later stages when max_computes allows no further run: ``span``
-                # weighs that hold into the cost
-                last = max(r for _, r in (seq[e[0]] for e in evs if not e[1]))
-                cost *= 1 + span * max(0, last - s) / n
                 if noise:
                     cost *= math.exp(noise * rng.gauss(0.0, 1.0))
                 cands.append((-inst.keep[i] / cost, i, adds, cost))
@@ -969,7 +978,7 @@ def _choose_stagewise(
                     continue
                 if any(lv > budget for (s, _), lv in zip(seq2, lev2, strict=True) if s < t):
                     continue
-                over2, top2 = stage_over(seq2, lev2, t)
+                over2, _ = stage_over(seq2, lev2, t)
                 if over2 < over:
                     gain = over - over2
                     if look:  # bytes over the budget removed in every stage from t on
@@ -999,8 +1008,9 @@ def _stagewise_search(
     the stage (``look`` off) or on every later stage (on), each repeated while it gets stuck
     — protecting from eviction the operators whose ``max_computes`` blocked it (with the
     bound), or that ran too often (with no bound, a run that may then respect it) — then
-    ``rounds`` more with random tie-breaking noise. Every plan returned was replayed (its
-    peak within the budget, each operator run at most ``max_computes`` times)."""
+    ``rounds`` more with random noise on the costs. A plan is kept only if its memory
+    profile (:func:`cosma.remat.peak_of`) fits and each operator runs at most
+    ``max_computes`` times; the engines replay it with the simulator before returning it."""
     free = dataclasses.replace(
         inst, max_computes=tuple(inst.n - i if inst.users[i] else 1 for i in range(inst.n))
     )

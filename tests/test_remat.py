@@ -3,6 +3,7 @@ plan replays; baselines are never better than the optimum."""
 
 from __future__ import annotations
 
+import collections
 import itertools
 import math
 import random
@@ -368,3 +369,38 @@ def test_optimal_says_it_is_optimal_in_the_stage_frame():
             assert plan.status is Status.OPTIMAL, (name, budget)
             assert (plan.objective > inst.base_cost) is recomputes, (name, budget)
             assert ("stage frame" in (plan.reason or "")) is recomputes, (name, plan.reason)
+
+
+@pytest.mark.parametrize(("n", "seed", "frac"), [(20, 9, "0.8"), (30, 0, "0.8"), (30, 0, "0.7")])
+def test_stagewise_heuristic_fits_where_no_baseline_does(n, seed, frac):
+    # Cases found by a search over random_layered(20|30, seeds 0-11) at 0.8x/0.7x: the only
+    # ones where no baseline (checkpoint-all, Chen's two, the eviction greedy) fits and the
+    # stage-wise greedy does. Its plan must replay within the budget with at most one
+    # recomputation per operator, and both engines, warm-started from it, must not be worse.
+    from cosma.graphs.nodelink import random_layered
+    from cosma.remat import remat_plan, resolve_remat_budget
+    from cosma.solvers import remat as engines
+
+    g = random_layered(n, seed=seed)
+    problem = Problem(g, resolve_remat_budget(g, f"{frac}xpeak"))
+    inst = RematInstance.build(problem, max_computes=2)
+    assert no_remat_peak(inst) > problem.budget  # checkpoint-all does not fit
+    for choose in (engines._choose_all, engines._choose_greedy, engines._choose_sqrtn):
+        assert choose(inst)[0] is None
+    assert engines._choose_evict(inst)[0] is None
+    comps, _ = engines._stagewise_search(inst)
+    assert comps is not None
+    assert max(collections.Counter(k for _, k in comps).values()) == 1  # C = 2
+    plan = remat_plan(inst, comps, method="remat-stagewise", status=Status.FEASIBLE)
+    r = replay(g, plan)
+    assert r.valid and r.peak <= problem.budget
+    heuristic = r.compute
+    assert heuristic == inst.base_cost + sum(inst.cost[k] for _, k in comps)
+    for engine in (
+        lambda: remat_cpsat(problem, time_limit=2, threads=1),
+        lambda: remat_milp(problem, solver="highs", time_limit=2, threads=1),
+    ):
+        got = engine()
+        assert got.status.has_plan
+        assert replay(g, got).peak <= problem.budget
+        assert got.objective <= heuristic
