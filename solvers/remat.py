@@ -232,9 +232,15 @@ def _finish(
         and max(inst.max_computes) < inst.n
         and any(inst.users)
     ):
-        built.reason = (
-            f"optimal among plans that run each operator at most "
-            f"{plan.options.get('max_computes')} times (max_computes)"
+        built.reason = "; ".join(
+            filter(
+                None,
+                [
+                    built.reason,
+                    f"optimal among plans that run each operator at most "
+                    f"{plan.options.get('max_computes')} times (max_computes)",
+                ],
+            )
         )
     return built
 
