@@ -851,7 +851,7 @@ def cut_bound(
         real = g.tensors[lv.tensors[t]]
         return real.size * (2 if real.kind is TensorKind.ACTIVATION else 1)
 
-    unit = math.gcd(*(cost(t) for t in used), *(lv.size[t] for t in deep))
+    unit = math.gcd(*(cost(t) for t in used), *(g.tensors[lv.tensors[t]].size for t in deep))
     prob = pulp.LpProblem("cut_cover", pulp.LpMinimize)
     y = {t: _var(prob, f"y{t}", cat=pulp.LpBinary) for t in used}
     more = {

@@ -902,7 +902,7 @@ def remat_cpsat(
             plan.reason = f"CP-SAT stopped ({solver.status_name(code)}); best baseline kept"
             return _finish(inst, plan, warm, Status.FEASIBLE, bound, t0)
         plan.reason = f"CP-SAT stopped ({solver.status_name(code)}) before finding a plan"
-        return _finish(inst, plan, None, Status.NO_SOLUTION, None, t0)
+        return _finish(inst, plan, None, Status.NO_SOLUTION, bound, t0)
     comps = []
     for i in range(n):
         for c in range(1, len(starts[i])):
