@@ -997,8 +997,8 @@ def _baseline(
     if why:
         plan.reason = why
         return _finish(inst, plan, None, Status.INFEASIBLE, None, t0)
-    if choose is _choose_evict:  # the one baseline whose search can take long
-        comps, info = _choose_evict(inst, _deadline(time_limit, None))
+    if choose in (_choose_evict, _choose_greedy):  # the two whose search can take long
+        comps, info = choose(inst, _deadline(time_limit, None))  # type: ignore[call-arg]
     else:
         comps, info = choose(inst)
     if comps is None:
@@ -1064,7 +1064,10 @@ def _choose_greedy(
             if best is None or key < best[0]:
                 best = (key, comps, len(cps), b)
     if best is None:
-        return None, {"reason": "no threshold gives a plan within the budget", "tried": tried}
+        why = "no threshold gives a plan within the budget"
+        if tried < 41:
+            why = f"no threshold of the {tried} tried in time gives a plan within the budget"
+        return None, {"reason": why, "tried": tried}
     return best[1], {"checkpoints": best[2], "threshold": round(best[3]), "tried": tried}
 
 
