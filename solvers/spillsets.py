@@ -373,7 +373,8 @@ def spill_set_relaxation(
     bound = 0
     while not budget.stopped:
         stats["ssr_rounds"] += 1
-        value, levels, exact = _hitting_set(cand, fit, unit, cuts, name)
+        limit = max(0.5, min(20.0, budget.until - time.perf_counter()))
+        value, levels, exact = _hitting_set(cand, fit, unit, cuts, name, limit)
         if value is None:
             break
         bound = max(bound, value)
@@ -423,7 +424,12 @@ def _grow(fit: _Fit, levels: dict[int, int], cand: list[int], budget: _Budget) -
 
 
 def _hitting_set(
-    cand: list[int], fit: _Fit, unit: int, cuts: list[list[tuple[int, int]]], solver: str
+    cand: list[int],
+    fit: _Fit,
+    unit: int,
+    cuts: list[list[tuple[int, int]]],
+    solver: str,
+    time_limit: float = 20.0,
 ) -> tuple[int | None, dict[int, int], bool]:
     """The cheapest levels meeting every cut (level ``k`` of ``t``: away in ``k`` gaps,
     costing ``c(t) + (k - 1) size(t)``): (proven lower bound on the cost, the levels found,
@@ -448,7 +454,7 @@ def _hitting_set(
             prob += var <= u[t, k - 1]
     for j, cut in enumerate(cuts):
         prob += pulp.lpSum(u[t, k] for t, k in cut) >= 1, f"cut{j}"
-    out = backends.backend(solver).solve(prob, time_limit=20.0, threads=1, integral_gap=0.999)
+    out = backends.backend(solver).solve(prob, time_limit=time_limit, threads=1, integral_gap=0.999)
     levels: dict[int, int] = {}
     for (t, k), var in u.items():
         if out.values.get(var.name, 0) > 0.5:
