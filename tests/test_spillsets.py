@@ -220,3 +220,31 @@ def test_extra_loads_cost_real_bytes_with_alignment():
     problem = Problem(g, 8, alignment=2)
     assert spill_set_relaxation(problem)[0] <= 3
     assert window_bound(problem, list(g.file_order))[0] <= 3
+
+
+@pytest.mark.slow
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.filter_too_much, HealthCheck.too_slow],
+)
+@given(random_dags(max_ops=7, max_size=6, params=False), st.data(), st.sampled_from([1, 2, 3]))
+def test_bounds_against_the_oracle_on_larger_graphs(g, data, alignment):
+    """The oracle comparison on graphs of up to 7 operators and odd sizes, where tensors
+    read two or three times cross full operators (the alignment bug of review V3 needed 5
+    operators), with every window size."""
+    from cosma.oracle import OracleLimitError, exact_search
+
+    b = budgets(g, alignment=alignment)
+    assume(b.m_p > b.m_r)  # budgets where plans must spill
+    budget = data.draw(st.integers(b.m_r, b.m_p - 1), label="budget")
+    try:
+        best = exact_search(g, budget, alignment=alignment, max_states=200_000)
+    except OracleLimitError:
+        assume(False)
+    assume(best.status is Status.OPTIMAL)
+    problem = Problem(g, budget, alignment=alignment)
+    assert spill_set_relaxation(problem, work=200_000)[0] <= best.objective
+    order = list(g.topological_order())
+    size = data.draw(st.integers(1, len(order)), label="max_ops")
+    assert window_bound(problem, order, max_ops=size, work=200_000)[0] <= best.objective
