@@ -152,6 +152,17 @@ class Backend:
         raise NotImplementedError
 
 
+def _bounded(prob) -> bool:
+    """Whether ``prob``'s objective is bounded in its direction by its variables' own
+    bounds alone (so the model cannot be unbounded: it is infeasible or has an optimum)."""
+    sign = 1 if prob.sense == pulp.LpMinimize else -1
+    for var, coef in (prob.objective or {}).items():
+        c = sign * coef
+        if (c > 0 and var.lowBound is None) or (c < 0 and var.upBound is None):
+            return False
+    return True
+
+
 class CBC(Backend):
     name = "cbc"
 
@@ -251,10 +262,12 @@ class CBC(Backend):
             values = {}
             _, raw, *_ = self._io(path).readsol_MPS(sol, prob, vs, var_names, con_names)
             values = {k: float(v) for k, v in raw.items()}
-        return self._parse(text, values, seconds)
+        return self._parse(text, values, seconds, bounded=_bounded(prob))
 
     @staticmethod
-    def _parse(text: str, values: dict[str, float], seconds: float) -> Outcome:
+    def _parse(
+        text: str, values: dict[str, float], seconds: float, *, bounded: bool = False
+    ) -> Outcome:
         def number(label: str) -> float | None:
             m = re.search(rf"^{label}:\s*(-?[0-9.eE+-]+)", text, re.M)
             return float(m.group(1)) if m else None
@@ -265,6 +278,9 @@ class CBC(Backend):
         if (
             "Result - Problem proven infeasible" in text
             or "Result - Linear relaxation infeasible" in text
+            # CBC's presolve cannot tell these apart; a model whose objective is bounded
+            # in its direction (every cosma model: non-negative costs) cannot be unbounded
+            or (bounded and "Pre-processing says infeasible or unbounded" in text)
         ):
             return Outcome(INFEASIBLE, seconds=seconds)
         bound = number("Lower bound")

@@ -500,7 +500,10 @@ def window_bound(
     merged while the union stays within ``max_ops``; windows are solved in that order
     while effort lasts; then the same row windows in each of ``orders`` (other schedules
     cut the graph differently: a window's operator set decides what it sees); windows
-    contained in an earlier one are skipped. The orders only choose operator sets: any
+    contained in an earlier one are skipped, and so is a window with which the cut
+    bound's own spill set fits (each of its tensors away in one gap): its cuts could not
+    exclude that solution (skipping a window only weakens the bound). The orders only
+    choose operator sets: any
     set gives a valid bound.
 
     *Why a window's cuts hold for every plan.* For a plan, let ``L(t)`` count the loads of

@@ -368,3 +368,60 @@ def test_optimal_says_it_is_optimal_in_the_stage_frame():
             assert plan.status is Status.OPTIMAL, (name, budget)
             assert (plan.objective > inst.base_cost) is recomputes, (name, budget)
             assert ("stage frame" in (plan.reason or "")) is recomputes, (name, plan.reason)
+
+
+def test_cbc_presolve_infeasibility_is_infeasible(tmp_path):
+    """CBC's presolve reports "infeasible or unbounded"; remat models are bounded (costs
+    >= 0), so that is `infeasible`, as HiGHS and CP-SAT say on the same model (it was read
+    as no_solution: a limit reached). A 9-node MOCCASIN-style file at 0.7 x its peak, where
+    no plan fits (found by the session-5 review; CP-SAT's proof is the independent check)."""
+    from cosma.graphs.nodelink import load_nodelink
+    from cosma.remat import resolve_remat_budget
+
+    doc = {
+        "directed": True,
+        "multigraph": False,
+        "graph": {"name": "ly925"},
+        "nodes": [
+            {"id": i, "cost_ram": ram, "cost_cpu": cpu}
+            for i, (ram, cpu) in enumerate(
+                [
+                    (130, 3),
+                    (50, 10),
+                    (80, 100),
+                    (50, 0),
+                    (0, 3),
+                    (80, 0),
+                    (20, 100),
+                    (10, 10),
+                    (30, 100),
+                ]
+            )
+        ],
+        "links": [
+            {"source": s, "target": t}
+            for s, t in [
+                (0, 1),
+                (0, 2),
+                (1, 3),
+                (1, 4),
+                (2, 4),
+                (4, 5),
+                (0, 6),
+                (3, 6),
+                (4, 6),
+                (3, 7),
+                (6, 8),
+                (7, 8),
+                (5, 8),
+            ]
+        ],
+    }
+    path = tmp_path / "ly925.json"
+    path.write_text(__import__("json").dumps(doc))
+    g = load_nodelink(path)
+    budget = resolve_remat_budget(g, "0.7xpeak")
+    problem = Problem(g, budget)
+    assert remat_cpsat(problem, max_computes=None, time_limit=30).status is Status.INFEASIBLE
+    plan = remat_milp(problem, solver="cbc", max_computes=None, time_limit=30)
+    assert plan.status is Status.INFEASIBLE, plan.reason
