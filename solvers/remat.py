@@ -30,6 +30,7 @@ from collections.abc import Callable
 
 import pulp
 
+from cosma.deadline import Deadline
 from cosma.errors import UsageError
 from cosma.plan import Plan, Status
 from cosma.problem import Problem
@@ -47,7 +48,8 @@ from cosma.remat import (
 )
 from cosma.remat import stage_of as _stage_of
 from cosma.simulator import verify
-from cosma.solvers import backends
+from cosma.solvers import backends, limits
+from cosma.solvers.exact import OutOfTime, ticking
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +85,121 @@ def _infeasible_reason(inst: RematInstance) -> str | None:
     return None
 
 
+# --- time and memory limits (docs/remat.md, "Limits") ---------------------------------------
+
+
+def _deadline(time_limit: float | Deadline | None, default: float | None = 60.0) -> Deadline:
+    """A shared :class:`~cosma.deadline.Deadline` as it is (the CLI's covers the whole
+    command; a signal makes it expire); seconds (None: ``default``) as one starting now."""
+    if isinstance(time_limit, Deadline):
+        return time_limit
+    return Deadline(default if time_limit is None else float(time_limit))
+
+
+def _limit_seconds(time_limit: float | Deadline | None) -> float | None:
+    """The limit in seconds as the plan's options record it."""
+    return time_limit.seconds if isinstance(time_limit, Deadline) else time_limit
+
+
+def _expired(stop: Deadline | float | None) -> bool:
+    """Whether ``stop`` (a Deadline, or a ``time.perf_counter()`` instant) has passed."""
+    if stop is None:
+        return False
+    if isinstance(stop, Deadline):
+        return stop.expired()
+    return time.perf_counter() > stop
+
+
+def _left(deadline: Deadline, share: float = 1.0) -> float:
+    """Seconds left (``share`` of them); 1e9 without a limit."""
+    left = deadline.left(share)
+    return 1e9 if left is None else left
+
+
+def _why_stopped(deadline: Deadline, where: str) -> str:
+    from cosma import interrupt
+
+    sig = interrupt.requested()
+    if sig is not None:
+        return f"stopped by {sig} {where}"
+    return f"the time limit ({deadline.seconds:g} s) ran out {where}"
+
+
+def milp_estimate(inst: RematInstance) -> limits.Estimate:
+    """Columns, rows, nonzeros and bytes of the Checkmate MILP (:func:`_milp_model`) of
+    ``inst``, counted from the instance alone (nothing is built; upper bounds where a count
+    depends on the order of reads), priced with the traffic MILP's bytes per item
+    (:data:`cosma.solvers.limits.COST`). The model has a variable per operator and later
+    stage, so it grows with the square of the operator count: about 13 GB at 1,000.
+
+    >>> from cosma.graph import GraphBuilder
+    >>> g = GraphBuilder().input("x", 4).op("f", ["x"], {"y": 8}).output("y").build()
+    >>> milp_estimate(RematInstance.build(Problem(g, 12))).columns
+    2
+    """
+    n = inst.n
+    stages = [n - 1 - i if inst.recomputable(i) else 0 for i in range(n)]
+    in_of: list[list[int]] = [[] for _ in range(n)]
+    for x, us in enumerate(inst.input_users):
+        for j in set(us):
+            in_of[j].append(x)
+    s_cols = sum(n - 1 - i for i in inst.part_op)
+    s_cols += sum(n - 1 - us[0] for us in inst.input_users if us)
+    columns = sum(stages) + s_cols
+    rows, nonzeros = s_cols + n, 3 * s_cols + sum(stages) + 2 * s_cols
+    for k in range(n):
+        runs = 1 + stages[k]
+        parts = set(inst.op_parts[k]) | set(inst.reads[k])
+        cands = len(parts) + len(in_of[k])
+        later = sum(len(inst.part_readers[p]) for p in parts)
+        later += sum(len(inst.input_users[x]) for x in in_of[k])
+        deps = len(inst.reads[k]) + len(in_of[k])
+        columns += runs * (1 + cands)  # A, and an F per candidate
+        rows += runs * (deps + 2 + 2 * cands + later)  # dep, mem, acc, F rows
+        nonzeros += runs * (3 * deps + 6 + 5 * cands + 2 * later)
+    cost = limits.COST["milp"]
+    size = cost["column"] * columns + cost["row"] * rows + cost["nonzero"] * nonzeros
+    return limits.Estimate("milp", columns, rows, nonzeros, size)
+
+
+def _too_large(est: limits.Estimate, memory_limit: int | None, what: str) -> str | None:
+    """Why a model of estimate ``est`` is not built (over ``memory_limit`` bytes, default
+    :func:`cosma.solvers.limits.default_limit`), or None if it fits."""
+    from cosma.units import format_bytes
+
+    limit = limits.default_limit() if memory_limit is None else memory_limit
+    if limit is None or est.bytes <= limit:
+        return None
+    whence = (
+        "the limit given"
+        if memory_limit is not None
+        else f"{int(limits.DEFAULT_FRACTION * 100)} % of this machine's memory"
+    )
+    return f"{what} would need {est.describe()}, above {format_bytes(limit)} ({whence})"
+
+
+def _fallback(
+    inst: RematInstance,
+    plan: Plan,
+    warm: list[tuple[int, int]] | None,
+    why: str,
+    t0: float,
+    *,
+    deadline: Deadline | None = None,
+    bound: float | None = None,
+) -> Plan:
+    """The best baseline's plan as ``feasible`` (or ``no_solution``), with ``why`` as the
+    reason: what an exact engine returns when it stops before (or instead of) solving.
+    Without a warm start, the quick baselines are tried now, for half a second at most."""
+    if warm is None:  # past the limit: the quick baselines, half a second at most
+        warm = _warm_start(inst, 0.5)
+    if warm is None:
+        plan.reason = f"{why}; no baseline plan fits the budget either"
+        return _finish(inst, plan, None, Status.NO_SOLUTION, bound, t0)
+    plan.reason = f"{why}; best baseline kept"
+    return _finish(inst, plan, warm, Status.FEASIBLE, bound, t0)
+
+
 def _finish(
     inst: RematInstance,
     plan: Plan,
@@ -105,6 +222,7 @@ def _finish(
         solver=plan.solver,
         options=plan.options,
     )
+    built.reason = plan.reason  # e.g. why a baseline was kept
     built.lower_bound = (
         inst.base_cost if bound is None else inst.base_cost + max(0, math.ceil(bound - 1e-6))
     )
@@ -117,12 +235,14 @@ def _finish(
         # The engines' optimum is over Checkmate's stage frame, a restriction of the
         # fixed-order problem the replay accepts (a gap may also re-run operators out of
         # order, or one operator twice): say so. Without recomputation nothing is cheaper.
-        built.reason = f"optimal among plans of the stage frame ({FRAME})"
+        why = f"optimal among plans of the stage frame ({FRAME})"
         if inst.max_computes and max(inst.max_computes) < inst.n and any(inst.users):
-            built.reason += (
+            why += (
                 f" that run each operator at most {plan.options.get('max_computes')} times "
                 "(max_computes)"
             )
+        # after a reason already given (e.g. why a baseline was kept)
+        built.reason = f"{built.reason}; {why}" if built.reason else why
     return built
 
 
@@ -135,7 +255,13 @@ FRAME = (
 # --- a lower bound from the cuts ------------------------------------------------------------
 
 
-def cut_bound(inst: RematInstance, *, time_limit: float = 5.0) -> int | None:
+def cut_bound(
+    inst: RematInstance,
+    *,
+    time_limit: float = 5.0,
+    deadline: Deadline | None = None,
+    memory_limit: int | None = None,
+) -> int | None:
     """A proven lower bound on the recompute cost (total compute minus ``base_cost``) of
     every plan of the stage frame, whatever ``max_computes`` allows beyond one run; None if
     no plan can fit (some stage cannot shed enough bytes).
@@ -152,6 +278,9 @@ def cut_bound(inst: RematInstance, *, time_limit: float = 5.0) -> int | None:
     plan is a solution (with its absences and recomputations), so the model's optimum, and
     the bound CBC proves on it within ``time_limit``, bound every plan. The memory that the
     recomputations themselves need, and their inputs, are left out (hence a bound only).
+    A model that would not fit ``memory_limit`` (default: half the machine's memory) is not
+    built (bound 0); building it stops with :class:`~cosma.solvers.exact.OutOfTime` when
+    ``deadline`` passes.
 
     >>> from cosma.graph import GraphBuilder
     >>> g = (GraphBuilder().input("x", 1).op("a", ["x"], {"p": 4}).op("b", ["p"], {"q": 4})
@@ -176,10 +305,23 @@ def cut_bound(inst: RematInstance, *, time_limit: float = 5.0) -> int | None:
     # Runs counted by prefix: Z[i,u] = runs of i in stages (i, u], nondecreasing in u, so
     # "a run of i in a stage of (t, j]" is Z[i,j] - Z[i,t] >= e (the same model as per-stage
     # run counts z[i,s] = Z[i,s] - Z[i,s-1], with O(1) terms per row instead of O(j - t)).
+    # Bounded memory: one binary per stage over the budget and value it could shed.
+    absent = 0
+    for t in ticking(range(n), deadline):
+        if must[t] + sum(inst.part_size[q] for q in live[t]) > inst.budget:
+            absent += sum(1 for q in live[t] if inst.recomputable(inst.part_op[q]))
+    cost = limits.COST["milp"]
+    est = limits.Estimate(
+        "milp", 2 * absent, 3 * absent, 6 * absent, absent * (2 * cost["column"] + 3 * cost["row"])
+    )
+    too_big = _too_large(est, memory_limit, "the cut bound's model")
+    if too_big:
+        log.info("%s: not built, no cut bound", too_big)
+        return 0
     prob = pulp.LpProblem("cut_bound", pulp.LpMinimize)
     rows: list[tuple[int, int, int, object]] = []  # (i, t, j, e)
     mg = math.gcd(*inst.part_size) or 1  # smaller numbers for the solver: sizes / mg
-    for t in range(n):
+    for t in ticking(range(n), deadline, every=4):
         over = must[t] + sum(inst.part_size[q] for q in live[t]) - inst.budget
         if over <= 0:
             continue
@@ -204,7 +346,7 @@ def cut_bound(inst: RematInstance, *, time_limit: float = 5.0) -> int | None:
     Z: dict[tuple[int, int], pulp.LpVariable] = {}
     objective = []
     cg = math.gcd(*inst.cost) or 1
-    for i in sorted(points):
+    for i in ticking(sorted(points), deadline, every=16):
         prev = None
         for u in sorted(points[i]):
             Z[i, u] = _var(prob, f"runs_{i}_{u}", lowBound=0, cat="Integer")
@@ -212,9 +354,13 @@ def cut_bound(inst: RematInstance, *, time_limit: float = 5.0) -> int | None:
                 prob += Z[i, u] >= prev, f"mono_{i}_{u}"
             prev = Z[i, u]
         objective.append((inst.cost[i] // cg) * prev)
-    for i, t, j, e in rows:
+    for i, t, j, e in ticking(rows, deadline, every=256):
         prob += Z[i, j] - Z[i, t] >= e, f"back_{e.name}"
     prob += pulp.lpSum(objective)
+    if deadline is not None:
+        time_limit = min(time_limit, _left(deadline))
+        if deadline.expired(0.1):
+            raise OutOfTime("the time limit ran out while building the cut bound")
     out = backends.backend("cbc").solve(prob, time_limit=max(0.1, time_limit), integral_gap=0.999)
     if out.status == backends.INFEASIBLE:
         return None
@@ -233,8 +379,11 @@ def _best_bound(solver_bound: float | None, cut: int | None) -> float | None:
 # --- Checkmate's MILP ------------------------------------------------------------------------
 
 
-def _milp_model(inst: RematInstance, budget: int) -> tuple[pulp.LpProblem, dict, dict, int]:
+def _milp_model(
+    inst: RematInstance, budget: int, deadline: Deadline | None = None
+) -> tuple[pulp.LpProblem, dict, dict, int]:
     """Variables, constraint families, objective (Checkmate's formulation, stage frame).
+    Building stops with :class:`~cosma.solvers.exact.OutOfTime` once ``deadline`` passes.
 
     - ``R[t,i]`` = 1 if operator i is recomputed in stage t (i < t; first runs are fixed);
     - ``S[t,p]`` = 1 if part p (outputs of one operator with the same readers) is kept from
@@ -259,7 +408,7 @@ def _milp_model(inst: RematInstance, budget: int) -> tuple[pulp.LpProblem, dict,
     # stage on: an early recomputation, while i's inputs are still resident for another
     # reader, can spare keeping those inputs (or re-running their producers) until then.
     R: dict[tuple[int, int], object] = {}
-    for i in range(n):
+    for i in ticking(range(n), deadline):
         if not inst.recomputable(i):
             continue
         for t in range(i + 1, n):
@@ -270,7 +419,7 @@ def _milp_model(inst: RematInstance, budget: int) -> tuple[pulp.LpProblem, dict,
 
     # S: keep part p into stage t (after its operator's stage); inputs after first use.
     S: dict[tuple[int, object], object] = {}
-    for p, i in enumerate(owner):
+    for p, i in ticking(enumerate(owner), deadline):
         for t in range(i + 1, n):
             S[t, p] = _var(prob, f"S_{t}_{p}", cat=pulp.LpBinary)
     for x, f in first_user.items():
@@ -278,7 +427,7 @@ def _milp_model(inst: RematInstance, budget: int) -> tuple[pulp.LpProblem, dict,
             S[t, ("in", x)] = _var(prob, f"S_{t}_in{x}", cat=pulp.LpBinary)
 
     # carry: S[t+1,p] <= S[t,p] + R[t,op(p)]  (a part kept was there in stage t)
-    for (t, p), var in S.items():
+    for (t, p), var in ticking(S.items(), deadline, every=1024):
         if isinstance(p, tuple):
             x = p[1]
             if t - 1 > first_user[x]:
@@ -287,7 +436,7 @@ def _milp_model(inst: RematInstance, budget: int) -> tuple[pulp.LpProblem, dict,
             prob += var <= S[t - 1, p] + r(t - 1, owner[p]), f"carry_{t}_{p}"
 
     # available: R[t,j] <= R[t,op(p)] + S[t,p] for every part p j reads (inputs present)
-    for j in range(n):
+    for j in ticking(range(n), deadline, every=1):
         for t in range(j, n):
             rj = r(t, j)
             if isinstance(rj, int) and rj == 0:
@@ -306,7 +455,7 @@ def _milp_model(inst: RematInstance, budget: int) -> tuple[pulp.LpProblem, dict,
 
     # memory: A[t,k] = A[t,k-1] + keep_k R[t,k] + loads - sum size_p F[t,p,k];
     #         A[t,k-1] + (keep_k + transient_k) R[t,k] + loads <= budget
-    for t in range(n):
+    for t in ticking(range(n), deadline, every=1):
         carried = pulp.lpSum(
             psize[p] * S[t, p] for p in range(len(owner)) if (t, p) in S
         ) + pulp.lpSum(isize[x] * S[t, ("in", x)] for x in first_user if (t, ("in", x)) in S)
@@ -346,8 +495,9 @@ def _milp_model(inst: RematInstance, budget: int) -> tuple[pulp.LpProblem, dict,
             nxt_a = _var(prob, f"A_{t}_{k}", lowBound=0)
             prob += nxt_a == prev + keep[k] * rk + loads - pulp.lpSum(frees), f"acc_{t}_{k}"
             prev = nxt_a
-    prob += pulp.lpSum((inst.cost[i] // cg) * v for (t, i), v in R.items())
-    if not R:
+    if R:
+        prob += pulp.lpSum((inst.cost[i] // cg) * v for (t, i), v in R.items())
+    else:  # one objective only (a second one makes PuLP warn "Overwriting ...")
         prob += _var(prob, "zero", lowBound=0, upBound=0)
     return prob, R, S, cg
 
@@ -358,12 +508,19 @@ def remat_milp(
     order: list[str] | None = None,
     max_computes: int | None = DEFAULT_MAX_COMPUTES,
     solver: str = "cbc",
-    time_limit: float = 60.0,
+    time_limit: float | Deadline = 60.0,
     threads: int = 1,
     seed: int = 0,
     log_path: str | None = None,
+    memory_limit: int | None = None,
 ) -> Plan:
     """Least total compute under ``problem.budget`` by Checkmate's MILP (any PuLP backend).
+
+    ``time_limit`` (seconds, or a shared :class:`~cosma.deadline.Deadline`) bounds the whole
+    call. The best baseline is found first; a model whose estimate (:func:`milp_estimate`)
+    exceeds ``memory_limit`` bytes (default: half the machine's memory) is not built, and
+    that baseline is returned as ``feasible`` with the reason, as when the limit (or a
+    signal) stops the call before the solver has a better plan.
 
     >>> from cosma.graph import GraphBuilder
     >>> g = (GraphBuilder().input("x", 1).op("a", ["x"], {"p": 4}).op("b", ["p"], {"q": 4})
@@ -375,7 +532,8 @@ def remat_milp(
     ('optimal', 20, 1)
     """
     t0 = time.perf_counter()
-    options = {"max_computes": max_computes, "time_limit": time_limit}
+    deadline = _deadline(time_limit)
+    options = {"max_computes": max_computes, "time_limit": _limit_seconds(time_limit)}
     plan = _empty(problem, "remat-milp", solver, options)
     inst = RematInstance.build(problem, order=order, max_computes=max_computes)
     why = _infeasible_reason(inst)
@@ -383,14 +541,38 @@ def remat_milp(
         plan.reason = why
         return _finish(inst, plan, None, Status.INFEASIBLE, None, t0)
     backend = backends.backend(solver)
-    cut = cut_bound(inst, time_limit=min(5.0, time_limit / 10))
-    prob, R, S, cg = _milp_model(inst, problem.budget)
-    warm = _warm_start(inst, time_limit / 2)
+    # The best baseline first (at most a third of the time): what is returned if the model
+    # is too large, or the limit or a signal stops the call before the solver does better.
+    warm = _warm_start(inst, deadline.sub(1 / 3))
+    too_big = _too_large(milp_estimate(inst), memory_limit, "the Checkmate MILP")
+    if too_big:
+        log.warning("%s: not built", too_big)
+        if warm is None:  # the rest of the time for the baselines
+            warm = _warm_start(inst, deadline)
+        return _fallback(
+            inst, plan, warm, f"{too_big}: not built (use -m cpsat or --memory-limit)", t0
+        )
+    try:
+        cut = cut_bound(
+            inst,
+            time_limit=min(5.0, _left(deadline, 0.1)),
+            deadline=deadline,
+            memory_limit=memory_limit,
+        )
+        built = time.perf_counter()
+        prob, R, S, cg = _milp_model(inst, problem.budget, deadline)
+        built = time.perf_counter() - built
+        # Writing the model for the solver takes about as long as building it.
+        if deadline.expired(0.5 * built):
+            raise OutOfTime
+    except OutOfTime:
+        return _fallback(inst, plan, warm, _why_stopped(deadline, "while building the model"), t0)
     if warm is not None:
         _milp_warm(inst, warm, R, S)
     out = backend.solve(
         prob,
-        time_limit=max(0.1, time_limit - (time.perf_counter() - t0)),
+        # What is left, less a little for decoding and replaying the plan.
+        time_limit=max(0.1, 0.95 * _left(deadline) - 0.5 * built),
         threads=threads,
         seed=seed,
         log_path=log_path,
@@ -439,17 +621,86 @@ def _milp_warm(inst: RematInstance, warm: list, R: dict, S: dict) -> None:
 # --- MOCCASIN's CP-SAT model ------------------------------------------------------------------
 
 
+def cpsat_estimate(inst: RematInstance) -> limits.Estimate:
+    """Columns, rows, nonzeros and bytes of :func:`remat_cpsat`'s model of ``inst`` (upper
+    bounds, nothing built), priced with :data:`cosma.solvers.limits.COST`. It grows with
+    the edges times the squared number of copies, so linearly in the graph at the default
+    ``max_computes`` of 2.
+
+    >>> from cosma.graph import GraphBuilder
+    >>> g = GraphBuilder().input("x", 4).op("f", ["x"], {"y": 8}).output("y").build()
+    >>> cpsat_estimate(RematInstance.build(Problem(g, 12))).bytes < 10**6
+    True
+    """
+    n = inst.n
+    copies = [min(inst.max_computes[i], n - i) if inst.users[i] else 1 for i in range(n)]
+    columns = rows = nonzeros = 0
+    for i in range(n):
+        per = 2 + 3 * len(inst.op_parts[i]) + (1 if inst.transient[i] else 0)
+        columns += copies[i] * per
+        rows += copies[i] * (2 + 2 * len(inst.op_parts[i]))
+        nonzeros += copies[i] * (4 + 6 * len(inst.op_parts[i]))
+        for q in inst.reads[i]:
+            serves = copies[i] * copies[inst.part_op[q]]
+            columns += serves
+            rows += 3 * serves + copies[i]
+            nonzeros += 9 * serves
+    ins = sum(1 for us in inst.input_users if us)
+    columns += 3 * ins
+    rows += ins + sum(len(us) for us in inst.input_users)
+    nonzeros += 3 * columns  # the cumulative constraint and the hints
+    cost = limits.COST["cpsat"]
+    size = cost["column"] * columns + cost["row"] * rows + cost["nonzero"] * nonzeros
+    return limits.Estimate("cpsat", columns, rows, nonzeros, size)
+
+
+def _stops_in_time(method: str, solver_name: str) -> Callable:
+    """Wrap an exact engine so a limit (or signal) that stops it while it builds its model
+    (:class:`~cosma.solvers.exact.OutOfTime`) still returns the best quick baseline as
+    ``feasible``, or ``no_solution``, with the reason."""
+    import functools
+
+    def wrap(fn: Callable[..., Plan]) -> Callable[..., Plan]:
+        @functools.wraps(fn)
+        def run(
+            problem: Problem,
+            *,
+            order: list[str] | None = None,
+            max_computes: int | None = DEFAULT_MAX_COMPUTES,
+            time_limit: float | Deadline = 60.0,
+            **kw: object,
+        ) -> Plan:
+            t0 = time.perf_counter()
+            deadline = _deadline(time_limit)
+            try:
+                return fn(
+                    problem, order=order, max_computes=max_computes, time_limit=deadline, **kw
+                )
+            except OutOfTime:
+                inst = RematInstance.build(problem, order=order, max_computes=max_computes)
+                options = {"max_computes": max_computes, "time_limit": deadline.seconds}
+                plan = _empty(problem, method, solver_name, options)
+                why = _why_stopped(deadline, "while building the model")
+                return _fallback(inst, plan, None, why, t0)
+
+        return run
+
+    return wrap
+
+
+@_stops_in_time("remat-cpsat", "cp-sat")
 def remat_cpsat(
     problem: Problem,
     *,
     order: list[str] | None = None,
     max_computes: int | None = DEFAULT_MAX_COMPUTES,
-    time_limit: float = 60.0,
+    time_limit: float | Deadline = 60.0,
     threads: int = 1,
     seed: int = 0,
     hint: bool = True,
     params: dict | None = None,
     dominance: bool = True,
+    memory_limit: int | None = None,
 ) -> Plan:
     """Least total compute under ``problem.budget`` by retention intervals and CP-SAT.
 
@@ -459,7 +710,11 @@ def remat_cpsat(
     j must fall inside an interval of each value j reads; all intervals share one
     cumulative resource of capacity ``budget``. Objective: the cost of the optional
     intervals present. ``params`` sets CP-SAT parameters by name (e.g.
-    ``{"linearization_level": 2}``).
+    ``{"linearization_level": 2}``). ``time_limit`` (seconds or a shared
+    :class:`~cosma.deadline.Deadline`) bounds the whole call, and a signal stops CP-SAT with
+    its best plan; a model whose estimate (:func:`cpsat_estimate`) exceeds ``memory_limit``
+    bytes (default: half the machine's memory) is not built: the best quick baseline is
+    returned as ``feasible`` with the reason (docs/remat.md, "Limits").
 
     >>> from cosma.graph import GraphBuilder
     >>> g = (GraphBuilder().input("x", 1).op("a", ["x"], {"p": 4}).op("b", ["p"], {"q": 4})
@@ -471,13 +726,19 @@ def remat_cpsat(
     from ortools.sat.python import cp_model
 
     t0 = time.perf_counter()
-    options = {"max_computes": max_computes, "time_limit": time_limit}
+    deadline = _deadline(time_limit)
+    options = {"max_computes": max_computes, "time_limit": _limit_seconds(time_limit)}
     plan = _empty(problem, "remat-cpsat", "cp-sat", options)
     inst = RematInstance.build(problem, order=order, max_computes=max_computes)
     why = _infeasible_reason(inst)
     if why:
         plan.reason = why
         return _finish(inst, plan, None, Status.INFEASIBLE, None, t0)
+    too_big = _too_large(cpsat_estimate(inst), memory_limit, "the CP-SAT model")
+    if too_big:
+        log.warning("%s: not built", too_big)
+        warm = _warm_start(inst, deadline)  # the rest of the time for the baselines
+        return _fallback(inst, plan, warm, f"{too_big}: not built (use --memory-limit)", t0)
     n = inst.n
 
     # The time axis: position (t, k) is t * n + k (stage t's runs in order, then a gap up to
@@ -504,7 +765,7 @@ def remat_cpsat(
     lengths: dict[tuple[int, int], object] = {}
     serves: dict[tuple[int, int, int, int], object] = {}  # (part, copy, reader, copy)
     objective = []
-    for i in range(n):
+    for i in ticking(range(n), deadline):
         # any stage after i's own (also before its first reader's: see remat_milp's R)
         lo = i + 1
         copies = min(inst.max_computes[i], 1 + max(0, n - lo)) if inst.users[i] else 1
@@ -550,7 +811,7 @@ def remat_cpsat(
         intervals.append(m.new_interval_var(s0, length, e, f"hold_in{x}"))
         demands.append(inst.input_size[x] // mg)
     # reads: every run of j lies inside some interval of each part it reads
-    for j in range(n):
+    for j in ticking(range(n), deadline, every=8):
         for c, sj in enumerate(starts[j]):
             pj = present[j][c]
             for q in inst.reads[j]:
@@ -576,11 +837,16 @@ def remat_cpsat(
         for c in range(1, len(starts[i])):
             m.add_bool_or(served_by.get((i, c), [])).only_enforce_if(present[i][c])
     m.add_cumulative(intervals, demands, problem.budget // mg)
-    cut = cut_bound(inst, time_limit=min(5.0, time_limit / 10))
+    cut = cut_bound(
+        inst,
+        time_limit=min(5.0, _left(deadline, 0.1)),
+        deadline=deadline,
+        memory_limit=memory_limit,
+    )
     if cut and objective:  # a proven bound (cut_bound) helps CP-SAT close the gap
         m.add(sum(objective) >= -(-cut // cg))
     m.minimize(sum(objective))
-    warm = _warm_start(inst, time_limit / 2) if hint else None
+    warm = _warm_start(inst, deadline.sub(0.5)) if hint else None
     if warm is not None:
         # A complete hint (every variable) from the best baseline, so the search starts
         # from a feasible plan instead of repairing a partial one.
@@ -617,12 +883,17 @@ def remat_cpsat(
                     m.add_hint(in_end[x], e)
                     m.add_hint(in_len[x], e - in_start[x])
     solver = cp_model.CpSolver()
-    solver.parameters.max_time_in_seconds = max(0.1, time_limit - (time.perf_counter() - t0))
+    # What is left, less a little for decoding and replaying the plan.
+    solver.parameters.max_time_in_seconds = max(0.1, 0.95 * _left(deadline))
     solver.parameters.num_workers = max(1, threads)
     solver.parameters.random_seed = seed
+    # CP-SAT's own SIGINT handler would replace cosma's (cosma.interrupt) for good.
+    solver.parameters.catch_sigint_signal = False
     for key, value in (params or {}).items():
         setattr(solver.parameters, key, value)
-    code = solver.solve(m)
+    from cosma.solvers.cpsat import _solve_stoppable
+
+    code = _solve_stoppable(solver, m, None)
     bound = _best_bound(
         solver.best_objective_bound * cg if code in (cp_model.OPTIMAL, cp_model.FEASIBLE) else None,
         cut,
@@ -651,15 +922,21 @@ def remat_cpsat(
 # --- baselines --------------------------------------------------------------------------------
 
 
-def _warm_start(inst: RematInstance, seconds: float | None = None) -> list[tuple[int, int]] | None:
+def _warm_start(
+    inst: RematInstance, seconds: float | Deadline | None = None
+) -> list[tuple[int, int]] | None:
     """The cheapest baseline's computations that fit (checkpoint-all, Chen's two, the
-    eviction greedy — given at most ``seconds``), or when none fits the stage-wise
-    greedy's (:func:`_choose_stagewise`), or None."""
+    eviction greedy — given at most ``seconds``, or until a Deadline passes), or when none
+    fits the stage-wise greedy's (:func:`_stagewise_search`, 40 % of the time left), or
+    None."""
     best = None
-    stop = None if seconds is None else time.perf_counter() + seconds
+    stop = seconds if isinstance(seconds, Deadline) else None
+    if seconds is not None and stop is None:
+        stop = time.perf_counter() + seconds
     for choose in (_choose_all, _choose_greedy, _choose_sqrtn, _choose_evict):
         try:
-            comps, _ = choose(inst, stop) if choose is _choose_evict else choose(inst)
+            timed = choose in (_choose_evict, _choose_greedy)
+            comps, _ = choose(inst, stop) if timed else choose(inst)
         except UsageError:
             continue
         if comps is None:
@@ -668,9 +945,13 @@ def _warm_start(inst: RematInstance, seconds: float | None = None) -> list[tuple
         if best is None or cost < best[0]:
             best = (cost, comps)
     if best is None:  # tight budget: the stage-wise greedy, given at most 40 % of the rest
-        if seconds is not None:
-            stop = time.perf_counter() + 0.4 * max(0.0, stop - time.perf_counter())
-        return _stagewise_search(inst, stop)[0]
+        share = None
+        if isinstance(stop, Deadline):
+            left = stop.left()
+            share = None if left is None else time.perf_counter() + 0.4 * left
+        elif stop is not None:
+            share = time.perf_counter() + 0.4 * max(0.0, stop - time.perf_counter())
+        return _stagewise_search(inst, (stop, share))[0]
     return None if best is None else best[1]
 
 
@@ -724,6 +1005,7 @@ def _baseline(
     method: str,
     choose: Callable[[RematInstance], tuple[list, dict]],
     order: list[str] | None,
+    time_limit: float | Deadline | None = None,
 ) -> Plan:
     t0 = time.perf_counter()
     inst = RematInstance.build(problem, order=order)
@@ -732,7 +1014,10 @@ def _baseline(
     if why:
         plan.reason = why
         return _finish(inst, plan, None, Status.INFEASIBLE, None, t0)
-    comps, info = choose(inst)
+    if choose in (_choose_evict, _choose_greedy):  # the two whose search can take long
+        comps, info = choose(inst, _deadline(time_limit, None))  # type: ignore[call-arg]
+    else:
+        comps, info = choose(inst)
     if comps is None:
         plan.reason = info.get("reason")
         plan.stats.update(info)
@@ -766,7 +1051,9 @@ def _choose_sqrtn(inst: RematInstance) -> tuple[list | None, dict]:
     return comps, info
 
 
-def _choose_greedy(inst: RematInstance) -> tuple[list | None, dict]:
+def _choose_greedy(
+    inst: RematInstance, stop: Deadline | float | None = None
+) -> tuple[list | None, dict]:
     forward = _forward_set(inst)
     fw = [i for i in forward if inst.users[i]]
     total = sum(inst.keep[i] for i in fw) or 1
@@ -774,6 +1061,8 @@ def _choose_greedy(inst: RematInstance) -> tuple[list | None, dict]:
     best = None
     tried = 0
     for s in range(41):
+        if s and _expired(stop):  # (a warm start or fallback with little time left)
+            break
         b = smallest * (total / smallest) ** (s / 40)
         cps, acc = set(), 0
         for i in fw:
@@ -792,11 +1081,16 @@ def _choose_greedy(inst: RematInstance) -> tuple[list | None, dict]:
             if best is None or key < best[0]:
                 best = (key, comps, len(cps), b)
     if best is None:
-        return None, {"reason": "no threshold gives a plan within the budget", "tried": tried}
+        why = "no threshold gives a plan within the budget"
+        if tried < 41:
+            why = f"no threshold of the {tried} tried in time gives a plan within the budget"
+        return None, {"reason": why, "tried": tried}
     return best[1], {"checkpoints": best[2], "threshold": round(best[3]), "tried": tried}
 
 
-def _choose_evict(inst: RematInstance, stop: float | None = None) -> tuple[list | None, dict]:
+def _choose_evict(
+    inst: RematInstance, stop: Deadline | float | None = None
+) -> tuple[list | None, dict]:
     """A greedy for any graph: while the peak is over the budget, take the values resident
     at the peak that are kept for a later run, and recompute the one that lowers (the peak,
     then the bytes over the budget summed over all runs) most per unit of compute right
@@ -805,8 +1099,8 @@ def _choose_evict(inst: RematInstance, stop: float | None = None) -> tuple[list 
     comps: list[tuple[int, int]] = []
     runs = [1] * inst.n
     for _ in range(4 * inst.n):
-        if stop is not None and time.perf_counter() > stop:
-            return None, {"reason": "the eviction greedy ran out of time"}
+        if _expired(stop):
+            return None, {"reason": _evict_late(stop)}
         peak, seq, at, resident = peak_state(inst, comps)
         if peak <= inst.budget:
             return comps, {"steps": len(comps)}
@@ -843,8 +1137,8 @@ def _choose_evict(inst: RematInstance, stop: float | None = None) -> tuple[list 
                 next_use[d] = q
         best = None
         for i in sorted(resident):
-            if stop is not None and time.perf_counter() > stop:
-                return None, {"reason": "the eviction greedy ran out of time"}
+            if _expired(stop):
+                return None, {"reason": _evict_late(stop)}
             if i == k_p or i in inst.deps[k_p] or runs[i] >= inst.max_computes[i]:
                 continue
             if i not in next_use:
@@ -864,6 +1158,8 @@ def _choose_evict(inst: RematInstance, stop: float | None = None) -> tuple[list 
                     score = ((peak - new_peak) / cost, (over - new_over) / cost)
                     if best is None or score > best[0]:
                         best = (score, adds)
+        if _expired(stop):
+            return None, {"reason": _evict_late(stop)}
         if best is None:
             return None, {"reason": f"the eviction greedy is stuck at a peak of {peak:,} bytes"}
         for t, k in best[1]:
@@ -874,7 +1170,7 @@ def _choose_evict(inst: RematInstance, stop: float | None = None) -> tuple[list 
 
 def _choose_stagewise(
     inst: RematInstance,
-    stop: float | None = None,
+    stop: tuple[Deadline | float | None, ...] = (),
     *,
     width: int = 8,
     look: bool = False,
@@ -892,8 +1188,8 @@ def _choose_stagewise(
     ``width`` candidates (by bytes per compute) are evaluated exactly; ``look`` scores a drop
     by the bytes over the budget it removes in all stages from ``t`` on; ``noise`` perturbs
     the costs (seeded by ``seed``). Returns None, with the operators whose ``max_computes``
-    blocked a drop, if some stage cannot be made to fit (or ``stop`` passes). The caller
-    checks the plan's memory before using it."""
+    blocked a drop, if some stage cannot be made to fit (or one of the ``stop`` instants or
+    Deadlines passes). The caller checks the plan's memory before using it."""
     n, budget = inst.n, inst.budget
     comps: list[tuple[int, int]] = []
     chosen: set[tuple[int, int]] = set()
@@ -906,7 +1202,7 @@ def _choose_stagewise(
 
     for t in range(n):
         while True:
-            if stop is not None and time.perf_counter() > stop:
+            if any(_expired(x) for x in stop):
                 return None, {"reason": "the stage-wise greedy ran out of time"}
             seq, levels = levels_of(inst, comps)
             over, top = stage_over(seq, levels, t)
@@ -1002,7 +1298,7 @@ def _choose_stagewise(
 
 
 def _stagewise_search(
-    inst: RematInstance, stop: float | None = None, *, rounds: int = 4
+    inst: RematInstance, stop: tuple[Deadline | float | None, ...] = (), *, rounds: int = 4
 ) -> tuple[list | None, dict]:
     """The cheapest plan that fits among a few runs of :func:`_choose_stagewise`: scored on
     the stage (``look`` off) or on every later stage (on), each repeated while it gets stuck
@@ -1020,7 +1316,7 @@ def _stagewise_search(
         for capped, look in itertools.product((True, False), (False, True)):
             protect: frozenset[int] = frozenset()
             for _ in range(inst.n):
-                if stop is not None and time.perf_counter() > stop:
+                if any(_expired(x) for x in stop):
                     break
                 tries += 1
                 comps, info = _choose_stagewise(
@@ -1050,47 +1346,68 @@ def _stagewise_search(
     return best[1], {"runs": tries}
 
 
-def checkpoint_all(problem: Problem, *, order: list[str] | None = None, **_: object) -> Plan:
+def _evict_late(stop: Deadline | float | None) -> str:
+    if isinstance(stop, Deadline):
+        return _why_stopped(stop, "before the eviction greedy fitted the budget")
+    return "the eviction greedy ran out of time"
+
+
+def checkpoint_all(
+    problem: Problem,
+    *,
+    order: list[str] | None = None,
+    time_limit: float | Deadline | None = None,
+    **_: object,
+) -> Plan:
     """Rematerialization baseline: keep everything, recompute nothing.
 
     Fits iff the no-recomputation peak does."""
 
-    return _baseline(problem, "remat-checkpoint-all", _choose_all, order)
+    return _baseline(problem, "remat-checkpoint-all", _choose_all, order, time_limit)
 
 
-def chen_sqrtn(problem: Problem, *, order: list[str] | None = None, **_: object) -> Plan:
+def chen_sqrtn(
+    problem: Problem,
+    *,
+    order: list[str] | None = None,
+    time_limit: float | Deadline | None = None,
+    **_: object,
+) -> Plan:
     """Rematerialization baseline: Chen et al.'s √n segments.
 
     Split the forward operators into ⌈√n⌉ segments, keep the last value of each, recompute
     each segment once during the backward pass."""
 
-    return _baseline(problem, "remat-sqrtn", _choose_sqrtn, order)
+    return _baseline(problem, "remat-sqrtn", _choose_sqrtn, order, time_limit)
 
 
-def chen_greedy(problem: Problem, *, order: list[str] | None = None, **_: object) -> Plan:
+def chen_greedy(
+    problem: Problem,
+    *,
+    order: list[str] | None = None,
+    time_limit: float | Deadline | None = None,
+    **_: object,
+) -> Plan:
     """Rematerialization baseline: Chen et al.'s greedy segments for a budget.
 
     Walk the forward operators accumulating bytes, place a checkpoint when a threshold b is
     passed; try thresholds and keep the cheapest plan that fits."""
 
-    return _baseline(problem, "remat-chen-greedy", _choose_greedy, order)
+    return _baseline(problem, "remat-chen-greedy", _choose_greedy, order, time_limit)
 
 
-def _seconds(limit: object, default: float = 60.0) -> float:
-    """A time limit in seconds from a number, a :class:`~cosma.deadline.Deadline` or None."""
-    left = getattr(limit, "left", None)
-    if callable(left):
-        value = left()
-        return default if value is None else max(0.1, value)
-    return default if limit is None else float(limit)  # type: ignore[arg-type]
-
-
-def evict_greedy(problem: Problem, *, order: list[str] | None = None, **_: object) -> Plan:
+def evict_greedy(
+    problem: Problem,
+    *,
+    order: list[str] | None = None,
+    time_limit: float | Deadline | None = None,
+    **_: object,
+) -> Plan:
     """Rematerialization heuristic: evict at the peak, recompute before the next use.
 
     While the peak is over the budget, recompute (with the chain of inputs it needs) the
     value kept across the peak that lowers it most per unit of compute."""
-    return _baseline(problem, "remat-evict", _choose_evict, order)
+    return _baseline(problem, "remat-evict", _choose_evict, order, time_limit)
 
 
 def remat_methods() -> dict[str, Callable[..., Plan]]:
@@ -1106,15 +1423,18 @@ def remat_methods() -> dict[str, Callable[..., Plan]]:
             kw = {**kw, "order": make_order(problem, order)}
         return kw
 
+    # The shared deadline (the CLI's) goes down as it is: it covers the whole command, and
+    # a signal makes it expire.
     def milp_entry(problem: Problem, *, time_limit: object = 60.0, **kw) -> Plan:
-        return remat_milp(problem, time_limit=_seconds(time_limit), **keep(problem, kw))
+        return remat_milp(problem, time_limit=_deadline(time_limit), **keep(problem, kw))
 
     def cpsat_entry(problem: Problem, *, time_limit: object = 60.0, **kw) -> Plan:
-        return remat_cpsat(problem, time_limit=_seconds(time_limit), **keep(problem, kw))
+        return remat_cpsat(problem, time_limit=_deadline(time_limit), **keep(problem, kw))
 
     def base(fn):
         def run(problem: Problem, *, time_limit: object = None, **kw) -> Plan:
-            return fn(problem, **keep(problem, kw))
+            limit = time_limit if isinstance(time_limit, Deadline) else Deadline.of(time_limit)
+            return fn(problem, time_limit=limit, **keep(problem, kw))
 
         run.__doc__ = fn.__doc__
         run.options = ("time_limit", "order")  # type: ignore[attr-defined]
@@ -1129,6 +1449,7 @@ def remat_methods() -> dict[str, Callable[..., Plan]]:
         "threads",
         "seed",
         "log_path",
+        "memory_limit",
     )
     cpsat_entry.__doc__ = "Rematerialization, exact: MOCCASIN's retention intervals on CP-SAT."
     cpsat_entry.options = (  # type: ignore[attr-defined]
@@ -1137,6 +1458,7 @@ def remat_methods() -> dict[str, Callable[..., Plan]]:
         "max_computes",
         "threads",
         "seed",
+        "memory_limit",
     )
     return {
         "remat-milp": milp_entry,
