@@ -376,7 +376,7 @@ def test_stagewise_heuristic_fits_where_no_baseline_does(n, seed, frac):
     # Cases found by a search over random_layered(20|30, seeds 0-11) at 0.8x/0.7x: the only
     # ones where no baseline (checkpoint-all, Chen's two, the eviction greedy) fits and the
     # stage-wise greedy does. Its plan must replay within the budget with at most one
-    # recomputation per operator, and both engines, warm-started from it, must not be worse.
+    # recomputation per operator.
     from cosma.graphs.nodelink import random_layered
     from cosma.remat import remat_plan, resolve_remat_budget
     from cosma.solvers import remat as engines
@@ -396,14 +396,13 @@ def test_stagewise_heuristic_fits_where_no_baseline_does(n, seed, frac):
     assert r.valid and r.peak <= problem.budget
     heuristic = r.compute
     assert heuristic == inst.base_cost + sum(inst.cost[k] for _, k in comps)
-    for engine in (
-        lambda: remat_cpsat(problem, time_limit=2, threads=1),
-        lambda: remat_milp(problem, solver="highs", time_limit=2, threads=1),
-    ):
-        got = engine()
-        assert got.status.has_plan
-        assert replay(g, got).peak <= problem.budget
-        assert got.objective <= heuristic
+    # CP-SAT (hinted with the search's best plan, found in its time share, or proving
+    # the optimum itself) is never worse. (The MILP is not compared: with its third of a
+    # short limit the search may stop after fewer runs than here, so a worse warm start.)
+    got = remat_cpsat(problem, time_limit=2, threads=1)
+    assert got.status.has_plan
+    assert replay(g, got).peak <= problem.budget
+    assert got.objective <= heuristic
 
 
 def test_cbc_presolve_infeasibility_is_infeasible(tmp_path):
