@@ -1539,7 +1539,9 @@ def _search(
         spilled = bound_stats["cut_spilled"]
         # The exact engines' no-solver floor (forced reloads, branches meeting full
         # operators, chains of them) is valid for every order too: the better one counts.
-        floor = no_solver_floor(problem)
+        floor = no_solver_floor(
+            problem, until=time.perf_counter() + max(0.5, min(10.0, 0.05 * time_limit))
+        )
         stats["no_solver_floor"] = floor
         bound = max(bound, floor)
         if best.objective > bound and left() > 0.6 * time_limit:

@@ -26,6 +26,7 @@ import dataclasses
 import itertools
 import logging
 import math
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -198,7 +199,8 @@ def run(
         )
     with deadline.phase("floor"):
         # The floors count loads that a recompute could replace: none with recompute.
-        floor = 0 if rate is not None else no_solver_floor(problem, seq)
+        until = time.perf_counter() + max(0.5, 0.1 * (deadline.remaining()))
+        floor = 0 if rate is not None else no_solver_floor(problem, seq, until=until)
     if shortcut and warm is not None and warm.objective <= floor:
         return answer(
             warm,
@@ -648,6 +650,7 @@ def chain_charges(
     order: Sequence[str] | None = None,
     *,
     live: dict[str, set[str]] | None = None,
+    until: float | None = None,
 ) -> list[Charge]:
     """Traffic forced on a tensor ``a`` by a chain of operators it cannot stay beside, when
     its readers may run on either side of them (the Transformer's encoder output, read by
@@ -722,6 +725,8 @@ def chain_charges(
     frees = [free[v] for v in by_free]
     out: list[Charge] = []
     for a in tracked:
+        if until is not None and time.perf_counter() > until:
+            break  # the charges found so far hold each on its own
         t = g.tensors[a]
         if not size[a] or not loads[a] or not t.consumers:
             continue
@@ -875,23 +880,30 @@ def floor_charges(
     order: Sequence[str] | None = None,
     *,
     live: dict[str, set[str]] | None = None,
+    until: float | None = None,
 ) -> list[Charge]:
-    """Every no-solver charge: :func:`forced_reloads` (one per tensor) and
-    :func:`join_charges`."""
+    """Every no-solver charge: :func:`forced_reloads` (one per tensor), :func:`join_charges`
+    and :func:`chain_charges` (those found by ``until``, a ``time.perf_counter()`` value:
+    each charge holds on its own, so fewer only weaken the floor)."""
     g = problem.graph
     out = []
     for a, k in forced_reloads(problem, order).items():
         t = g.tensors[a]
         paid = k * t.size + (t.size if t.kind is TensorKind.ACTIVATION else 0)
         out.append(Charge(paid, frozenset([a]), f"{a} must leave and come back {k}x"))
-    return out + join_charges(problem, order) + chain_charges(problem, order, live=live)
+    return (
+        out + join_charges(problem, order) + chain_charges(problem, order, live=live, until=until)
+    )
 
 
-def no_solver_floor(problem: Problem, order: Sequence[str] | None = None) -> int:
+def no_solver_floor(
+    problem: Problem, order: Sequence[str] | None = None, *, until: float | None = None
+) -> int:
     """The best lower bound on non-compulsory traffic cosma proves without a solver: the
     larger of :func:`traffic_floor` and a sum of :func:`floor_charges` on pairwise disjoint
     tensor sets (each tensor's traffic is counted by at most one charge, so they add up;
-    chosen greedily, by bytes per tensor and by bytes, the better of the two).
+    chosen greedily, by bytes per tensor and by bytes, the better of the two). ``until``
+    (a ``time.perf_counter()`` value) stops the search for chain charges early.
 
     >>> from cosma.graph import GraphBuilder
     >>> g = (GraphBuilder().input("x", 1).op("a", ["x"], {"p": 10}).op("b", ["p"], {"q": 5})
@@ -900,7 +912,7 @@ def no_solver_floor(problem: Problem, order: Sequence[str] | None = None) -> int
     20
     """
     live = certainly_live(problem, order)
-    charges = floor_charges(problem, order, live=live)
+    charges = floor_charges(problem, order, live=live, until=until)
     best = traffic_floor(problem, order, live=live)
     for key in (
         lambda ch: (-ch.bytes / len(ch.tensors), ch.why),

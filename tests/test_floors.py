@@ -207,3 +207,12 @@ def test_floors_never_above_the_optimum():
 @pytest.mark.slow
 def test_floors_never_above_the_optimum_many():
     assert _never_above(60, 300_000) >= 20
+
+
+def test_floor_stopped_early_is_a_weaker_floor():
+    """With ``until`` already passed the chain charges are left out: never more than the
+    whole floor (each charge holds on its own), and the forced reloads still count."""
+    g = memory(1)
+    pb = Problem(g, 5)
+    assert chain_charges(pb, until=0.0) == []
+    assert no_solver_floor(pb, until=0.0) <= no_solver_floor(pb) == 2
