@@ -157,8 +157,11 @@ def test_milp_estimate_bounds_the_model_it_builds():
         inst = RematInstance.build(problem, max_computes=2)
         prob, *_ = R._milp_model(inst, problem.budget)
         columns = len(prob.variables())
-        rows = len(prob.constraints)
-        nonzeros = sum(len(c) for c in prob.constraints.values())
+        # PuLP 3.3 returns the list from a call (its mapping form is deprecated); older 3.x
+        # keep a dict
+        cons = prob.constraints() if callable(prob.constraints) else list(prob.constraints.values())
+        rows = len(cons)
+        nonzeros = sum(len(c) for c in cons)
         est = R.milp_estimate(inst)
         assert columns <= est.columns <= 3 * columns
         assert rows <= est.rows <= 3 * rows
