@@ -224,3 +224,22 @@ SOLVERS = [
     pytest.param(name, marks=pytest.mark.skipif(not b.available(), reason=b.why_unavailable()))
     for name, b in BACKENDS.items()
 ]
+
+
+def oracle_optimum(graph, data, alignment: int):
+    """A budget drawn from ``data`` between M_R and M_P + alignment, and cosma.oracle's
+    optimal plan there (addresses, moves, alignment); the example is discarded when the
+    oracle gives up or proves no optimum."""
+    from hypothesis import assume
+
+    from cosma.oracle import OracleLimitError, exact_search
+    from cosma.problem import budgets
+
+    b = budgets(graph, alignment=alignment)
+    budget = data.draw(st.integers(b.m_r, b.m_p + alignment), label="budget")
+    try:
+        best = exact_search(graph, budget, alignment=alignment, max_states=200_000)
+    except OracleLimitError:
+        assume(False)
+    assume(best.status is Status.OPTIMAL)
+    return budget, best

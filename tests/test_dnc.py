@@ -5,7 +5,7 @@ known); the method is reachable from the registry and the CLI."""
 from __future__ import annotations
 
 import pytest
-from helpers import SearchTooLarge, brute_force_traffic, random_dags, skip
+from helpers import SearchTooLarge, brute_force_traffic, oracle_optimum, random_dags, skip
 from hypothesis import HealthCheck, assume, given, reject, settings
 from hypothesis import strategies as st
 
@@ -181,16 +181,7 @@ def test_cut_bound_never_exceeds_the_optimum(g, data, setting):
 @given(random_dags(max_ops=4, max_size=4, params=False), st.data(), st.sampled_from([2, 3]))
 def test_cut_bound_against_the_oracle_with_alignment(g, data, alignment):
     """Against cosma.oracle's exhaustive search (addresses, moves, alignment)."""
-    from cosma.oracle import OracleLimitError, exact_search
-    from cosma.problem import budgets
-
-    b = budgets(g, alignment=alignment)
-    budget = data.draw(st.integers(b.m_r, b.m_p + alignment), label="budget")
-    try:
-        best = exact_search(g, budget, alignment=alignment, max_states=200_000)
-    except OracleLimitError:
-        assume(False)
-    assume(best.status is Status.OPTIMAL)
+    budget, best = oracle_optimum(g, data, alignment)
     assert cut_bound(Problem(g, budget, alignment=alignment), time_limit=10)[0] <= best.objective
 
 

@@ -5,7 +5,7 @@ with alignment), they see what the cut bound cannot, and they are deterministic.
 from __future__ import annotations
 
 import pytest
-from helpers import SearchTooLarge, brute_force_traffic, random_dags
+from helpers import SearchTooLarge, brute_force_traffic, oracle_optimum, random_dags
 from hypothesis import HealthCheck, assume, given, reject, settings
 from hypothesis import strategies as st
 
@@ -57,15 +57,7 @@ def test_bounds_never_exceed_the_optimum(g, data, setting):
 @given(random_dags(max_ops=4, max_size=4, params=False), st.data(), st.sampled_from([2, 3]))
 def test_bounds_against_the_oracle_with_alignment(g, data, alignment):
     """Against cosma.oracle's exhaustive search (addresses, moves, alignment)."""
-    from cosma.oracle import OracleLimitError, exact_search
-
-    b = budgets(g, alignment=alignment)
-    budget = data.draw(st.integers(b.m_r, b.m_p + alignment), label="budget")
-    try:
-        best = exact_search(g, budget, alignment=alignment, max_states=200_000)
-    except OracleLimitError:
-        assume(False)
-    assume(best.status is Status.OPTIMAL)
+    budget, best = oracle_optimum(g, data, alignment)
     problem = Problem(g, budget, alignment=alignment)
     assert spill_set_relaxation(problem, work=100_000)[0] <= best.objective
     order = list(g.topological_order())
