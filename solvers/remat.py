@@ -543,7 +543,9 @@ def remat_milp(
     backend = backends.backend(solver)
     # The best baseline first (at most a third of the time): what is returned if the model
     # is too large, or the limit or a signal stops the call before the solver does better.
-    warm = _warm_start(inst, deadline.sub(1 / 3))
+    warm = _warm_start(inst, deadline.sub(1 / 3), tight=False)
+    if warm is None:  # no baseline fits: phase 1 and the stage-wise greedy, a third at most
+        warm = _tight_start(inst, deadline.sub(1 / 3), threads=threads, seed=seed)
     too_big = _too_large(milp_estimate(inst), memory_limit, "the Checkmate MILP")
     if too_big:
         log.warning("%s: not built", too_big)
@@ -688,57 +690,96 @@ def _stops_in_time(method: str, solver_name: str) -> Callable:
     return wrap
 
 
-@_stops_in_time("remat-cpsat", "cp-sat")
-def remat_cpsat(
-    problem: Problem,
-    *,
-    order: list[str] | None = None,
-    max_computes: int | None = DEFAULT_MAX_COMPUTES,
-    time_limit: float | Deadline = 60.0,
-    threads: int = 1,
-    seed: int = 0,
-    hint: bool = True,
-    params: dict | None = None,
-    dominance: bool = True,
-    memory_limit: int | None = None,
-) -> Plan:
-    """Least total compute under ``problem.budget`` by retention intervals and CP-SAT.
+@dataclasses.dataclass
+class _Moccasin:
+    """:func:`remat_cpsat`'s model of an instance, with what is needed to hint it from
+    computations and to read computations back from a solution."""
 
-    Each operator i has up to ``max_computes`` intervals ``[start, end)`` on the position
-    axis: the first starts at its own position ``(i, i)``, the others (optional) at a
-    position ``(t, i)`` of a later stage. An interval holds i's value; every run of a reader
-    j must fall inside an interval of each value j reads; all intervals share one
-    cumulative resource of capacity ``budget``. Objective: the cost of the optional
-    intervals present. ``params`` sets CP-SAT parameters by name (e.g.
-    ``{"linearization_level": 2}``). ``time_limit`` (seconds or a shared
-    :class:`~cosma.deadline.Deadline`) bounds the whole call, and a signal stops CP-SAT with
-    its best plan; a model whose estimate (:func:`cpsat_estimate`) exceeds ``memory_limit``
-    bytes (default: half the machine's memory) is not built: the best quick baseline is
-    returned as ``feasible`` with the reason (docs/remat.md, "Limits").
+    inst: RematInstance
+    model: object  # cp_model.CpModel
+    objective: list  # the cost of each optional interval (present literal times cost)
+    cg: int  # common factor taken out of the costs
+    mg: int  # and out of the sizes
+    capacity: object  # the cumulative's capacity: a constant, or phase 1's variable
+    starts: dict
+    present: dict
+    stage_var: dict
+    ends: dict
+    lengths: dict
+    serves: dict
+    in_start: dict
+    in_end: dict
+    in_len: dict
 
-    >>> from cosma.graph import GraphBuilder
-    >>> g = (GraphBuilder().input("x", 1).op("a", ["x"], {"p": 4}).op("b", ["p"], {"q": 4})
-    ...      .op("c", ["q"], {"r": 4}).op("d", ["r", "p"], {"z": 1}).output("z").build())
-    >>> p = remat_cpsat(Problem(g, 9), time_limit=20)
-    >>> p.status.value, p.objective, p.stats["recomputations"]
-    ('optimal', 20, 1)
-    """
+    def at(self, t: int, k: int) -> int:
+        return t * self.inst.n + k
+
+    def axis(self, p: int) -> int:  # cosma.remat.position numbering -> this axis
+        return self.at(*_stage_of(p))
+
+    def hint(self, comps: list[tuple[int, int]]) -> bool:
+        """Hint every variable from ``comps`` (a complete hint, so the search starts from
+        that plan instead of repairing a partial one); False if some operator runs more
+        often than the model allows (nothing hinted)."""
+        inst, m, n = self.inst, self.model, self.inst.n
+        held, in_ends, runs = retention(inst, comps)
+        if any(len(runs[i]) > len(self.starts[i]) for i in range(n)):
+            return False
+        for i in range(n):
+            for c in range(len(self.starts[i])):
+                on = c < len(runs[i])
+                a = (
+                    self.axis(runs[i][c])
+                    if on
+                    else self.at(self.stage_var[i, c].proto.domain[0], i)
+                    if c
+                    else self.at(i, i)
+                )
+                if c:
+                    m.add_hint(self.present[i][c], on)
+                    m.add_hint(self.stage_var[i, c], a // n)
+                for q in inst.op_parts[i]:
+                    b = self.axis(held[q][c][1] - 1) + 1 if on else a + 1
+                    m.add_hint(self.ends[q, c], b)
+                    m.add_hint(self.lengths[q, c], b - a)
+        for (q, c2, j, c), z in self.serves.items():
+            i = inst.part_op[q]
+            on = c < len(runs[j]) and c2 < len(runs[i])
+            if on:
+                sj = runs[j][c]  # (cosma.remat.position numbering, as held)
+                a, b = held[q][c2]
+                on = a < sj < b
+            m.add_hint(z, on)
+        for x, e in in_ends.items():
+            if x in self.in_end:
+                e = self.axis(e - 1) + 1
+                m.add_hint(self.in_end[x], e)
+                m.add_hint(self.in_len[x], e - self.in_start[x])
+        if not isinstance(self.capacity, int):
+            m.add_hint(
+                self.capacity,
+                max(self.capacity.proto.domain[0], -(-peak_of(inst, comps) // self.mg)),
+            )
+        return True
+
+    def decode(self, solver) -> list[tuple[int, int]]:
+        """The computations (stage, operator) of ``solver``'s solution."""
+        comps = []
+        for i in range(self.inst.n):
+            for c in range(1, len(self.starts[i])):
+                if solver.boolean_value(self.present[i][c]):
+                    comps.append((solver.value(self.stage_var[i, c]), i))
+        return comps
+
+
+def _moccasin_model(
+    inst: RematInstance, deadline: Deadline, *, capacity: int | None, dominance: bool = True
+) -> _Moccasin:
+    """MOCCASIN's retention-interval model of ``inst`` (:func:`remat_cpsat` describes it),
+    without an objective. The cumulative's capacity is ``capacity`` bytes, or with None an
+    integer variable from the budget up (phase 1 of :func:`_phase_one` minimises it)."""
     from ortools.sat.python import cp_model
 
-    t0 = time.perf_counter()
-    deadline = _deadline(time_limit)
-    options = {"max_computes": max_computes, "time_limit": _limit_seconds(time_limit)}
-    plan = _empty(problem, "remat-cpsat", "cp-sat", options)
-    inst = RematInstance.build(problem, order=order, max_computes=max_computes)
-    why = _infeasible_reason(inst)
-    if why:
-        plan.reason = why
-        return _finish(inst, plan, None, Status.INFEASIBLE, None, t0)
-    too_big = _too_large(cpsat_estimate(inst), memory_limit, "the CP-SAT model")
-    if too_big:
-        log.warning("%s: not built", too_big)
-        warm = _warm_start(inst, deadline)  # the rest of the time for the baselines
-        return _fallback(inst, plan, warm, f"{too_big}: not built (use --memory-limit)", t0)
     n = inst.n
 
     # The time axis: position (t, k) is t * n + k (stage t's runs in order, then a gap up to
@@ -748,9 +789,6 @@ def remat_cpsat(
     # (on the 353-node ResNet-50 those lists made CP-SAT's presolve take ~60 s, not 1 s).
     def at(t: int, k: int) -> int:
         return t * n + k
-
-    def axis(p: int) -> int:  # cosma.remat.position numbering -> this axis
-        return at(*_stage_of(p))
 
     horizon = at(n - 1, n - 1) + 1
     stage_var: dict[tuple[int, int], object] = {}
@@ -836,7 +874,83 @@ def remat_cpsat(
     for i in range(n) if dominance else ():
         for c in range(1, len(starts[i])):
             m.add_bool_or(served_by.get((i, c), [])).only_enforce_if(present[i][c])
-    m.add_cumulative(intervals, demands, problem.budget // mg)
+    if capacity is None:
+        cap = m.new_int_var(inst.budget // mg, max(inst.budget // mg, sum(demands)), "capacity")
+    else:
+        cap = capacity // mg
+    m.add_cumulative(intervals, demands, cap)
+    return _Moccasin(
+        inst,
+        m,
+        objective,
+        cg,
+        mg,
+        cap,
+        starts,
+        present,
+        stage_var,
+        ends,
+        lengths,
+        serves,
+        in_start,
+        in_end,
+        in_len,
+    )
+
+
+@_stops_in_time("remat-cpsat", "cp-sat")
+def remat_cpsat(
+    problem: Problem,
+    *,
+    order: list[str] | None = None,
+    max_computes: int | None = DEFAULT_MAX_COMPUTES,
+    time_limit: float | Deadline = 60.0,
+    threads: int = 1,
+    seed: int = 0,
+    hint: bool = True,
+    params: dict | None = None,
+    dominance: bool = True,
+    memory_limit: int | None = None,
+) -> Plan:
+    """Least total compute under ``problem.budget`` by retention intervals and CP-SAT.
+
+    Each operator i has up to ``max_computes`` intervals ``[start, end)`` on the position
+    axis: the first starts at its own position ``(i, i)``, the others (optional) at a
+    position ``(t, i)`` of a later stage. An interval holds i's value; every run of a reader
+    j must fall inside an interval of each value j reads; all intervals share one
+    cumulative resource of capacity ``budget``. Objective: the cost of the optional
+    intervals present. ``params`` sets CP-SAT parameters by name (e.g.
+    ``{"linearization_level": 2}``). ``time_limit`` (seconds or a shared
+    :class:`~cosma.deadline.Deadline`) bounds the whole call, and a signal stops CP-SAT with
+    its best plan; a model whose estimate (:func:`cpsat_estimate`) exceeds ``memory_limit``
+    bytes (default: half the machine's memory) is not built: the best quick baseline is
+    returned as ``feasible`` with the reason (docs/remat.md, "Limits").
+
+    >>> from cosma.graph import GraphBuilder
+    >>> g = (GraphBuilder().input("x", 1).op("a", ["x"], {"p": 4}).op("b", ["p"], {"q": 4})
+    ...      .op("c", ["q"], {"r": 4}).op("d", ["r", "p"], {"z": 1}).output("z").build())
+    >>> p = remat_cpsat(Problem(g, 9), time_limit=20)
+    >>> p.status.value, p.objective, p.stats["recomputations"]
+    ('optimal', 20, 1)
+    """
+    from ortools.sat.python import cp_model
+
+    t0 = time.perf_counter()
+    deadline = _deadline(time_limit)
+    options = {"max_computes": max_computes, "time_limit": _limit_seconds(time_limit)}
+    plan = _empty(problem, "remat-cpsat", "cp-sat", options)
+    inst = RematInstance.build(problem, order=order, max_computes=max_computes)
+    why = _infeasible_reason(inst)
+    if why:
+        plan.reason = why
+        return _finish(inst, plan, None, Status.INFEASIBLE, None, t0)
+    too_big = _too_large(cpsat_estimate(inst), memory_limit, "the CP-SAT model")
+    if too_big:
+        log.warning("%s: not built", too_big)
+        warm = _warm_start(inst, deadline)  # the rest of the time for the baselines
+        return _fallback(inst, plan, warm, f"{too_big}: not built (use --memory-limit)", t0)
+    mod = _moccasin_model(inst, deadline, capacity=problem.budget, dominance=dominance)
+    m, objective, cg = mod.model, mod.objective, mod.cg
     cut = cut_bound(
         inst,
         time_limit=min(5.0, _left(deadline, 0.1)),
@@ -846,42 +960,15 @@ def remat_cpsat(
     if cut and objective:  # a proven bound (cut_bound) helps CP-SAT close the gap
         m.add(sum(objective) >= -(-cut // cg))
     m.minimize(sum(objective))
-    warm = _warm_start(inst, deadline.sub(0.5)) if hint else None
+    warm = None
+    if hint:
+        warm = _warm_start(inst, deadline.sub(0.5), tight=False)
+        if warm is None:  # no baseline fits: phase 1 and the stage-wise greedy
+            warm = _tight_start(inst, deadline, threads=threads, seed=seed)
     if warm is not None:
-        # A complete hint (every variable) from the best baseline, so the search starts
-        # from a feasible plan instead of repairing a partial one.
-        held, in_ends, runs = retention(inst, warm)
-        if all(len(runs[i]) <= len(starts[i]) for i in range(n)):
-            for i in range(n):
-                for c in range(len(starts[i])):
-                    on = c < len(runs[i])
-                    a = (
-                        axis(runs[i][c])
-                        if on
-                        else at(stage_var[i, c].proto.domain[0], i)
-                        if c
-                        else at(i, i)
-                    )
-                    if c:
-                        m.add_hint(present[i][c], on)
-                        m.add_hint(stage_var[i, c], a // n)
-                    for q in inst.op_parts[i]:
-                        b = axis(held[q][c][1] - 1) + 1 if on else a + 1
-                        m.add_hint(ends[q, c], b)
-                        m.add_hint(lengths[q, c], b - a)
-            for (q, c2, j, c), z in serves.items():
-                i = inst.part_op[q]
-                on = c < len(runs[j]) and c2 < len(runs[i])
-                if on:
-                    sj = runs[j][c]  # (cosma.remat.position numbering, as held)
-                    a, b = held[q][c2]
-                    on = a < sj < b
-                m.add_hint(z, on)
-            for x, e in in_ends.items():
-                if x in in_end:
-                    e = axis(e - 1) + 1
-                    m.add_hint(in_end[x], e)
-                    m.add_hint(in_len[x], e - in_start[x])
+        # A complete hint (every variable), so the search starts from a feasible plan
+        # instead of repairing a partial one.
+        mod.hint(warm)
     solver = cp_model.CpSolver()
     # What is left, less a little for decoding and replaying the plan.
     solver.parameters.max_time_in_seconds = max(0.1, 0.95 * _left(deadline))
@@ -910,25 +997,20 @@ def remat_cpsat(
             return _finish(inst, plan, warm, Status.FEASIBLE, bound, t0)
         plan.reason = f"CP-SAT stopped ({solver.status_name(code)}) before finding a plan"
         return _finish(inst, plan, None, Status.NO_SOLUTION, bound, t0)
-    comps = []
-    for i in range(n):
-        for c in range(1, len(starts[i])):
-            if solver.boolean_value(present[i][c]):
-                comps.append((solver.value(stage_var[i, c]), i))
     status = Status.OPTIMAL if code == cp_model.OPTIMAL else Status.FEASIBLE
-    return _finish(inst, plan, comps, status, bound, t0)
+    return _finish(inst, plan, mod.decode(solver), status, bound, t0)
 
 
 # --- baselines --------------------------------------------------------------------------------
 
 
 def _warm_start(
-    inst: RematInstance, seconds: float | Deadline | None = None
+    inst: RematInstance, seconds: float | Deadline | None = None, *, tight: bool = True
 ) -> list[tuple[int, int]] | None:
     """The cheapest baseline's computations that fit (checkpoint-all, Chen's two, the
     eviction greedy — given at most ``seconds``, or until a Deadline passes), or when none
-    fits the stage-wise greedy's (:func:`_stagewise_search`, 40 % of the time left), or
-    None."""
+    fits and ``tight``, the stage-wise greedy's (:func:`_stagewise_search`, 40 % of the
+    time left), or None."""
     best = None
     stop = seconds if isinstance(seconds, Deadline) else None
     if seconds is not None and stop is None:
@@ -944,7 +1026,7 @@ def _warm_start(
         cost = sum(inst.cost[k] for _, k in comps)
         if best is None or cost < best[0]:
             best = (cost, comps)
-    if best is None:  # tight budget: the stage-wise greedy, given at most 40 % of the rest
+    if best is None and tight:  # the stage-wise greedy, given at most 40 % of the rest
         share = None
         if isinstance(stop, Deadline):
             left = stop.left()
@@ -953,6 +1035,66 @@ def _warm_start(
             share = time.perf_counter() + 0.4 * max(0.0, stop - time.perf_counter())
         return _stagewise_search(inst, (stop, share))[0]
     return None if best is None else best[1]
+
+
+# Which tight-budget starts _tight_start tries, in order, and the share of the time left
+# each may take (experiments set this).
+_TIGHT: tuple[tuple[str, float], ...] = (("phase1", 0.5), ("stagewise", 0.4))
+
+
+def _tight_start(
+    inst: RematInstance, deadline: Deadline, *, threads: int = 1, seed: int = 0
+) -> list[tuple[int, int]] | None:
+    """A start for the exact engines when no baseline fits the budget: MOCCASIN's phase 1
+    (:func:`_phase_one`), then the stage-wise greedy (:func:`_stagewise_search`), each
+    given a share of the time left; the first plan whose memory profile fits, or None.
+    The engines replay whatever they return with the simulator."""
+    for how, share in _TIGHT:
+        if deadline.expired():
+            break
+        sub = deadline.sub(share)
+        if how == "phase1":
+            comps = _phase_one(inst, sub, threads=threads, seed=seed)
+        else:
+            comps = _stagewise_search(inst, (sub,))[0]
+        if comps is not None:
+            log.info("tight budget: %s found a plan after %.2f s", how, deadline.elapsed())
+            return comps
+    return None
+
+
+def _phase_one(
+    inst: RematInstance, deadline: Deadline, *, threads: int = 1, seed: int = 0
+) -> list[tuple[int, int]] | None:
+    """MOCCASIN's phase 1 (Bartan et al. 2023): the retention-interval model with the
+    memory capacity an integer variable from the budget up, minimised, starting from the
+    plan without recomputation (which fits a capacity of its peak); CP-SAT stops as soon as
+    the capacity reaches the budget (its lower bound). Returns that plan's computations, or
+    None if ``deadline`` passes first."""
+    from ortools.sat.python import cp_model
+
+    from cosma.solvers.cpsat import _solve_stoppable
+
+    try:
+        mod = _moccasin_model(inst, deadline, capacity=None)
+    except OutOfTime:
+        return None
+    if deadline.expired():
+        return None
+    mod.model.minimize(mod.capacity)
+    mod.hint([])
+    solver = cp_model.CpSolver()
+    solver.parameters.max_time_in_seconds = max(0.05, _left(deadline))
+    solver.parameters.num_workers = max(1, threads)
+    solver.parameters.random_seed = seed
+    solver.parameters.catch_sigint_signal = False
+    code = _solve_stoppable(solver, mod.model, None)
+    if code not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+        return None
+    if solver.value(mod.capacity) > inst.budget // mod.mg:
+        return None
+    comps = mod.decode(solver)
+    return comps if peak_of(inst, comps) <= inst.budget else None
 
 
 def _forward_set(inst: RematInstance) -> list[int]:
