@@ -545,7 +545,7 @@ def remat_milp(
     # is too large, or the limit or a signal stops the call before the solver does better.
     warm = _warm_start(inst, deadline.sub(1 / 3), tight=False)
     if warm is None:  # no baseline fits: phase 1 and the stage-wise greedy, a third at most
-        warm = _tight_start(inst, deadline.sub(1 / 3), threads=threads, seed=seed)
+        warm = _tight_start(inst, deadline.sub(1 / 3), threads=threads, seed=seed)[0]
     too_big = _too_large(milp_estimate(inst), memory_limit, "the Checkmate MILP")
     if too_big:
         log.warning("%s: not built", too_big)
@@ -963,8 +963,10 @@ def remat_cpsat(
     warm = None
     if hint:
         warm = _warm_start(inst, deadline.sub(0.5), tight=False)
-        if warm is None:  # no baseline fits: phase 1 and the stage-wise greedy
-            warm = _tight_start(inst, deadline, threads=threads, seed=seed)
+        if warm is None:  # no baseline fits: the stage-wise greedy, then phase 1
+            warm, near = _tight_start(inst, deadline, threads=threads, seed=seed)
+            if warm is None and near is not None and _HINT_NEAR:
+                mod.hint(near)  # over the budget: a hint for CP-SAT to repair
     if warm is not None:
         # A complete hint (every variable), so the search starts from a feasible plan
         # instead of repairing a partial one.
@@ -1038,39 +1040,43 @@ def _warm_start(
 
 
 # Which tight-budget starts _tight_start tries, in order, and the share of the time left
-# each may take (experiments set this).
-_TIGHT: tuple[tuple[str, float], ...] = (("phase1", 0.5), ("stagewise", 0.4))
+# each may take.
+_HINT_NEAR = True
+_TIGHT: tuple[tuple[str, float], ...] = (("stagewise", 0.25), ("phase1", 0.6))
 
 
 def _tight_start(
     inst: RematInstance, deadline: Deadline, *, threads: int = 1, seed: int = 0
-) -> list[tuple[int, int]] | None:
-    """A start for the exact engines when no baseline fits the budget: MOCCASIN's phase 1
-    (:func:`_phase_one`), then the stage-wise greedy (:func:`_stagewise_search`), each
-    given a share of the time left; the first plan whose memory profile fits, or None.
-    The engines replay whatever they return with the simulator."""
+) -> tuple[list[tuple[int, int]] | None, list[tuple[int, int]] | None]:
+    """A start for the exact engines when no baseline fits the budget: the stage-wise
+    greedy's first plan (:func:`_stagewise_search`), else MOCCASIN's phase 1
+    (:func:`_phase_one`), each given a share of the time left (:data:`_TIGHT`). Returns the
+    first plan whose memory profile fits (or None) and, without one, phase 1's plan of
+    least peak (over the budget: a hint to repair, or None). The engines replay whatever
+    plan they return with the simulator."""
+    near = None
     for how, share in _TIGHT:
         if deadline.expired():
             break
         sub = deadline.sub(share)
         if how == "phase1":
-            comps = _phase_one(inst, sub, threads=threads, seed=seed)
+            comps, near = _phase_one(inst, sub, threads=threads, seed=seed)
         else:
-            comps = _stagewise_search(inst, (sub,))[0]
+            comps = _stagewise_search(inst, (sub,), first=True)[0]
         if comps is not None:
             log.info("tight budget: %s found a plan after %.2f s", how, deadline.elapsed())
-            return comps
-    return None
+            return comps, None
+    return None, near
 
 
 def _phase_one(
     inst: RematInstance, deadline: Deadline, *, threads: int = 1, seed: int = 0
-) -> list[tuple[int, int]] | None:
+) -> tuple[list[tuple[int, int]] | None, list[tuple[int, int]] | None]:
     """MOCCASIN's phase 1 (Bartan et al. 2023): the retention-interval model with the
     memory capacity an integer variable from the budget up, minimised, starting from the
     plan without recomputation (which fits a capacity of its peak); CP-SAT stops as soon as
-    the capacity reaches the budget (its lower bound). Returns that plan's computations, or
-    None if ``deadline`` passes first."""
+    the capacity reaches the budget (its lower bound). Returns that plan's computations
+    (or None if ``deadline`` passes first) and the plan of least capacity found."""
     from ortools.sat.python import cp_model
 
     from cosma.solvers.cpsat import _solve_stoppable
@@ -1078,9 +1084,9 @@ def _phase_one(
     try:
         mod = _moccasin_model(inst, deadline, capacity=None)
     except OutOfTime:
-        return None
+        return None, None
     if deadline.expired():
-        return None
+        return None, None
     mod.model.minimize(mod.capacity)
     mod.hint([])
     solver = cp_model.CpSolver()
@@ -1090,11 +1096,11 @@ def _phase_one(
     solver.parameters.catch_sigint_signal = False
     code = _solve_stoppable(solver, mod.model, None)
     if code not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
-        return None
-    if solver.value(mod.capacity) > inst.budget // mod.mg:
-        return None
+        return None, None
     comps = mod.decode(solver)
-    return comps if peak_of(inst, comps) <= inst.budget else None
+    if solver.value(mod.capacity) > inst.budget // mod.mg or peak_of(inst, comps) > inst.budget:
+        return None, comps
+    return comps, None
 
 
 def _forward_set(inst: RematInstance) -> list[int]:
@@ -1431,6 +1437,7 @@ def _choose_stagewise(
                     "reason": f"the stage-wise greedy is stuck in stage {t} "
                     f"({top:,} bytes over the budget)",
                     "blockers": blockers,
+                    "partial": sorted(comps),  # stages before t fit
                 }
             for s, k in best[1]:
                 comps.append((s, k))
@@ -1440,7 +1447,11 @@ def _choose_stagewise(
 
 
 def _stagewise_search(
-    inst: RematInstance, stop: tuple[Deadline | float | None, ...] = (), *, rounds: int = 4
+    inst: RematInstance,
+    stop: tuple[Deadline | float | None, ...] = (),
+    *,
+    rounds: int = 4,
+    first: bool = False,
 ) -> tuple[list | None, dict]:
     """The cheapest plan that fits among a few runs of :func:`_choose_stagewise`: scored on
     the stage (``look`` off) or on every later stage (on), each repeated while it gets stuck
@@ -1448,14 +1459,21 @@ def _stagewise_search(
     bound), or that ran too often (with no bound, a run that may then respect it) — then
     ``rounds`` more with random noise on the costs. A plan is kept only if its memory
     profile (:func:`cosma.remat.peak_of`) fits and each operator runs at most
-    ``max_computes`` times; the engines replay it with the simulator before returning it."""
+    ``max_computes`` times; the engines replay it with the simulator before returning it.
+    With ``first``, the first such plan. Without a plan, ``info["closest"]`` is the
+    partial plan (within ``max_computes``) of least peak the runs got stuck with."""
     free = dataclasses.replace(
         inst, max_computes=tuple(inst.n - i if inst.users[i] else 1 for i in range(inst.n))
     )
     best: tuple[int, list] | None = None
+    closest: tuple[int, list] | None = None
     tries = 0
     for r in range(rounds + 1):
+        if first and best is not None:
+            break
         for capped, look in itertools.product((True, False), (False, True)):
+            if first and best is not None:
+                break
             protect: frozenset[int] = frozenset()
             for _ in range(inst.n):
                 if any(_expired(x) for x in stop):
@@ -1472,6 +1490,13 @@ def _stagewise_search(
                 )
                 if comps is None:
                     more = info.get("blockers", set()) if capped else set()
+                    if capped and info.get("partial") is not None:
+                        peak = peak_of(inst, info["partial"])
+                        if closest is None or (peak, len(info["partial"])) < (
+                            closest[0],
+                            len(closest[1]),
+                        ):
+                            closest = (peak, info["partial"])
                 else:
                     counts = collections.Counter(k for _, k in comps)
                     more = {k for k, c in counts.items() if c + 1 > inst.max_computes[k]}
@@ -1484,7 +1509,10 @@ def _stagewise_search(
                     break
                 protect |= more
     if best is None:
-        return None, {"reason": f"the stage-wise greedy found no plan ({tries} runs)"}
+        return None, {
+            "reason": f"the stage-wise greedy found no plan ({tries} runs)",
+            "closest": None if closest is None else closest[1],
+        }
     return best[1], {"runs": tries}
 
 
