@@ -405,6 +405,47 @@ def test_stagewise_heuristic_fits_where_no_baseline_does(n, seed, frac):
     assert got.objective <= heuristic
 
 
+@pytest.mark.parametrize(("n", "seed"), [(15, 17), (20, 11)])
+def test_phase_one_fits_where_no_baseline_nor_the_greedy_does(n, seed, caplog):
+    # Cases found by a search over random_layered(8-20, seeds 0-29) at 0.8x/0.7x/0.6x where
+    # no baseline (checkpoint-all, Chen's two, the eviction greedy) fits, the stage-wise
+    # greedy finds nothing either, and MOCCASIN's phase 1 (capacity minimised) reaches
+    # the budget. Its plan must replay within the budget with at most one recomputation
+    # per operator; CP-SAT, started from it, proves an optimum no worse (and the MILP
+    # agrees on it).
+    import logging
+
+    from cosma.deadline import Deadline
+    from cosma.graphs.nodelink import random_layered
+    from cosma.remat import remat_plan, resolve_remat_budget
+    from cosma.solvers import remat as engines
+
+    g = random_layered(n, seed=seed)
+    problem = Problem(g, resolve_remat_budget(g, "0.8xpeak"))
+    inst = RematInstance.build(problem, max_computes=2)
+    assert no_remat_peak(inst) > problem.budget
+    assert engines._warm_start(inst, tight=False) is None  # no baseline fits
+    assert engines._stagewise_search(inst)[0] is None
+    comps, near = engines._phase_one(inst, Deadline(20), threads=1)
+    assert comps is not None and near is None
+    assert max(collections.Counter(k for _, k in comps).values()) == 1  # C = 2
+    plan = remat_plan(inst, comps, method="remat-phase1", status=Status.FEASIBLE)
+    r = replay(g, plan)
+    assert r.valid and r.peak <= problem.budget
+    assert r.compute == inst.base_cost + sum(inst.cost[k] for _, k in comps)
+    with caplog.at_level(logging.INFO, logger="cosma.solvers.remat"):
+        a = remat_cpsat(problem, time_limit=10, threads=1)
+    assert "phase1 found a plan" in caplog.text  # the engine took this path
+    # The MILP (CBC), started from phase 1 too, as the independent check of the optimum
+    # (on the smaller graph only: ~4 s there, ~15 s on the other).
+    b = remat_milp(problem, time_limit=20) if n == 15 else a
+    for got in (a, b):
+        assert got.status is Status.OPTIMAL, got.reason
+        verify(g, got)
+        assert replay(g, got).peak <= problem.budget
+    assert a.objective == b.objective <= r.compute
+
+
 def test_cbc_presolve_infeasibility_is_infeasible(tmp_path):
     """CBC's presolve reports "infeasible or unbounded"; remat models are bounded (costs
     >= 0), so that is `infeasible`, as HiGHS and CP-SAT say on the same model (it was read

@@ -111,6 +111,21 @@ def test_a_shared_deadline_counts_time_already_spent():
     assert plan.status is not Status.OPTIMAL
 
 
+@pytest.mark.parametrize("method", ["remat-cpsat", "remat-milp"])
+def test_tight_budget_starts_stay_within_the_limit(method):
+    # At 0.7 x peak no baseline fits this 300-node graph (the eviction greedy is still
+    # searching when its time share ends), so the engines also run the tight-budget starts
+    # (the stage-wise greedy, then phase 1 with its own CP-SAT model): all within the limit.
+    problem = _problem(300, "0.7xpeak")
+    assert R._warm_start(RematInstance.build(problem), 0.5, tight=False) is None
+    t0 = time.perf_counter()
+    plan = solve(problem, method, time_limit=3, threads=1)
+    took = time.perf_counter() - t0
+    assert took <= _allowed(3.0), took
+    _check(problem, plan)
+    assert plan.status is not Status.OPTIMAL
+
+
 @pytest.mark.parametrize("method", ["remat-milp", "remat-cpsat"])
 def test_a_model_over_the_memory_limit_is_not_built(method):
     # At 0.9 x peak the best baseline is kept: its compute is the least of the four
