@@ -543,9 +543,11 @@ def remat_milp(
     backend = backends.backend(solver)
     # The best baseline first (at most a third of the time): what is returned if the model
     # is too large, or the limit or a signal stops the call before the solver does better.
-    warm = _warm_start(inst, deadline.sub(1 / 3), tight=False)
-    if warm is None:  # no baseline fits: phase 1 and the stage-wise greedy, a third at most
-        warm = _tight_start(inst, deadline.sub(1 / 3), threads=threads, seed=seed)[0]
+    stuck: list = []
+    warm = _warm_start(inst, deadline.sub(1 / 3), tight=False, stuck=stuck)
+    if warm is None:  # no baseline fits: the stage-wise greedy and phase 1, a third at most
+        start = stuck[0] if stuck else None
+        warm = _tight_start(inst, deadline.sub(1 / 3), threads=threads, seed=seed, start=start)[0]
     too_big = _too_large(milp_estimate(inst), memory_limit, "the Checkmate MILP")
     if too_big:
         log.warning("%s: not built", too_big)
@@ -962,9 +964,11 @@ def remat_cpsat(
     m.minimize(sum(objective))
     warm = None
     if hint:
-        warm = _warm_start(inst, deadline.sub(0.5), tight=False)
+        stuck: list = []
+        warm = _warm_start(inst, deadline.sub(0.5), tight=False, stuck=stuck)
         if warm is None:  # no baseline fits: the stage-wise greedy, then phase 1
-            warm, near = _tight_start(inst, deadline, threads=threads, seed=seed)
+            start = stuck[0] if stuck else None
+            warm, near = _tight_start(inst, deadline, threads=threads, seed=seed, start=start)
             if warm is None and near is not None and _HINT_NEAR:
                 mod.hint(near)  # over the budget: a hint for CP-SAT to repair
     if warm is not None:
@@ -1007,12 +1011,17 @@ def remat_cpsat(
 
 
 def _warm_start(
-    inst: RematInstance, seconds: float | Deadline | None = None, *, tight: bool = True
+    inst: RematInstance,
+    seconds: float | Deadline | None = None,
+    *,
+    tight: bool = True,
+    stuck: list | None = None,
 ) -> list[tuple[int, int]] | None:
     """The cheapest baseline's computations that fit (checkpoint-all, Chen's two, the
     eviction greedy — given at most ``seconds``, or until a Deadline passes), or when none
     fits and ``tight``, the stage-wise greedy's (:func:`_stagewise_search`, 40 % of the
-    time left), or None."""
+    time left), or None. The eviction greedy's plan where it got stuck (over the budget)
+    is appended to ``stuck`` if given."""
     best = None
     stop = seconds if isinstance(seconds, Deadline) else None
     if seconds is not None and stop is None:
@@ -1020,10 +1029,12 @@ def _warm_start(
     for choose in (_choose_all, _choose_greedy, _choose_sqrtn, _choose_evict):
         try:
             timed = choose in (_choose_evict, _choose_greedy)
-            comps, _ = choose(inst, stop) if timed else choose(inst)
+            comps, info = choose(inst, stop) if timed else choose(inst)
         except UsageError:
             continue
         if comps is None:
+            if stuck is not None and info.get("partial") is not None:
+                stuck.append(info["partial"])
             continue
         cost = sum(inst.cost[k] for _, k in comps)
         if best is None or cost < best[0]:
@@ -1040,27 +1051,33 @@ def _warm_start(
 
 
 # Which tight-budget starts _tight_start tries, in order, and the share of the time left
-# each may take.
+# each may take; and whether phase 1's closest plan hints CP-SAT when both fail.
+_TIGHT: tuple[tuple[str, float], ...] = (("phase1", 0.6), ("stagewise", 0.5))
 _HINT_NEAR = True
-_TIGHT: tuple[tuple[str, float], ...] = (("stagewise", 0.25), ("phase1", 0.6))
 
 
 def _tight_start(
-    inst: RematInstance, deadline: Deadline, *, threads: int = 1, seed: int = 0
+    inst: RematInstance,
+    deadline: Deadline,
+    *,
+    threads: int = 1,
+    seed: int = 0,
+    start: list[tuple[int, int]] | None = None,
 ) -> tuple[list[tuple[int, int]] | None, list[tuple[int, int]] | None]:
-    """A start for the exact engines when no baseline fits the budget: the stage-wise
-    greedy's first plan (:func:`_stagewise_search`), else MOCCASIN's phase 1
-    (:func:`_phase_one`), each given a share of the time left (:data:`_TIGHT`). Returns the
-    first plan whose memory profile fits (or None) and, without one, phase 1's plan of
-    least peak (over the budget: a hint to repair, or None). The engines replay whatever
-    plan they return with the simulator."""
+    """A start for the exact engines when no baseline fits the budget: MOCCASIN's phase 1
+    alternating with the eviction greedy (:func:`_descend`, from ``start``) with 60 % of
+    the time left, then the stage-wise
+    greedy's first plan (:func:`_stagewise_search`) with half of the rest
+    (:data:`_TIGHT`). Returns the first plan whose memory profile fits (or None) and,
+    without one, phase 1's plan of least peak (over the budget: a hint to repair, or
+    None). The engines replay whatever plan they return with the simulator."""
     near = None
     for how, share in _TIGHT:
         if deadline.expired():
             break
         sub = deadline.sub(share)
         if how == "phase1":
-            comps, near = _phase_one(inst, sub, threads=threads, seed=seed)
+            comps, near = _descend(inst, sub, threads=threads, seed=seed, start=start)
         else:
             comps = _stagewise_search(inst, (sub,), first=True)[0]
         if comps is not None:
@@ -1069,12 +1086,58 @@ def _tight_start(
     return None, near
 
 
+def _descend(
+    inst: RematInstance,
+    deadline: Deadline,
+    *,
+    threads: int = 1,
+    seed: int = 0,
+    start: list[tuple[int, int]] | None = None,
+    rounds: int = 8,
+) -> tuple[list[tuple[int, int]] | None, list[tuple[int, int]] | None]:
+    """Phase 1 (:func:`_phase_one`) in rounds of a quarter of ``deadline`` (at least a
+    second): after a round that ends above the budget, the eviction greedy continues from
+    its plan of least capacity (:func:`_choose_evict` with ``start``), and the next round
+    (another seed) starts from where the greedy got stuck. At most ``rounds`` rounds, and
+    it stops when two rounds in a row do not lower the peak. Returns a plan that fits (or
+    None) and the plan of least peak found (or None), as :func:`_phase_one`."""
+    chunk = max(1.0, _left(deadline) / 4)
+    near, best, idle = None, None, 0
+    for r in range(rounds):
+        if deadline.expired():
+            break
+        comps, near = _phase_one(
+            inst, deadline.sub(at_most=chunk), threads=threads, seed=seed + r, start=start
+        )
+        if comps is not None:
+            return comps, None
+        if near is None:
+            break
+        peak = peak_of(inst, near)
+        idle = 0 if best is None or peak < best[0] else idle + 1
+        if best is None or peak < best[0]:
+            best = (peak, near)
+        if idle >= 2:
+            break
+        comps, info = _choose_evict(inst, deadline, start=near)
+        if comps is not None and peak_of(inst, comps) <= inst.budget:
+            return comps, None
+        start = info.get("partial") or near
+    return None, None if best is None else best[1]
+
+
 def _phase_one(
-    inst: RematInstance, deadline: Deadline, *, threads: int = 1, seed: int = 0
+    inst: RematInstance,
+    deadline: Deadline,
+    *,
+    threads: int = 1,
+    seed: int = 0,
+    start: list[tuple[int, int]] | None = None,
 ) -> tuple[list[tuple[int, int]] | None, list[tuple[int, int]] | None]:
     """MOCCASIN's phase 1 (Bartan et al. 2023): the retention-interval model with the
-    memory capacity an integer variable from the budget up, minimised, starting from the
-    plan without recomputation (which fits a capacity of its peak); CP-SAT stops as soon as
+    memory capacity an integer variable from the budget up, minimised, starting from
+    ``start`` (e.g. where the eviction greedy got stuck; default: the plan without
+    recomputation), which fits a capacity of its peak; CP-SAT stops as soon as
     the capacity reaches the budget (its lower bound). Returns that plan's computations
     (or None if ``deadline`` passes first) and the plan of least capacity found."""
     from ortools.sat.python import cp_model
@@ -1088,7 +1151,8 @@ def _phase_one(
     if deadline.expired():
         return None, None
     mod.model.minimize(mod.capacity)
-    mod.hint([])
+    if not (start and mod.hint(start)):
+        mod.hint([])
     solver = cp_model.CpSolver()
     solver.parameters.max_time_in_seconds = max(0.05, _left(deadline))
     solver.parameters.num_workers = max(1, threads)
@@ -1237,15 +1301,18 @@ def _choose_greedy(
 
 
 def _choose_evict(
-    inst: RematInstance, stop: Deadline | float | None = None
+    inst: RematInstance, stop: Deadline | float | None = None, start: list | None = None
 ) -> tuple[list | None, dict]:
     """A greedy for any graph: while the peak is over the budget, take the values resident
     at the peak that are kept for a later run, and recompute the one that lowers (the peak,
     then the bytes over the budget summed over all runs) most per unit of compute right
     before that later run — together with the inputs of that recomputation that would
-    otherwise have to be kept for it (a chain back to values alive anyway, at most 8 deep)."""
-    comps: list[tuple[int, int]] = []
+    otherwise have to be kept for it (a chain back to values alive anyway, at most 8 deep).
+    It starts from the computations ``start`` if given (within ``max_computes``)."""
+    comps: list[tuple[int, int]] = list(start or [])
     runs = [1] * inst.n
+    for _, k in comps:
+        runs[k] += 1
     for _ in range(4 * inst.n):
         if _expired(stop):
             return None, {"reason": _evict_late(stop)}
@@ -1309,7 +1376,10 @@ def _choose_evict(
         if _expired(stop):
             return None, {"reason": _evict_late(stop)}
         if best is None:
-            return None, {"reason": f"the eviction greedy is stuck at a peak of {peak:,} bytes"}
+            return None, {
+                "reason": f"the eviction greedy is stuck at a peak of {peak:,} bytes",
+                "partial": list(comps),  # within max_computes, over the budget
+            }
         for t, k in best[1]:
             comps.append((t, k))
             runs[k] += 1
