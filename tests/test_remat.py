@@ -404,12 +404,12 @@ def test_optimal_says_it_is_optimal_in_the_stage_frame():
             assert ("stage frame" in (plan.reason or "")) is recomputes, (name, plan.reason)
 
 
-@pytest.mark.parametrize(("n", "seed", "frac"), [(20, 9, "0.8"), (30, 0, "0.8"), (30, 0, "0.7")])
+@pytest.mark.parametrize(("n", "seed", "frac"), [(20, 3, "0.7"), (30, 0, "0.7"), (30, 6, "0.8")])
 def test_stagewise_heuristic_fits_where_no_baseline_does(n, seed, frac):
-    # Cases found by a search over random_layered(20|30, seeds 0-11) at 0.8x/0.7x: the only
-    # ones where no baseline (checkpoint-all, Chen's two, the eviction greedy) fits and the
-    # stage-wise greedy does. Its plan must replay within the budget with at most one
-    # recomputation per operator.
+    # Cases found by a search over random_layered(20|30, seeds 0-11) at 0.8x/0.7x (the
+    # generator following Gagrani et al.): the only ones where no baseline (checkpoint-all,
+    # Chen's two, the eviction greedy) fits and the stage-wise greedy does. Its plan must
+    # replay within the budget with at most one recomputation per operator.
     from cosma.graphs.nodelink import random_layered
     from cosma.remat import remat_plan, resolve_remat_budget
     from cosma.solvers import remat as engines
