@@ -261,7 +261,7 @@ def cut_bound(
     time_limit: float = 5.0,
     deadline: Deadline | None = None,
     memory_limit: int | None = None,
-    depth: int = 3,
+    depth: int = 2,
     floor: int | None = None,
     solver: str | None = None,
     max_runs_in: int = 20_000,
@@ -453,7 +453,12 @@ def cut_bound(
             raise OutOfTime("the time limit ran out while building the cut bound")
     if solver is None:
         solver = "highs" if depth >= 0 and backends.backend("highs").available() else "cbc"
-    out = backends.backend(solver).solve(prob, time_limit=max(0.1, time_limit), integral_gap=0.999)
+    extra = {}
+    if solver == "highs" and deadline is not None:  # a cancelled deadline ends the solve
+        extra["stop_when"] = deadline.expired
+    out = backends.backend(solver).solve(
+        prob, time_limit=max(0.1, time_limit), integral_gap=0.999, **extra
+    )
     if out.status == backends.INFEASIBLE:
         return None
     if out.bound is None:
@@ -490,6 +495,35 @@ def _deep_cut(inst: RematInstance, floor: int, deadline: Deadline, memory_limit:
     except OutOfTime:
         return floor
     return floor if deep is None else max(floor, deep)
+
+
+class _CutInBackground:
+    """:func:`_deep_cut` in a thread beside CP-SAT: ``value`` once it ends (a proven bound
+    on the recompute cost), else None. :meth:`stop` ends it and waits for it (the bound
+    HiGHS has when stopped still counts)."""
+
+    def __init__(
+        self, inst: RematInstance, floor: int, deadline: Deadline, memory_limit: int | None
+    ) -> None:
+        import threading
+
+        self.value: int | None = None
+        self._deadline = deadline.sub()
+        self._thread = threading.Thread(
+            target=self._run, args=(inst, floor, memory_limit), name="cut-bound", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self, inst: RematInstance, floor: int, memory_limit: int | None) -> None:
+        try:
+            self.value = _deep_cut(inst, floor, self._deadline, memory_limit)
+        except Exception:  # the bound is optional: the engine goes on without it
+            log.exception("the cut bound's thread failed; going on without its bound")
+
+    def stop(self) -> int | None:
+        self._deadline.cancel()
+        self._thread.join()
+        return self.value
 
 
 def _best_bound(solver_bound: float | None, cut: int | None) -> float | None:
@@ -829,9 +863,9 @@ def remat_cpsat(
     j must fall inside an interval of each value j reads; all intervals share one
     cumulative resource of capacity ``budget``. Objective: the cost of the optional
     intervals present. The bound of :func:`cut_bound` without its input rows is a
-    constraint of the model; when CP-SAT stops without proving its plan and ``deep_cut``,
-    the stronger bound with them gets the time kept for it (15 %), and the better bound is
-    reported. ``params`` sets CP-SAT parameters by name (e.g.
+    constraint of the model; with them (``deep_cut``), it is computed by HiGHS in a thread
+    beside CP-SAT, which stops as soon as its plan meets that bound (then proven optimal);
+    the better bound is reported. ``params`` sets CP-SAT parameters by name (e.g.
     ``{"linearization_level": 2}``). ``time_limit`` (seconds or a shared
     :class:`~cosma.deadline.Deadline`) bounds the whole call, and a signal stops CP-SAT with
     its best plan; a model whose estimate (:func:`cpsat_estimate`) exceeds ``memory_limit``
@@ -1002,9 +1036,8 @@ def remat_cpsat(
                     m.add_hint(in_end[x], e)
                     m.add_hint(in_len[x], e - in_start[x])
     solver = cp_model.CpSolver()
-    # What is left, less a little for decoding and replaying the plan (and, with
-    # ``deep_cut``, 15 % for the stronger bound if CP-SAT does not prove its plan).
-    solver.parameters.max_time_in_seconds = max(0.1, (0.8 if deep_cut else 0.95) * _left(deadline))
+    # What is left, less a little for decoding and replaying the plan.
+    solver.parameters.max_time_in_seconds = max(0.1, 0.95 * _left(deadline))
     solver.parameters.num_workers = max(1, threads)
     solver.parameters.random_seed = seed
     # CP-SAT's own SIGINT handler would replace cosma's (cosma.interrupt) for good.
@@ -1013,15 +1046,32 @@ def remat_cpsat(
         setattr(solver.parameters, key, value)
     from cosma.solvers.cpsat import _solve_stoppable
 
-    code = _solve_stoppable(solver, m, None)
+    class Best(cp_model.CpSolverSolutionCallback):
+        value: float | None = None
+
+        def on_solution_callback(self) -> None:
+            self.value = self.objective_value
+
+    best = Best()
+    background = None
+    # (HiGHS only: it can be stopped when CP-SAT ends; CBC's process runs to its limit)
+    if cut is not None and objective and deep_cut and backends.backend("highs").available():
+        background = _CutInBackground(inst, cut, deadline.sub(0.97), memory_limit)
+
+    def met() -> bool:  # CP-SAT's plan meets the stronger bound: proven optimal
+        v = None if background is None else background.value
+        return v is not None and best.value is not None and best.value * cg <= v
+
+    try:
+        code = _solve_stoppable(solver, m, best, poll=met)
+    finally:
+        deep = None if background is None else background.stop()
+    if deep is not None and cut is not None:
+        cut = max(cut, deep)
     bound = _best_bound(
         solver.best_objective_bound * cg if code in (cp_model.OPTIMAL, cp_model.FEASIBLE) else None,
         cut,
     )
-    if code in (cp_model.FEASIBLE, cp_model.UNKNOWN) and cut is not None and deep_cut:
-        # not proven: the stronger cut bound in the time kept for it, above what is known
-        floor = math.ceil(bound or 0)
-        bound = max(bound or 0, _deep_cut(inst, floor, deadline.sub(0.75), memory_limit))
     if code == cp_model.INFEASIBLE:
         plan.reason = (
             "no plan fits the budget in the stage frame with at most "
