@@ -994,77 +994,80 @@ def remat_cpsat(
             m.add_bool_or(served_by.get((i, c), [])).only_enforce_if(present[i][c])
     m.add_cumulative(intervals, demands, problem.budget // mg)
     # The small cut model now (its bound helps CP-SAT close the gap); the stronger one in a
-    # thread beside CP-SAT, which stops once its plan meets that bound.
+    # thread beside the rest, and CP-SAT stops once its plan meets that bound.
     cut = _cuts(inst, deadline, memory_limit, deep=False)
     if cut and objective:  # a proven bound (cut_bound) helps CP-SAT close the gap
         m.add(sum(objective) >= -(-cut // cg))
     m.minimize(sum(objective))
-    warm = _warm_start(inst, deadline.sub(0.5)) if hint else None
-    if warm is not None:
-        # A complete hint (every variable) from the best baseline, so the search starts
-        # from a feasible plan instead of repairing a partial one.
-        held, in_ends, runs = retention(inst, warm)
-        if all(len(runs[i]) <= len(starts[i]) for i in range(n)):
-            for i in range(n):
-                for c in range(len(starts[i])):
-                    on = c < len(runs[i])
-                    a = (
-                        axis(runs[i][c])
-                        if on
-                        else at(stage_var[i, c].proto.domain[0], i)
-                        if c
-                        else at(i, i)
-                    )
-                    if c:
-                        m.add_hint(present[i][c], on)
-                        m.add_hint(stage_var[i, c], a // n)
-                    for q in inst.op_parts[i]:
-                        b = axis(held[q][c][1] - 1) + 1 if on else a + 1
-                        m.add_hint(ends[q, c], b)
-                        m.add_hint(lengths[q, c], b - a)
-            for (q, c2, j, c), z in serves.items():
-                i = inst.part_op[q]
-                on = c < len(runs[j]) and c2 < len(runs[i])
-                if on:
-                    sj = runs[j][c]  # (cosma.remat.position numbering, as held)
-                    a, b = held[q][c2]
-                    on = a < sj < b
-                m.add_hint(z, on)
-            for x, e in in_ends.items():
-                if x in in_end:
-                    e = axis(e - 1) + 1
-                    m.add_hint(in_end[x], e)
-                    m.add_hint(in_len[x], e - in_start[x])
-    solver = cp_model.CpSolver()
-    # What is left, less a little for decoding and replaying the plan.
-    solver.parameters.max_time_in_seconds = max(0.1, 0.95 * _left(deadline))
-    solver.parameters.num_workers = max(1, threads)
-    solver.parameters.random_seed = seed
-    # CP-SAT's own SIGINT handler would replace cosma's (cosma.interrupt) for good.
-    solver.parameters.catch_sigint_signal = False
-    for key, value in (params or {}).items():
-        setattr(solver.parameters, key, value)
-    from cosma.solvers.cpsat import _solve_stoppable
-
-    class Best(cp_model.CpSolverSolutionCallback):
-        value: float | None = None
-
-        def on_solution_callback(self) -> None:
-            self.value = self.objective_value
-
-    best = Best()
+    # The stronger one from now on, beside the warm start and the search (HiGHS only: it
+    # can be stopped when CP-SAT ends, where CBC's process runs to its limit).
     background = None
-    # (HiGHS only: it can be stopped when CP-SAT ends; CBC's process runs to its limit)
     if cut is not None and objective and deep_cut and backends.backend("highs").available():
         background = _CutInBackground(inst, cut, deadline.sub(0.97), memory_limit)
-
-    def met() -> bool:  # CP-SAT's plan meets the stronger bound: proven optimal
-        v = None if background is None else background.value
-        return v is not None and best.value is not None and best.value * cg <= v
-
     try:
+        warm = _warm_start(inst, deadline.sub(0.5)) if hint else None
+        if warm is not None:
+            # A complete hint (every variable) from the best baseline, so the search starts
+            # from a feasible plan instead of repairing a partial one.
+            held, in_ends, runs = retention(inst, warm)
+            if all(len(runs[i]) <= len(starts[i]) for i in range(n)):
+                for i in range(n):
+                    for c in range(len(starts[i])):
+                        on = c < len(runs[i])
+                        a = (
+                            axis(runs[i][c])
+                            if on
+                            else at(stage_var[i, c].proto.domain[0], i)
+                            if c
+                            else at(i, i)
+                        )
+                        if c:
+                            m.add_hint(present[i][c], on)
+                            m.add_hint(stage_var[i, c], a // n)
+                        for q in inst.op_parts[i]:
+                            b = axis(held[q][c][1] - 1) + 1 if on else a + 1
+                            m.add_hint(ends[q, c], b)
+                            m.add_hint(lengths[q, c], b - a)
+                for (q, c2, j, c), z in serves.items():
+                    i = inst.part_op[q]
+                    on = c < len(runs[j]) and c2 < len(runs[i])
+                    if on:
+                        sj = runs[j][c]  # (cosma.remat.position numbering, as held)
+                        a, b = held[q][c2]
+                        on = a < sj < b
+                    m.add_hint(z, on)
+                for x, e in in_ends.items():
+                    if x in in_end:
+                        e = axis(e - 1) + 1
+                        m.add_hint(in_end[x], e)
+                        m.add_hint(in_len[x], e - in_start[x])
+        solver = cp_model.CpSolver()
+        # What is left, less a little for decoding and replaying the plan.
+        solver.parameters.max_time_in_seconds = max(0.1, 0.95 * _left(deadline))
+        solver.parameters.num_workers = max(1, threads)
+        solver.parameters.random_seed = seed
+        # CP-SAT's own SIGINT handler would replace cosma's (cosma.interrupt) for good.
+        solver.parameters.catch_sigint_signal = False
+        for key, value in (params or {}).items():
+            setattr(solver.parameters, key, value)
+        from cosma.solvers.cpsat import _solve_stoppable
+
+        class Best(cp_model.CpSolverSolutionCallback):
+            value: float | None = None
+
+            def on_solution_callback(self) -> None:
+                self.value = self.objective_value
+
+        best = Best()
+
+        def met() -> bool:  # CP-SAT's plan meets the stronger bound: proven optimal
+            v = None if background is None else background.value
+            return v is not None and best.value is not None and best.value * cg <= v
+
+        if background is not None and background.value:  # known already: a row, as the cut's
+            m.add(sum(objective) >= -(-background.value // cg))
         code = _solve_stoppable(solver, m, best, poll=met)
-    finally:
+    finally:  # also when anything above raises: no thread left running
         deep = None if background is None else background.stop()
     if deep is not None and cut is not None:
         cut = max(cut, deep)
