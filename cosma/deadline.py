@@ -35,6 +35,7 @@ class Deadline:
         self.reserve = max(0.0, reserve)
         self.started = time.perf_counter()
         self.phases: dict[str, float] = {}
+        self.cancelled = False
 
     @classmethod
     def of(cls, limit: float | Deadline | None) -> Deadline:
@@ -61,11 +62,16 @@ class Deadline:
     def remaining(self) -> float:
         """Seconds left (``inf`` without a limit, never negative; 0 once a signal asked
         to stop, so every phase winds down with what it has: :mod:`cosma.interrupt`)."""
-        if interrupt.requested() is not None:
+        if interrupt.requested() is not None or self.cancelled:
             return 0.0
         if self.seconds is None:
             return math.inf
         return max(0.0, self.seconds - self.reserve - self.elapsed())
+
+    def cancel(self) -> None:
+        """End this deadline now (from any thread): work watching it winds down as at its
+        limit. Sub-deadlines made from it before are not affected."""
+        self.cancelled = True
 
     def expired(self, margin: float = 0.0) -> bool:
         return self.remaining() <= margin

@@ -308,7 +308,10 @@ class HiGHS(Backend):
         log_path=None,
         integral_gap=0.0,
         warm_start=False,
+        stop_when=None,
     ) -> Outcome:
+        """As :meth:`Backend.solve`; ``stop_when()`` (checked every 0.1 s) returning True
+        ends the solve as its time limit would."""
         if not self.available():
             raise SolverError(self.why_unavailable())
         import highspy
@@ -330,8 +333,13 @@ class HiGHS(Backend):
             h.setOptionValue("log_file", log_path)
         h.HandleUserInterrupt = True
         worker = h.startSolve()
+        asked = False
 
         def finished(timeout: float) -> bool:
+            nonlocal asked
+            if stop_when is not None and not asked and stop_when():
+                asked = True  # ended by the caller: HiGHS returns what it has, bound too
+                h.cancelSolve()
             done, _ = h.wait(timeout)
             return bool(done)
 

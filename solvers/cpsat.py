@@ -265,9 +265,10 @@ def _hint(M: _Model, plan: Plan) -> None:
         m.add_hint(var, a in stored)
 
 
-def _solve_stoppable(solver, model, callback) -> int:
+def _solve_stoppable(solver, model, callback, poll=None) -> int:
     """``solver.solve`` in a worker thread, so a signal handled in the main thread can call
-    ``StopSearch``: CP-SAT then returns its best solution (:mod:`cosma.interrupt`)."""
+    ``StopSearch``: CP-SAT then returns its best solution (:mod:`cosma.interrupt`). So does
+    ``poll()`` (checked every 0.1 s) returning True."""
     import threading
 
     result: dict[str, object] = {}
@@ -283,6 +284,8 @@ def _solve_stoppable(solver, model, callback) -> int:
 
     def finished(timeout: float) -> bool:
         worker.join(timeout)
+        if poll is not None and worker.is_alive() and poll():
+            solver.stop_search()
         return not worker.is_alive()
 
     try:

@@ -261,6 +261,10 @@ def cut_bound(
     time_limit: float = 5.0,
     deadline: Deadline | None = None,
     memory_limit: int | None = None,
+    depth: int = 2,
+    floor: int | None = None,
+    solver: str | None = None,
+    max_runs_in: int = 20_000,
 ) -> int | None:
     """A proven lower bound on the recompute cost (total compute minus ``base_cost``) of
     every plan of the stage frame, whatever ``max_computes`` allows beyond one run; None if
@@ -276,11 +280,20 @@ def cut_bound(
     ``e[q,t]`` (part absent) and ``z[i,s]`` (runs of ``i`` in stage ``s``):
     ``sum_q size_q e[q,t] >= excess_t`` and ``sum_{s in (t, j]} z[i,s] >= e[q,t]``. Every
     plan is a solution (with its absences and recomputations), so the model's optimum, and
-    the bound CBC proves on it within ``time_limit``, bound every plan. The memory that the
-    recomputations themselves need, and their inputs, are left out (hence a bound only).
-    A model that would not fit ``memory_limit`` (default: half the machine's memory) is not
-    built (bound 0); building it stops with :class:`~cosma.solvers.exact.OutOfTime` when
-    ``deadline`` passes.
+    the bound the solver proves on it within ``time_limit``, bound every plan.
+
+    With ``depth >= 0``, also the inputs of those runs, ``depth`` levels deep: the run of
+    ``i`` in ``(t, j]`` reads each input ``v`` then, so ``v`` is resident while ``o_t``
+    first runs (a live part not absent; a part nobody reads after ``t``, or a graph input
+    past its last reader, held at ``t`` at the cost of its bytes there) or ``v``'s operator
+    runs in a stage of ``(t, j]`` as well, before it (and then its inputs likewise). The
+    memory of the runs themselves and the deeper levels are left out (hence a bound
+    only). ``depth=-1`` leaves the inputs out entirely (a smaller, weaker model).
+    ``floor`` (a bound already proven) is added as a constraint; ``solver``: ``"cbc"`` or
+    ``"highs"`` (default: HiGHS for ``depth >= 0`` when installed, whose branching does
+    better on these rows, else CBC). A model that would not fit ``memory_limit`` (default:
+    half the machine's memory) is not built (bound 0); building it stops with
+    :class:`~cosma.solvers.exact.OutOfTime` when ``deadline`` passes.
 
     >>> from cosma.graph import GraphBuilder
     >>> g = (GraphBuilder().input("x", 1).op("a", ["x"], {"p": 4}).op("b", ["p"], {"q": 4})
@@ -288,6 +301,15 @@ def cut_bound(
     >>> # at 9 bytes, p (4) must be absent while c runs (p, q, r: 12): a runs again (4)
     >>> cut_bound(RematInstance.build(Problem(g, 9)))
     4
+    >>> # at 9 bytes, q (4) must be absent while c and e run (y, r, q: 10; r, s, q: 10), so
+    >>> # b runs again before d; it reads p, which nobody reads after b: held while c runs
+    >>> # (1 + 5 + 4 > 9) it does not fit, so a runs again too, reading x (held: 1 byte)
+    >>> g = (GraphBuilder().input("x", 1).input("y", 1).op("a", ["x"], {"p": 4})
+    ...      .op("b", ["p"], {"q": 4}).op("c", ["y"], {"r": 5}).op("e", ["r"], {"s": 1})
+    ...      .op("d", ["q", "s"], {"z": 1}).output("z").build())
+    >>> inst = RematInstance.build(Problem(g, 9))
+    >>> cut_bound(inst, depth=-1), cut_bound(inst)  # b's cost; a's and b's (the optimum)
+    (4, 8)
     """
     n = inst.n
     must = [inst.keep[t] + inst.transient[t] for t in range(n)]
@@ -311,8 +333,13 @@ def cut_bound(
         if must[t] + sum(inst.part_size[q] for q in live[t]) > inst.budget:
             absent += sum(1 for q in live[t] if inst.recomputable(inst.part_op[q]))
     cost = limits.COST["milp"]
+    grow = 1 + 2 * max(0, depth + 1)  # input rows per absence, roughly
     est = limits.Estimate(
-        "milp", 2 * absent, 3 * absent, 6 * absent, absent * (2 * cost["column"] + 3 * cost["row"])
+        "milp",
+        2 * absent * grow,
+        3 * absent * grow,
+        6 * absent * grow,
+        absent * grow * (2 * cost["column"] + 3 * cost["row"]),
     )
     too_big = _too_large(est, memory_limit, "the cut bound's model")
     if too_big:
@@ -320,29 +347,87 @@ def cut_bound(
         return 0
     prob = pulp.LpProblem("cut_bound", pulp.LpMinimize)
     rows: list[tuple[int, int, int, object]] = []  # (i, t, j, e)
-    mg = math.gcd(*inst.part_size) or 1  # smaller numbers for the solver: sizes / mg
+    # smaller numbers for the solver: sizes / mg (graph inputs too: they can be held)
+    mg = math.gcd(*inst.part_size, *[b for b in inst.input_size if b]) or 1
+    shed: dict[int, list] = {}
+    over_at: dict[int, int] = {}
+    absent_at: dict[tuple[int, int], object] = {}  # (part, stage) -> e
     for t in ticking(range(n), deadline, every=4):
         over = must[t] + sum(inst.part_size[q] for q in live[t]) - inst.budget
         if over <= 0:
             continue
         if over > sum(inst.part_size[q] for q in live[t] if inst.recomputable(inst.part_op[q])):
             return None
-        shed = []
+        over_at[t], shed[t] = over, []
         for q in live[t]:
             i = inst.part_op[q]
             if not inst.recomputable(i):
                 continue
             nxt = min(r for r in inst.part_readers[q] if r > t)
             e = _var(prob, f"absent_{q}_{t}", lowBound=0, upBound=1, cat="Binary")
-            shed.append((inst.part_size[q] // mg) * e)
+            shed[t].append((inst.part_size[q] // mg) * e)
             rows.append((i, t, nxt, e))
-        # sizes are multiples of mg, so the sum is too: round the excess up
-        prob += pulp.lpSum(shed) >= -(-over // mg), f"shed_{t}"
+            absent_at[q, t] = e
     if not rows:
         return 0
+    # Inputs of re-runs. A part q of i absent at t and read next at j needs a run of i in a
+    # stage of (t, j], after o_t's first run; each value v the first such run reads is
+    # resident then, so v is resident while o_t first runs or v's operator h runs in a stage
+    # of (t, j] too (before it) - and then h's own inputs likewise, up to ``depth`` levels.
+    # Resident at t: a live part unless absent; a part o_t reads always (nothing to add); a
+    # part nobody reads after t, or a graph input past its last user, only if held (a
+    # binary adding its bytes to what stage t keeps). w[h,t,j] (0..1) stands for "h runs in
+    # a stage of (t, j]", at most its run count there. Every plan satisfies these rows with
+    # its own absences, holdings and runs; deeper levels and the re-runs' outputs are left
+    # out, so it stays a bound.
+    held: dict[tuple[str, int, int], object] = {}  # (kind, part or input, stage) -> h
+    chains: list[tuple[int, int, int, object, object]] = []  # (op or -1, t, j, if, resident)
+    runs_in: dict[tuple[int, int, int], object] = {}  # (op, t, j) -> w
+    work = [(i, t, j, e, 1) for i, t, j, e in rows] if depth >= 0 else []
+    while work:
+        i, t, j, trigger, level = work.pop()
+        if deadline is not None and deadline.expired():
+            raise OutOfTime("the time limit ran out while building the cut bound")
+        for v in inst.reads[i]:
+            h = inst.part_op[v]
+            readers = inst.part_readers[v]
+            if t in readers or (any(r > t for r in readers) and (v, t) not in absent_at):
+                continue  # o_t reads it, or it cannot be absent at t: resident
+            if any(r > t for r in readers):  # live at t
+                resident = 1 - absent_at[v, t]
+            else:
+                key = ("part", v, t)
+                if key not in held:
+                    held[key] = _var(prob, f"held_{v}_{t}", lowBound=0, upBound=1, cat="Binary")
+                    shed[t].append(-(inst.part_size[v] // mg) * held[key])
+                resident = held[key]
+            if not inst.recomputable(h):
+                chains.append((-1, t, j, trigger, resident))
+            elif level < depth and len(runs_in) < max_runs_in:
+                w = runs_in.get((h, t, j))
+                if w is None:
+                    w = runs_in[h, t, j] = _var(prob, f"w_{h}_{t}_{j}", lowBound=0, upBound=1)
+                    work.append((h, t, j, w, level + 1))
+                chains.append((-2, t, j, trigger, resident + w))
+            else:
+                chains.append((h, t, j, trigger, resident))
+        for x, us in enumerate(inst.input_users):
+            if i not in us or us[-1] >= t or not inst.input_size[x]:
+                continue  # not read, or held through t anyway (loaded by i < t at the latest)
+            key = ("input", x, t)
+            if key not in held:
+                held[key] = _var(prob, f"held_in{x}_{t}", lowBound=0, upBound=1, cat="Binary")
+                shed[t].append(-(inst.input_size[x] // mg) * held[key])
+            chains.append((-1, t, j, trigger, held[key]))
+    for (h, t, j), w in runs_in.items():
+        chains.append((h, t, j, w, 0))
+    for t, over in over_at.items():
+        # sizes are multiples of mg, so the sum is too: round the excess up
+        prob += pulp.lpSum(shed[t]) >= -(-over // mg), f"shed_{t}"
     points: dict[int, set[int]] = {}
-    for i, t, j, _ in rows:
-        points.setdefault(i, set()).update((t, j))
+    for i, t, j, *_ in (*rows, *chains):
+        if i >= 0:
+            points.setdefault(i, set()).update((t, j))
     Z: dict[tuple[int, int], pulp.LpVariable] = {}
     objective = []
     cg = math.gcd(*inst.cost) or 1
@@ -356,17 +441,89 @@ def cut_bound(
         objective.append((inst.cost[i] // cg) * prev)
     for i, t, j, e in ticking(rows, deadline, every=256):
         prob += Z[i, j] - Z[i, t] >= e, f"back_{e.name}"
+    for k, (h, t, j, trigger, resident) in enumerate(ticking(chains, deadline, every=256)):
+        again = Z[h, j] - Z[h, t] if h >= 0 else 0
+        prob += resident + again >= trigger, f"chain_{k}"
     prob += pulp.lpSum(objective)
+    if floor:
+        prob += pulp.lpSum(objective) >= -(-floor // cg), "floor"
     if deadline is not None:
         time_limit = min(time_limit, _left(deadline))
         if deadline.expired(0.1):
             raise OutOfTime("the time limit ran out while building the cut bound")
-    out = backends.backend("cbc").solve(prob, time_limit=max(0.1, time_limit), integral_gap=0.999)
+    if solver is None:
+        solver = "highs" if depth >= 0 and backends.backend("highs").available() else "cbc"
+    extra = {}
+    if solver == "highs" and deadline is not None:  # a cancelled deadline ends the solve
+        extra["stop_when"] = deadline.expired
+    out = backends.backend(solver).solve(
+        prob, time_limit=max(0.1, time_limit), integral_gap=0.999, **extra
+    )
     if out.status == backends.INFEASIBLE:
         return None
     if out.bound is None:
         return 0
     return max(0, math.ceil(out.bound - 1e-6)) * cg
+
+
+def _cuts(
+    inst: RematInstance, deadline: Deadline, memory_limit: int | None, *, deep: bool = True
+) -> int | None:
+    """:func:`cut_bound` for an engine, in at most 10 % of what is left (<= 5 s): first
+    without the inputs' rows (small; often exact), then, in what remains of that share and
+    when ``deep``, with them (stronger) above the first's value. None: no plan fits."""
+    share = deadline.sub(0.1, at_most=5.0)
+    cut = cut_bound(
+        inst, time_limit=_left(share), deadline=deadline, memory_limit=memory_limit, depth=-1
+    )
+    if cut is None or not deep or share.expired(0.2):
+        return cut
+    return max(cut, _deep_cut(inst, cut, share, memory_limit))
+
+
+def _deep_cut(inst: RematInstance, floor: int, deadline: Deadline, memory_limit: int | None) -> int:
+    """:func:`cut_bound` with the inputs' rows above ``floor`` until ``deadline`` (which may
+    be cancelled); ``floor`` if it cannot do better in time."""
+    try:
+        deep = cut_bound(
+            inst,
+            time_limit=_left(deadline),
+            deadline=deadline,
+            memory_limit=memory_limit,
+            floor=floor,
+        )
+    except OutOfTime:
+        return floor
+    return floor if deep is None else max(floor, deep)
+
+
+class _CutInBackground:
+    """:func:`_deep_cut` in a thread beside CP-SAT: ``value`` once it ends (a proven bound
+    on the recompute cost), else None. :meth:`stop` ends it and waits for it (the bound
+    HiGHS has when stopped still counts)."""
+
+    def __init__(
+        self, inst: RematInstance, floor: int, deadline: Deadline, memory_limit: int | None
+    ) -> None:
+        import threading
+
+        self.value: int | None = None
+        self._deadline = deadline.sub()
+        self._thread = threading.Thread(
+            target=self._run, args=(inst, floor, memory_limit), name="cut-bound", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self, inst: RematInstance, floor: int, memory_limit: int | None) -> None:
+        try:
+            self.value = _deep_cut(inst, floor, self._deadline, memory_limit)
+        except Exception:  # the bound is optional: the engine goes on without it
+            log.exception("the cut bound's thread failed; going on without its bound")
+
+    def stop(self) -> int | None:
+        self._deadline.cancel()
+        self._thread.join()
+        return self.value
 
 
 def _best_bound(solver_bound: float | None, cut: int | None) -> float | None:
@@ -557,12 +714,7 @@ def remat_milp(
             inst, plan, warm, f"{too_big}: not built (use -m cpsat or --memory-limit)", t0
         )
     try:
-        cut = cut_bound(
-            inst,
-            time_limit=min(5.0, _left(deadline, 0.1)),
-            deadline=deadline,
-            memory_limit=memory_limit,
-        )
+        cut = _cuts(inst, deadline, memory_limit)
         built = time.perf_counter()
         prob, R, S, cg = _milp_model(inst, problem.budget, deadline)
         built = time.perf_counter() - built
@@ -913,6 +1065,7 @@ def remat_cpsat(
     params: dict | None = None,
     dominance: bool = True,
     memory_limit: int | None = None,
+    deep_cut: bool = True,
 ) -> Plan:
     """Least total compute under ``problem.budget`` by retention intervals and CP-SAT.
 
@@ -921,7 +1074,10 @@ def remat_cpsat(
     position ``(t, i)`` of a later stage. An interval holds i's value; every run of a reader
     j must fall inside an interval of each value j reads; all intervals share one
     cumulative resource of capacity ``budget``. Objective: the cost of the optional
-    intervals present. ``params`` sets CP-SAT parameters by name (e.g.
+    intervals present. The bound of :func:`cut_bound` without its input rows is a
+    constraint of the model; with them (``deep_cut``), it is computed by HiGHS in a thread
+    beside CP-SAT, which stops as soon as its plan meets that bound (then proven optimal);
+    the better bound is reported. ``params`` sets CP-SAT parameters by name (e.g.
     ``{"linearization_level": 2}``). ``time_limit`` (seconds or a shared
     :class:`~cosma.deadline.Deadline`) bounds the whole call, and a signal stops CP-SAT with
     its best plan; a model whose estimate (:func:`cpsat_estimate`) exceeds ``memory_limit``
@@ -953,40 +1109,61 @@ def remat_cpsat(
         return _fallback(inst, plan, warm, f"{too_big}: not built (use --memory-limit)", t0)
     mod = _moccasin_model(inst, deadline, capacity=problem.budget, dominance=dominance)
     m, objective, cg = mod.model, mod.objective, mod.cg
-    cut = cut_bound(
-        inst,
-        time_limit=min(5.0, _left(deadline, 0.1)),
-        deadline=deadline,
-        memory_limit=memory_limit,
-    )
+    # The small cut model now (its bound helps CP-SAT close the gap); the stronger one in a
+    # thread beside the rest, and CP-SAT stops once its plan meets that bound.
+    cut = _cuts(inst, deadline, memory_limit, deep=False)
     if cut and objective:  # a proven bound (cut_bound) helps CP-SAT close the gap
         m.add(sum(objective) >= -(-cut // cg))
     m.minimize(sum(objective))
-    warm = None
-    if hint:
-        stuck: list = []
-        warm = _warm_start(inst, deadline.sub(0.5), tight=False, stuck=stuck)
-        if warm is None:  # no baseline fits: the stage-wise greedy, then phase 1
-            start = stuck[0] if stuck else None
-            warm, near = _tight_start(inst, deadline, threads=threads, seed=seed, start=start)
-            if warm is None and near is not None and _HINT_NEAR:
-                mod.hint(near)  # over the budget: a hint for CP-SAT to repair
-    if warm is not None:
-        # A complete hint (every variable), so the search starts from a feasible plan
-        # instead of repairing a partial one.
-        mod.hint(warm)
-    solver = cp_model.CpSolver()
-    # What is left, less a little for decoding and replaying the plan.
-    solver.parameters.max_time_in_seconds = max(0.1, 0.95 * _left(deadline))
-    solver.parameters.num_workers = max(1, threads)
-    solver.parameters.random_seed = seed
-    # CP-SAT's own SIGINT handler would replace cosma's (cosma.interrupt) for good.
-    solver.parameters.catch_sigint_signal = False
-    for key, value in (params or {}).items():
-        setattr(solver.parameters, key, value)
-    from cosma.solvers.cpsat import _solve_stoppable
+    # The stronger one from now on, beside the warm start and the search (HiGHS only: it
+    # can be stopped when CP-SAT ends, where CBC's process runs to its limit).
+    background = None
+    if cut is not None and objective and deep_cut and backends.backend("highs").available():
+        background = _CutInBackground(inst, cut, deadline.sub(0.97), memory_limit)
+    try:
+        warm = None
+        if hint:
+            stuck: list = []
+            warm = _warm_start(inst, deadline.sub(0.5), tight=False, stuck=stuck)
+            if warm is None:  # no baseline fits: phase 1, then the stage-wise greedy
+                start = stuck[0] if stuck else None
+                warm, near = _tight_start(inst, deadline, threads=threads, seed=seed, start=start)
+                if warm is None and near is not None and _HINT_NEAR:
+                    mod.hint(near)  # over the budget: a hint for CP-SAT to repair
+        if warm is not None:
+            # A complete hint (every variable), so the search starts from a feasible plan
+            # instead of repairing a partial one.
+            mod.hint(warm)
+        solver = cp_model.CpSolver()
+        # What is left, less a little for decoding and replaying the plan.
+        solver.parameters.max_time_in_seconds = max(0.1, 0.95 * _left(deadline))
+        solver.parameters.num_workers = max(1, threads)
+        solver.parameters.random_seed = seed
+        # CP-SAT's own SIGINT handler would replace cosma's (cosma.interrupt) for good.
+        solver.parameters.catch_sigint_signal = False
+        for key, value in (params or {}).items():
+            setattr(solver.parameters, key, value)
+        from cosma.solvers.cpsat import _solve_stoppable
 
-    code = _solve_stoppable(solver, m, None)
+        class Best(cp_model.CpSolverSolutionCallback):
+            value: float | None = None
+
+            def on_solution_callback(self) -> None:
+                self.value = self.objective_value
+
+        best = Best()
+
+        def met() -> bool:  # CP-SAT's plan meets the stronger bound: proven optimal
+            v = None if background is None else background.value
+            return v is not None and best.value is not None and best.value * cg <= v
+
+        if background is not None and background.value:  # known already: a row, as the cut's
+            m.add(sum(objective) >= -(-background.value // cg))
+        code = _solve_stoppable(solver, m, best, poll=met)
+    finally:  # also when anything above raises: no thread left running
+        deep = None if background is None else background.stop()
+    if deep is not None and cut is not None:
+        cut = max(cut, deep)
     bound = _best_bound(
         solver.best_objective_bound * cg if code in (cp_model.OPTIMAL, cp_model.FEASIBLE) else None,
         cut,
@@ -1507,7 +1684,6 @@ def _choose_stagewise(
                     "reason": f"the stage-wise greedy is stuck in stage {t} "
                     f"({top:,} bytes over the budget)",
                     "blockers": blockers,
-                    "partial": sorted(comps),  # stages before t fit
                 }
             for s, k in best[1]:
                 comps.append((s, k))
@@ -1530,13 +1706,11 @@ def _stagewise_search(
     ``rounds`` more with random noise on the costs. A plan is kept only if its memory
     profile (:func:`cosma.remat.peak_of`) fits and each operator runs at most
     ``max_computes`` times; the engines replay it with the simulator before returning it.
-    With ``first``, the first such plan. Without a plan, ``info["closest"]`` is the
-    partial plan (within ``max_computes``) of least peak the runs got stuck with."""
+    With ``first``, the first such plan."""
     free = dataclasses.replace(
         inst, max_computes=tuple(inst.n - i if inst.users[i] else 1 for i in range(inst.n))
     )
     best: tuple[int, list] | None = None
-    closest: tuple[int, list] | None = None
     tries = 0
     for r in range(rounds + 1):
         if first and best is not None:
@@ -1560,13 +1734,6 @@ def _stagewise_search(
                 )
                 if comps is None:
                     more = info.get("blockers", set()) if capped else set()
-                    if capped and info.get("partial") is not None:
-                        peak = peak_of(inst, info["partial"])
-                        if closest is None or (peak, len(info["partial"])) < (
-                            closest[0],
-                            len(closest[1]),
-                        ):
-                            closest = (peak, info["partial"])
                 else:
                     counts = collections.Counter(k for _, k in comps)
                     more = {k for k, c in counts.items() if c + 1 > inst.max_computes[k]}
@@ -1579,10 +1746,7 @@ def _stagewise_search(
                     break
                 protect |= more
     if best is None:
-        return None, {
-            "reason": f"the stage-wise greedy found no plan ({tries} runs)",
-            "closest": None if closest is None else closest[1],
-        }
+        return None, {"reason": f"the stage-wise greedy found no plan ({tries} runs)"}
     return best[1], {"runs": tries}
 
 

@@ -112,7 +112,9 @@ def test_random_layered_round_trip(tmp_path):
 
 def test_cli_plans_a_json_file_with_both_engines(tmp_path):
     path = tmp_path / "rl.json"
-    save_nodelink(random_layered(12, seed=0), path)
+    # seed 5: the first of seeds 0-5 where 0.8 x peak fits at all (in the others one
+    # operator's inputs and output alone exceed it: both engines prove them infeasible)
+    save_nodelink(random_layered(12, seed=5), path)
     runner = CliRunner()
     found = {}
     for m in ("milp", "cpsat"):

@@ -136,6 +136,39 @@ def test_cut_bound_is_a_bound():
     assert tight >= 3
 
 
+def test_cut_bound_with_inputs_is_a_bound():
+    """With its rows for the inputs of re-runs (any depth), cut_bound stays at or below the
+    brute-force optimum (any number of runs per operator) on random graphs of 6 operators
+    and on a training chain, is never below the bound without those rows, and is above
+    it on several (the rows matter)."""
+    stronger = 0
+    # seeds 21, 26, 32 and 42: graphs where the rows raise the bound (found by a scan)
+    seeds = [0, 1, 2, 3, 21, 26, 32, 42]
+    graphs = [random_dag(seed, 6) for seed in seeds] + [chain_training(3)]
+    for g in graphs:
+        peak = no_remat_peak(RematInstance.build(Problem(g, 10**9)))
+        for frac in (0.8, 0.65, 0.5):
+            inst = RematInstance.build(Problem(g, math.ceil(frac * peak)), max_computes=None)
+            want = brute_force(inst)
+            small = cut_bound(inst, time_limit=10, depth=-1)
+            for depth in (0, 1, 3):
+                for solver in ("cbc", "highs"):
+                    if not backends.BACKENDS[solver].available():
+                        continue
+                    cut = cut_bound(inst, time_limit=10, depth=depth, solver=solver)
+                    if want is None:  # no plan: any value bounds it (None says so)
+                        continue
+                    assert cut is not None and small is not None, (g.name, frac)
+                    assert small <= cut and inst.base_cost + cut <= want, (
+                        g.name,
+                        frac,
+                        depth,
+                        solver,
+                    )
+            stronger += want is not None and cut > small
+    assert stronger >= 2
+
+
 def test_chain_by_hand():
     # x(1) -f0-> a0 -f1-> a1 -f2-> a2 (2 bytes each); b2 reads a2, a1 -> g2; b1 reads g2, a0
     # -> g1; b0 reads g1 -> g0. Every operator costs 2 (its largest tensor, no shapes).
@@ -371,12 +404,12 @@ def test_optimal_says_it_is_optimal_in_the_stage_frame():
             assert ("stage frame" in (plan.reason or "")) is recomputes, (name, plan.reason)
 
 
-@pytest.mark.parametrize(("n", "seed", "frac"), [(20, 9, "0.8"), (30, 0, "0.8"), (30, 0, "0.7")])
+@pytest.mark.parametrize(("n", "seed", "frac"), [(20, 3, "0.7"), (30, 0, "0.7"), (30, 6, "0.8")])
 def test_stagewise_heuristic_fits_where_no_baseline_does(n, seed, frac):
-    # Cases found by a search over random_layered(20|30, seeds 0-11) at 0.8x/0.7x: the only
-    # ones where no baseline (checkpoint-all, Chen's two, the eviction greedy) fits and the
-    # stage-wise greedy does. Its plan must replay within the budget with at most one
-    # recomputation per operator.
+    # Cases found by a search over random_layered(20|30, seeds 0-11) at 0.8x/0.7x (the
+    # generator following Gagrani et al.): the only ones where no baseline (checkpoint-all,
+    # Chen's two, the eviction greedy) fits and the stage-wise greedy does. Its plan must
+    # replay within the budget with at most one recomputation per operator.
     from cosma.graphs.nodelink import random_layered
     from cosma.remat import remat_plan, resolve_remat_budget
     from cosma.solvers import remat as engines
@@ -405,9 +438,9 @@ def test_stagewise_heuristic_fits_where_no_baseline_does(n, seed, frac):
     assert got.objective <= heuristic
 
 
-@pytest.mark.parametrize(("n", "seed"), [(15, 17), (20, 11)])
+@pytest.mark.parametrize(("n", "seed"), [(12, 21), (15, 19)])
 def test_phase_one_fits_where_no_baseline_nor_the_greedy_does(n, seed, caplog):
-    # Cases found by a search over random_layered(8-20, seeds 0-29) at 0.8x/0.7x/0.6x where
+    # Cases found by a search over random_layered(10-25, seeds 0-29) at 0.8x/0.7x/0.6x where
     # no baseline (checkpoint-all, Chen's two, the eviction greedy) fits, the stage-wise
     # greedy finds nothing either, and MOCCASIN's phase 1 (capacity minimised) reaches
     # the budget. Its plan must replay within the budget with at most one recomputation
@@ -436,9 +469,8 @@ def test_phase_one_fits_where_no_baseline_nor_the_greedy_does(n, seed, caplog):
     with caplog.at_level(logging.INFO, logger="cosma.solvers.remat"):
         a = remat_cpsat(problem, time_limit=10, threads=1)
     assert "phase1 found a plan" in caplog.text  # the engine took this path
-    # The MILP (CBC), started from phase 1 too, as the independent check of the optimum
-    # (on the smaller graph only: ~4 s there, ~15 s on the other).
-    b = remat_milp(problem, time_limit=20) if n == 15 else a
+    # The MILP (CBC), started from phase 1 too, as the independent check of the optimum.
+    b = remat_milp(problem, time_limit=20)
     for got in (a, b):
         assert got.status is Status.OPTIMAL, got.reason
         verify(g, got)
