@@ -265,6 +265,7 @@ def cut_bound(
     floor: int | None = None,
     solver: str | None = None,
     max_runs_in: int = 20_000,
+    max_absent: int = 2_000,
 ) -> int | None:
     """A proven lower bound on the recompute cost (total compute minus ``base_cost``) of
     every plan of the stage frame, whatever ``max_computes`` allows beyond one run; None if
@@ -291,7 +292,9 @@ def cut_bound(
     only). ``depth=-1`` leaves the inputs out entirely (a smaller, weaker model).
     ``floor`` (a bound already proven) is added as a constraint; ``solver``: ``"cbc"`` or
     ``"highs"`` (default: HiGHS for ``depth >= 0`` when installed, whose branching does
-    better on these rows, else CBC). A model that would not fit ``memory_limit`` (default:
+    better on these rows, else CBC). Input rows only while the model stays small: with more
+    than ``max_absent`` absence variables they are left out (``floor`` is then returned
+    when given). A model that would not fit ``memory_limit`` (default:
     half the machine's memory) is not built (bound 0); building it stops with
     :class:`~cosma.solvers.exact.OutOfTime` when ``deadline`` passes.
 
@@ -332,6 +335,12 @@ def cut_bound(
     for t in ticking(range(n), deadline):
         if must[t] + sum(inst.part_size[q] for q in live[t]) > inst.budget:
             absent += sum(1 for q in live[t] if inst.recomputable(inst.part_op[q]))
+    log.debug("cut_bound: %d absences", absent)
+    if depth >= 0 and absent > max_absent:
+        log.info("cut_bound: %d absences, input rows left out (max_absent)", absent)
+        if floor is not None:
+            return floor  # the caller has the small model's bound already
+        depth = -1
     cost = limits.COST["milp"]
     grow = 1 + 2 * max(0, depth + 1)  # input rows per absence, roughly
     est = limits.Estimate(
@@ -499,8 +508,8 @@ def _deep_cut(inst: RematInstance, floor: int, deadline: Deadline, memory_limit:
 
 class _CutInBackground:
     """:func:`_deep_cut` in a thread beside CP-SAT: ``value`` once it ends (a proven bound
-    on the recompute cost), else None. :meth:`stop` ends it and waits for it (the bound
-    HiGHS has when stopped still counts)."""
+    on the recompute cost), else None. :meth:`stop` ends it (the bound HiGHS has when
+    stopped still counts if it comes in time)."""
 
     def __init__(
         self, inst: RematInstance, floor: int, deadline: Deadline, memory_limit: int | None
@@ -520,9 +529,14 @@ class _CutInBackground:
         except Exception:  # the bound is optional: the engine goes on without it
             log.exception("the cut bound's thread failed; going on without its bound")
 
-    def stop(self) -> int | None:
+    def stop(self, wait: float = 0.5) -> int | None:
+        """Cancel it and wait up to ``wait`` seconds (a model being handed to HiGHS, or
+        HiGHS's presolve, does not stop at once: the thread then ends on its own soon
+        after, the call does not wait for it)."""
         self._deadline.cancel()
-        self._thread.join()
+        self._thread.join(wait)
+        if self._thread.is_alive():
+            log.debug("the cut bound's thread is still winding down")
         return self.value
 
 
