@@ -289,7 +289,8 @@ def cut_bound(
     past its last reader, held at ``t`` at the cost of its bytes there) or ``v``'s operator
     runs in a stage of ``(t, j]`` as well, before it (and then its inputs likewise). The
     memory of the runs themselves and the deeper levels are left out (hence a bound
-    only). ``depth=-1`` leaves the inputs out entirely (a smaller, weaker model).
+    only). ``depth=-1`` leaves the inputs out entirely (a smaller, weaker model); ``0`` is
+    the same as ``1`` (the re-runs' own inputs, one level).
     ``floor``: a value at most *this model's* optimum - the same instance's bound with
     fewer rows (``depth=-1``), which this model's optimum never falls below - added as a
     row on the objective to help the solver (a bound proven some other way may exceed the
