@@ -290,7 +290,11 @@ def cut_bound(
     runs in a stage of ``(t, j]`` as well, before it (and then its inputs likewise). The
     memory of the runs themselves and the deeper levels are left out (hence a bound
     only). ``depth=-1`` leaves the inputs out entirely (a smaller, weaker model).
-    ``floor`` (a bound already proven) is added as a constraint; ``solver``: ``"cbc"`` or
+    ``floor``: a value at most *this model's* optimum - the same instance's bound with
+    fewer rows (``depth=-1``), which this model's optimum never falls below - added as a
+    row on the objective to help the solver (a bound proven some other way may exceed the
+    model's optimum, and the row would then lift the answer above the true optimum: it is
+    not what this takes). ``solver``: ``"cbc"`` or
     ``"highs"`` (default: HiGHS for ``depth >= 0`` when installed, whose branching does
     better on these rows, else CBC). Input rows only while the model stays small: with more
     than ``max_absent`` absence variables they are left out (``floor`` is then returned
@@ -491,8 +495,9 @@ def _cuts(
 
 
 def _deep_cut(inst: RematInstance, floor: int, deadline: Deadline, memory_limit: int | None) -> int:
-    """:func:`cut_bound` with the inputs' rows above ``floor`` until ``deadline`` (which may
-    be cancelled); ``floor`` if it cannot do better in time."""
+    """:func:`cut_bound` with the inputs' rows above ``floor`` (the same instance's bound
+    with ``depth=-1``: never above this model's optimum) until ``deadline`` (which may be
+    cancelled); ``floor`` if it cannot do better in time."""
     try:
         deep = cut_bound(
             inst,

@@ -165,6 +165,9 @@ def test_cut_bound_with_inputs_is_a_bound():
                         depth,
                         solver,
                     )
+            if want is not None:  # with the small model's bound as its floor, as engines do
+                floored = cut_bound(inst, time_limit=10, floor=small)
+                assert small <= floored and inst.base_cost + floored <= want, (g.name, frac)
             stronger += want is not None and cut > small
     assert stronger >= 2
 
