@@ -441,6 +441,63 @@ def test_stagewise_heuristic_fits_where_no_baseline_does(n, seed, frac):
     assert got.objective <= heuristic
 
 
+def test_phase_one_on_a_small_hand_built_graph(tmp_path, caplog):
+    """Eight operators (node-link JSON, run in file order), budget 9,200 bytes; no baseline
+    and not the stage-wise greedy fit, phase 1 does, and both engines find the optimum
+    derived here by hand. Sizes (bytes) / costs: o0 1390/0, o1 730/63 (reads o0), o2
+    3290/449 (o1), o3 4110/847 (o1, o2), o4 2090/128 (o0), o5 5190/518 (o4), o6 110/218
+    (o4, o5), o7 2200/0 (o3, o6; the graph output). No-recompute peak 11,500 (while o6
+    runs: o3 + o4 + o5 + o6). By hand:
+    - o3 must be re-run: held across o5 it costs o4 + o5 + o3 = 11,390 > 9,200; its only
+      later reader is o7, so the re-run is in stage 7 and needs o1 and o2 resident there;
+    - o2 is not held across o5 either (o4 + o5 + o2 = 10,570), and a re-run in stage 6
+      (before o6, which needs o4 and o5) is over too (o4 + o5 + o2 + o1 = 11,300): o2 is
+      re-run in stage 7;
+    - o1 (730) can be held from its run to stage 7 (at o5: 2090 + 5190 + 730 = 8,010; at
+      o6: 8,120) but o0 cannot be held across o3's first run (o1 + o2 + o3 + o0 = 9,520):
+      o0 (cost 0) is re-run before o4 in stage 4;
+    - then every run fits (largest: o3's re-run, 730 + 3290 + 4110 + 110 = 8,240), so the
+      least recompute cost is 449 + 847 = 1,296 over the base 2,223: 3,519.
+    """
+    import json
+    import logging
+
+    from cosma.deadline import Deadline
+    from cosma.graphs.nodelink import load_nodelink
+    from cosma.remat import remat_plan
+    from cosma.solvers import remat as engines
+
+    nodes = [(1390, 0), (730, 63), (3290, 449), (4110, 847), (2090, 128), (5190, 518)]
+    nodes += [(110, 218), (2200, 0)]
+    links = [(0, 1), (1, 2), (1, 3), (2, 3), (0, 4), (4, 5), (4, 6), (5, 6), (3, 7), (6, 7)]
+    doc = {
+        "directed": True,
+        "multigraph": False,
+        "graph": {"name": "trap8"},
+        "nodes": [{"id": i, "cost_ram": r, "cost_cpu": c} for i, (r, c) in enumerate(nodes)],
+        "links": [{"source": a, "target": b} for a, b in links],
+    }
+    path = tmp_path / "trap8.json"
+    path.write_text(json.dumps(doc))
+    g = load_nodelink(path)
+    problem = Problem(g, 9200)
+    inst = RematInstance.build(problem, max_computes=2)
+    assert no_remat_peak(inst) == 11500 and inst.base_cost == 2223
+    assert engines._warm_start(inst, tight=False) is None  # no baseline fits
+    assert engines._stagewise_search(inst)[0] is None
+    comps, _ = engines._phase_one(inst, Deadline(10), threads=1)
+    assert comps is not None
+    r = replay(g, remat_plan(inst, comps, method="remat-phase1", status=Status.FEASIBLE))
+    assert r.valid and r.peak <= 9200 and r.compute >= 3519
+    with caplog.at_level(logging.INFO, logger="cosma.solvers.remat"):
+        a = remat_cpsat(problem, time_limit=10, threads=1)
+    assert "phase1 found a plan" in caplog.text  # the engine started from phase 1
+    b = remat_milp(problem, time_limit=10)
+    for got in (a, b):
+        assert got.status is Status.OPTIMAL and got.objective == 3519, got.reason
+        verify(g, got)
+
+
 @pytest.mark.parametrize(("n", "seed"), [(12, 21), (15, 19)])
 def test_phase_one_fits_where_no_baseline_nor_the_greedy_does(n, seed, caplog):
     # Cases found by a search over random_layered(10-25, seeds 0-29) at 0.8x/0.7x/0.6x where
