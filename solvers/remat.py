@@ -764,6 +764,19 @@ def remat_milp(
         warm_start=warm is not None,
     )
     bound = _best_bound(None if out.bound is None else out.bound * cg, cut)
+    if out.status == backends.INFEASIBLE and warm is not None:
+        # A replayed plan fits, so the claim is false (seen once with CBC on a 100-node
+        # random layered graph, not reproduced): keep the plan, not the claim.
+        log.error(
+            "%s reported the remat MILP infeasible but a replayed plan fits: a solver "
+            "fault; the plan is kept without that claim",
+            solver,
+        )
+        plan.reason = (
+            f"{solver} reported the model infeasible although a plan fits (a solver "
+            "fault); best baseline kept"
+        )
+        return _finish(inst, plan, warm, Status.FEASIBLE, cut, t0)
     if out.status == backends.INFEASIBLE:
         plan.reason = (
             "no plan fits the budget in the stage frame with at most "
@@ -1196,6 +1209,13 @@ def remat_cpsat(
         solver.best_objective_bound * cg if code in (cp_model.OPTIMAL, cp_model.FEASIBLE) else None,
         cut,
     )
+    if code == cp_model.INFEASIBLE and warm is not None:  # as for the MILP: a fault
+        log.error("CP-SAT reported the remat model infeasible but a replayed plan fits")
+        plan.reason = (
+            "CP-SAT reported the model infeasible although a plan fits (a solver fault); "
+            "best baseline kept"
+        )
+        return _finish(inst, plan, warm, Status.FEASIBLE, cut, t0)
     if code == cp_model.INFEASIBLE:
         plan.reason = (
             "no plan fits the budget in the stage frame with at most "
