@@ -171,3 +171,22 @@ def test_bad_parameters_say_which(kwargs):
         random_layered(30, **kwargs)
     with pytest.raises(UsageError, match="at least 3"):
         random_layered(2)
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {"n": 100.0},
+        {"n": "100"},
+        {"n": 100, "seed": None},
+        {"n": 100, "seed": 1.5},
+        {"n": 100, "width": "0.3"},
+        {"n": 100, "edge_density": None},
+    ],
+)
+def test_wrong_types_are_named(kw):
+    """A wrong type is a UsageError naming the parameter (not a TypeError from inside, and
+    seed=None would silently give a different graph on every call)."""
+    with pytest.raises(UsageError) as e:
+        random_layered(**kw)
+    assert next(k for k in kw if k != "n" or len(kw) == 1) in str(e.value)
