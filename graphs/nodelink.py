@@ -337,14 +337,14 @@ def random_layered(
         raise UsageError(f"n (the number of nodes) should be an integer, not {n!r}")
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise UsageError(f"seed should be an integer (the graph is a function of it), not {seed!r}")
-    for name, value in (
+    for label, value in (
         ("width", width),
         ("width_variance", width_variance),
         ("edge_density", edge_density),
         ("skip_density", skip_density),
     ):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise UsageError(f"{name} should be a number, not {value!r}")
+            raise UsageError(f"{label} should be a number, not {value!r}")
     if n < 3:
         raise UsageError("a random layered graph needs at least 3 nodes (a source, a target)")
     if not 0 < width < 1:

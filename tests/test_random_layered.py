@@ -190,3 +190,8 @@ def test_wrong_types_are_named(kw):
     with pytest.raises(UsageError) as e:
         random_layered(**kw)
     assert next(k for k in kw if k != "n" or len(kw) == 1) in str(e.value)
+
+
+def test_the_name_is_the_default_or_given():
+    assert random_layered(20, seed=3).name == "random_layered_n20_s3"
+    assert random_layered(20, seed=3, name="mine").name == "mine"
