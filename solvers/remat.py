@@ -200,6 +200,28 @@ def _fallback(
     return _finish(inst, plan, warm, Status.FEASIBLE, bound, t0)
 
 
+def _begin(
+    problem: Problem,
+    method: str,
+    solver: str,
+    order: list[str] | None,
+    max_computes: int | None,
+    time_limit: float | Deadline | None,
+) -> tuple[float, Deadline, Plan, RematInstance]:
+    """What an exact engine starts with: its clock, deadline, empty plan and instance; the
+    plan's status is INFEASIBLE (with the reason) when no plan can fit at all."""
+    t0 = time.perf_counter()
+    deadline = _deadline(time_limit)
+    options = {"max_computes": max_computes, "time_limit": _limit_seconds(time_limit)}
+    plan = _empty(problem, method, solver, options)
+    inst = RematInstance.build(problem, order=order, max_computes=max_computes)
+    why = _infeasible_reason(inst)
+    if why:
+        plan.reason = why
+        plan.status = Status.INFEASIBLE
+    return t0, deadline, plan, inst
+
+
 def _finish(
     inst: RematInstance,
     plan: Plan,
@@ -244,6 +266,24 @@ def _finish(
         # after a reason already given (e.g. why a baseline was kept)
         built.reason = f"{built.reason}; {why}" if built.reason else why
     return built
+
+
+def _solver_fault(
+    inst: RematInstance, plan: Plan, warm: list, cut: int | None, t0: float, solver: str
+) -> Plan:
+    """A solver said "infeasible" while ``warm`` (a replayed plan within the budget) fits:
+    the claim is false (seen once with CBC on a 100-node random layered graph, not
+    reproduced), so the plan is kept without it, as the traffic engines do."""
+    log.error(
+        "%s reported the remat model infeasible but a replayed plan fits: a solver fault; "
+        "the plan is kept without that claim",
+        solver,
+    )
+    plan.reason = (
+        f"{solver} reported the model infeasible although a plan fits (a solver fault); "
+        "best baseline kept"
+    )
+    return _finish(inst, plan, warm, Status.FEASIBLE, cut, t0)
 
 
 FRAME = (
@@ -716,14 +756,10 @@ def remat_milp(
     >>> p.status.value, p.objective, p.stats["recomputations"]
     ('optimal', 20, 1)
     """
-    t0 = time.perf_counter()
-    deadline = _deadline(time_limit)
-    options = {"max_computes": max_computes, "time_limit": _limit_seconds(time_limit)}
-    plan = _empty(problem, "remat-milp", solver, options)
-    inst = RematInstance.build(problem, order=order, max_computes=max_computes)
-    why = _infeasible_reason(inst)
-    if why:
-        plan.reason = why
+    t0, deadline, plan, inst = _begin(
+        problem, "remat-milp", solver, order, max_computes, time_limit
+    )
+    if plan.status is Status.INFEASIBLE:
         return _finish(inst, plan, None, Status.INFEASIBLE, None, t0)
     backend = backends.backend(solver)
     # The best baseline first (at most a third of the time): what is returned if the model
@@ -765,18 +801,7 @@ def remat_milp(
     )
     bound = _best_bound(None if out.bound is None else out.bound * cg, cut)
     if out.status == backends.INFEASIBLE and warm is not None:
-        # A replayed plan fits, so the claim is false (seen once with CBC on a 100-node
-        # random layered graph, not reproduced): keep the plan, not the claim.
-        log.error(
-            "%s reported the remat MILP infeasible but a replayed plan fits: a solver "
-            "fault; the plan is kept without that claim",
-            solver,
-        )
-        plan.reason = (
-            f"{solver} reported the model infeasible although a plan fits (a solver "
-            "fault); best baseline kept"
-        )
-        return _finish(inst, plan, warm, Status.FEASIBLE, cut, t0)
+        return _solver_fault(inst, plan, warm, cut, t0, solver)
     if out.status == backends.INFEASIBLE:
         plan.reason = (
             "no plan fits the budget in the stage frame with at most "
@@ -1134,14 +1159,10 @@ def remat_cpsat(
     """
     from ortools.sat.python import cp_model
 
-    t0 = time.perf_counter()
-    deadline = _deadline(time_limit)
-    options = {"max_computes": max_computes, "time_limit": _limit_seconds(time_limit)}
-    plan = _empty(problem, "remat-cpsat", "cp-sat", options)
-    inst = RematInstance.build(problem, order=order, max_computes=max_computes)
-    why = _infeasible_reason(inst)
-    if why:
-        plan.reason = why
+    t0, deadline, plan, inst = _begin(
+        problem, "remat-cpsat", "cp-sat", order, max_computes, time_limit
+    )
+    if plan.status is Status.INFEASIBLE:
         return _finish(inst, plan, None, Status.INFEASIBLE, None, t0)
     too_big = _too_large(cpsat_estimate(inst), memory_limit, "the CP-SAT model")
     if too_big:
@@ -1209,13 +1230,8 @@ def remat_cpsat(
         solver.best_objective_bound * cg if code in (cp_model.OPTIMAL, cp_model.FEASIBLE) else None,
         cut,
     )
-    if code == cp_model.INFEASIBLE and warm is not None:  # as for the MILP: a fault
-        log.error("CP-SAT reported the remat model infeasible but a replayed plan fits")
-        plan.reason = (
-            "CP-SAT reported the model infeasible although a plan fits (a solver fault); "
-            "best baseline kept"
-        )
-        return _finish(inst, plan, warm, Status.FEASIBLE, cut, t0)
+    if code == cp_model.INFEASIBLE and warm is not None:
+        return _solver_fault(inst, plan, warm, cut, t0, "CP-SAT")
     if code == cp_model.INFEASIBLE:
         plan.reason = (
             "no plan fits the budget in the stage frame with at most "
