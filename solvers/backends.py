@@ -96,8 +96,20 @@ def _run_solver_process(args: list[str], out_path: str, watchdog: float) -> tupl
                     return True
                 return False
 
+        asked: list[float] = []
+
+        def stop() -> None:
+            # SIGINT first (CBC then stops with its best solution); CBC busy in its
+            # preprocessing or root LP can take many seconds to notice, so a stop asked
+            # again 1.5 s later kills the group (the run then has no incumbent).
+            if asked and time.monotonic() - asked[0] > 1.5:
+                _kill_group(proc, signal.SIGKILL)
+                return
+            asked.append(time.monotonic())
+            _kill_group(proc, signal.SIGINT)
+
         try:
-            interrupt.wait_stoppable(finished, lambda: _kill_group(proc, signal.SIGINT))
+            interrupt.wait_stoppable(finished, stop)
         finally:
             if proc.poll() is None:
                 _kill_group(proc, signal.SIGKILL)
